@@ -1,0 +1,21 @@
+using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Process;
+using Microsoft.ML.Diffusion.Schedules;
+
+namespace Microsoft.ML.Diffusion.Checkpoints;
+
+/// <summary>The self-describing part of a checkpoint: everything needed to rebuild the model around its weights.</summary>
+public sealed record CheckpointHeader
+{
+    /// <summary>The noise predictor's architecture.</summary>
+    public required UNetOptions Network { get; init; }
+
+    /// <summary>The noise schedule the model was trained with.</summary>
+    public required NoiseScheduleOptions Schedule { get; init; }
+
+    /// <summary>What the network predicts.</summary>
+    public PredictionType Prediction { get; init; }
+
+    /// <summary>Optimiser steps the weights have seen.</summary>
+    public long TrainingSteps { get; init; }
+}

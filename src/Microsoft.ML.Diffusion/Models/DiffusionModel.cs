@@ -1,0 +1,135 @@
+using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Process;
+using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Samplers;
+using Microsoft.ML.Diffusion.Schedules;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Models;
+
+/// <summary>
+/// A trained diffusion model ready to sample: the noise predictor, the schedule it was trained on and
+/// its prediction type. It saves to and loads from one self-describing checkpoint file, independent of
+/// ML.NET (whose layer embeds the same bytes in a model zip).
+/// </summary>
+public sealed class DiffusionModel : IDisposable
+{
+    /// <summary>Wraps a trained network; the model takes ownership of it.</summary>
+    public DiffusionModel(UNetNoisePredictor network, NoiseScheduleOptions schedule, PredictionType prediction, long trainingSteps = 0)
+    {
+        Network = network ?? throw new ArgumentNullException(nameof(network));
+        ScheduleOptions = schedule ?? throw new ArgumentNullException(nameof(schedule));
+        Schedule = NoiseSchedule.Create(schedule);
+        Prediction = prediction;
+        TrainingSteps = trainingSteps;
+        Network.eval();
+        Device = Network.parameters().First().device;
+    }
+
+    /// <summary>The noise predictor ε_θ(x_t, t).</summary>
+    public UNetNoisePredictor Network { get; }
+
+    /// <summary>The network's architecture.</summary>
+    public UNetOptions NetworkOptions => Network.Options;
+
+    /// <summary>The schedule's options.</summary>
+    public NoiseScheduleOptions ScheduleOptions { get; }
+
+    /// <summary>The schedule the model was trained with.</summary>
+    public NoiseSchedule Schedule { get; }
+
+    /// <summary>What the network predicts.</summary>
+    public PredictionType Prediction { get; }
+
+    /// <summary>Optimiser steps the weights have seen.</summary>
+    public long TrainingSteps { get; }
+
+    /// <summary>Where the weights live.</summary>
+    public Device Device { get; }
+
+    /// <summary>Image shape (C, H, W) the model generates.</summary>
+    public long[] ImageShape => [NetworkOptions.ImageChannels, NetworkOptions.ImageSize, NetworkOptions.ImageSize];
+
+    /// <summary>The network as a sampler's denoiser.</summary>
+    public Denoiser AsDenoiser() => (x, t) => Network.forward(x, t);
+
+    /// <summary>A sampler configured for this model's prediction type.</summary>
+    public IDiffusionSampler CreateSampler(GenerationOptions options) => DiffusionSamplers.Create(options.Sampler, Schedule, new SamplerOptions
+    {
+        Prediction = Prediction,
+        Eta = options.Eta,
+        Clipping = options.Clipping,
+        ClipRange = options.ClipRange,
+    });
+
+    /// <summary>
+    /// Generates one image per seed, in one sampler run over the whole batch. Each image depends only on
+    /// its own seed (its starting noise and step noise come from a generator of its own).
+    /// </summary>
+    /// <returns>Images (N, C, H, W) in [−1, 1], owned by the caller.</returns>
+    public Tensor Generate(GenerationOptions options, IReadOnlyList<long> seeds, Action<int, int>? onStep = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(seeds);
+        if (seeds.Count == 0) throw new ArgumentException("At least one seed is needed.", nameof(seeds));
+        using var noise = NoiseSource.PerSample(seeds);
+        using var sampler = CreateSampler(options);
+        using var scope = NewDisposeScope();
+        var x = noise.Next([seeds.Count, .. ImageShape], Device);
+        int steps = options.Steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Schedule);
+        using var result = SamplingLoop.Run(AsDenoiser(), sampler, x, steps, noise, onStep, cancellationToken);
+        return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The model's checkpoint bytes' header.</summary>
+    public CheckpointHeader Header => new() { Network = NetworkOptions, Schedule = ScheduleOptions, Prediction = Prediction, TrainingSteps = TrainingSteps };
+
+    /// <summary>Writes the checkpoint to a stream.</summary>
+    public void Save(Stream stream) => DiffusionCheckpoint.Write(stream, Header, WeightsBytes());
+
+    /// <summary>Writes the checkpoint to a file atomically (the previous file survives a crash mid-write).</summary>
+    public void Save(string path) => DiffusionCheckpoint.WriteFile(path, Header, WeightsBytes());
+
+    /// <summary>Loads a checkpoint from a file onto <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>).</summary>
+    public static DiffusionModel Load(string path, Device? device = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"Checkpoint file '{path}' does not exist.", path);
+        using var fs = File.OpenRead(path);
+        return Load(fs, device, $"Checkpoint file '{path}'");
+    }
+
+    /// <summary>Loads a checkpoint from a stream; <paramref name="source"/> names it in error messages.</summary>
+    public static DiffusionModel Load(Stream stream, Device? device = null, string source = "The checkpoint")
+    {
+        var (header, weights) = DiffusionCheckpoint.Read(stream, source);
+        device ??= DiffusionDevice.Resolve();
+        var network = new UNetNoisePredictor(header.Network);
+        try
+        {
+            using var ms = new MemoryStream(weights, writable: false);
+            using var reader = new BinaryReader(ms);
+            network.load(reader, strict: true);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            network.Dispose();
+            throw new CheckpointFormatException($"{source} has weights that do not fit the architecture its header describes: {e.Message}", e);
+        }
+        network.to(device);
+        return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps);
+    }
+
+    private byte[] WeightsBytes()
+    {
+        using var ms = new MemoryStream();
+        using (var writer = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+            Network.save(writer);
+        return ms.ToArray();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => Network.Dispose();
+}

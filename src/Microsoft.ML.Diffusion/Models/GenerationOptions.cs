@@ -1,0 +1,22 @@
+using Microsoft.ML.Diffusion.Samplers;
+
+namespace Microsoft.ML.Diffusion.Models;
+
+/// <summary>How <see cref="DiffusionModel.Generate"/> samples.</summary>
+public sealed record GenerationOptions
+{
+    /// <summary>The sampler.</summary>
+    public SamplerKind Sampler { get; init; } = SamplerKind.DpmSolverPlusPlus;
+
+    /// <summary>Denoising steps; null uses the sampler's usual count (DDPM: T, DDIM: 50, DPM-Solver++: 20).</summary>
+    public int? Steps { get; init; }
+
+    /// <summary>DDIM's η (0 = deterministic).</summary>
+    public double Eta { get; init; }
+
+    /// <summary>How x̂₀ is kept in range at each step.</summary>
+    public X0Clipping Clipping { get; init; } = X0Clipping.Clip;
+
+    /// <summary>Cap for clipping and dynamic thresholding.</summary>
+    public double ClipRange { get; init; } = 1.0;
+}

@@ -1,0 +1,24 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Networks;
+
+/// <summary>Normalisation layers built the way every module here needs them.</summary>
+public static class NormLayers
+{
+    /// <summary>
+    /// A GroupNorm with its affine parameters set to the identity (weight 1, bias 0). TorchSharp 0.107's
+    /// <c>nn.GroupNorm</c> leaves them uninitialised (memory garbage, sometimes NaN), so we set them here.
+    /// </summary>
+    public static GroupNorm GroupNorm(int groups, int channels)
+    {
+        var norm = nn.GroupNorm(groups, channels);
+        using (no_grad())
+        {
+            norm.weight!.fill_(1.0);
+            norm.bias!.zero_();
+        }
+        return norm;
+    }
+}

@@ -1,0 +1,44 @@
+using Microsoft.ML.Diffusion.Schedules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Samplers;
+
+/// <summary>
+/// DDIM (Song et al. 2021, eq. 12): x_prev = √ᾱ_prev x̂₀ + √(1 − ᾱ_prev − σ²) ε̂ + σ z, with
+/// σ = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev). Deterministic at η = 0; any number of steps.
+/// </summary>
+public sealed class DdimSampler : DiffusionSamplerBase
+{
+    /// <summary>Creates the sampler; η comes from <see cref="SamplerOptions.Eta"/>.</summary>
+    public DdimSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }
+
+    /// <inheritdoc/>
+    public override SamplerKind Kind => SamplerKind.Ddim;
+
+    /// <inheritdoc/>
+    public override bool IsStochastic => Options.Eta > 0;
+
+    /// <inheritdoc/>
+    protected override int[] ChooseTimesteps(int inferenceSteps) => LeadingTimesteps(inferenceSteps);
+
+    /// <inheritdoc/>
+    public override Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample, Generator? generator = null, Tensor? noise = null)
+    {
+        int prev = NextTimestep(stepIndex);   // validates stepIndex
+        int t = Timesteps[stepIndex];
+        using var scope = NewDisposeScope();
+
+        double alphaCumprod = Schedule.AlphasCumprod[t];
+        double alphaCumprodPrev = Schedule.AlphaCumprodAt(prev);   // ᾱ = 1 past the last step
+        var (x0, eps) = Decompose(modelOutput, sample, t);
+
+        double variance = (1.0 - alphaCumprodPrev) / (1.0 - alphaCumprod) * (1.0 - alphaCumprod / alphaCumprodPrev);
+        double sigma = Options.Eta * Math.Sqrt(Math.Max(variance, 0.0));
+        double direction = Math.Sqrt(Math.Max(1.0 - alphaCumprodPrev - sigma * sigma, 0.0));
+
+        var prevSample = Math.Sqrt(alphaCumprodPrev) * x0 + direction * eps;
+        if (sigma > 0)
+            prevSample = prevSample + sigma * (Noise(sample, generator, noise));
+        return prevSample.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,50 @@
+using Microsoft.ML.Diffusion.Schedules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Samplers;
+
+/// <summary>
+/// DDPM ancestral sampling (Ho et al. 2020, Algorithm 2): x_{t−1} = μ̃(x_t, x̂₀) + σ_t z with σ_t² = β̃_t
+/// (or β_t), and no noise on the last step. With fewer than T steps it strides through the schedule,
+/// using the β implied by the two ᾱ it steps between.
+/// </summary>
+public sealed class DdpmSampler : DiffusionSamplerBase
+{
+    /// <summary>Creates the sampler; call <see cref="DiffusionSamplerBase.SetTimesteps"/> before stepping.</summary>
+    public DdpmSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }
+
+    /// <inheritdoc/>
+    public override SamplerKind Kind => SamplerKind.Ddpm;
+
+    /// <inheritdoc/>
+    public override bool IsStochastic => true;
+
+    /// <inheritdoc/>
+    protected override int[] ChooseTimesteps(int inferenceSteps) => LeadingTimesteps(inferenceSteps);
+
+    /// <inheritdoc/>
+    public override Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample, Generator? generator = null, Tensor? noise = null)
+    {
+        int prev = NextTimestep(stepIndex);   // validates stepIndex
+        int t = Timesteps[stepIndex];
+        using var scope = NewDisposeScope();
+
+        double alphaCumprod = Schedule.AlphasCumprod[t];
+        double alphaCumprodPrev = Schedule.AlphaCumprodAt(prev);
+        double beta = 1.0 - alphaCumprod / alphaCumprodPrev;   // β_t when striding by one step
+        double oneMinus = 1.0 - alphaCumprod;
+
+        var (x0, _) = Decompose(modelOutput, sample, t);
+        double coefX0 = Math.Sqrt(alphaCumprodPrev) * beta / oneMinus;
+        double coefXt = Math.Sqrt(1.0 - beta) * (1.0 - alphaCumprodPrev) / oneMinus;
+        var mean = coefX0 * x0 + coefXt * sample;
+
+        if (t > 0)
+        {
+            double variance = Options.UseLargeVariance ? beta : Math.Max((1.0 - alphaCumprodPrev) / oneMinus * beta, 1e-20);
+            var z = Noise(sample, generator, noise);
+            mean = mean + Math.Sqrt(variance) * z;
+        }
+        return mean.MoveToOuterDisposeScope();
+    }
+}

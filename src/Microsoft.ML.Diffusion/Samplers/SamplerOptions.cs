@@ -1,0 +1,35 @@
+using Microsoft.ML.Diffusion.Process;
+
+namespace Microsoft.ML.Diffusion.Samplers;
+
+/// <summary>Settings shared by every sampler.</summary>
+public sealed record SamplerOptions
+{
+    /// <summary>What the noise predictor outputs (must match how it was trained).</summary>
+    public PredictionType Prediction { get; init; } = PredictionType.Epsilon;
+
+    /// <summary>How x̂₀ is kept in range at each step.</summary>
+    public X0Clipping Clipping { get; init; } = X0Clipping.Clip;
+
+    /// <summary>The data range bound for <see cref="X0Clipping.Clip"/> and the cap for dynamic thresholding.</summary>
+    public double ClipRange { get; init; } = 1.0;
+
+    /// <summary>The |x̂₀| percentile used by <see cref="X0Clipping.DynamicThreshold"/>.</summary>
+    public double ThresholdPercentile { get; init; } = 0.995;
+
+    /// <summary>DDIM's η: 0 is deterministic, 1 matches DDPM's ancestral variance.</summary>
+    public double Eta { get; init; }
+
+    /// <summary>
+    /// DDPM only: use β_t as the reverse variance ("fixed large") instead of β̃_t ("fixed small").
+    /// </summary>
+    public bool UseLargeVariance { get; init; }
+
+    /// <summary>Checks the values and throws naming the bad one.</summary>
+    public void Validate()
+    {
+        if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");
+        if (!(ThresholdPercentile > 0 && ThresholdPercentile <= 1)) throw new ArgumentOutOfRangeException(nameof(ThresholdPercentile), ThresholdPercentile, "ThresholdPercentile must lie in (0, 1].");
+        if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
+    }
+}

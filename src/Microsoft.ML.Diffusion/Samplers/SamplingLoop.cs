@@ -1,0 +1,56 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Samplers;
+
+/// <summary>
+/// The reverse process (p_sample_loop): start from noise, ask the denoiser at each of the sampler's
+/// timesteps, let the sampler step. Runs without autograd and with a dispose scope per step, so memory
+/// stays flat however many steps are taken.
+/// </summary>
+public static class SamplingLoop
+{
+    /// <summary>Runs the sampler from <paramref name="initialNoise"/> to a clean sample.</summary>
+    /// <param name="denoiser">The noise predictor.</param>
+    /// <param name="sampler">The sampler, used with <paramref name="steps"/> timesteps.</param>
+    /// <param name="initialNoise">x_T (N, C, H, W); left untouched.</param>
+    /// <param name="steps">Number of denoising steps.</param>
+    /// <param name="noiseSource">Source of the noise stochastic samplers add at each step (required for them).</param>
+    /// <param name="onStep">Called after each step with (steps done, total).</param>
+    /// <param name="cancellationToken">Checked between steps.</param>
+    /// <returns>The generated samples, owned by the caller.</returns>
+    public static Tensor Run(Denoiser denoiser, IDiffusionSampler sampler, Tensor initialNoise, int steps,
+        NoiseSource? noiseSource = null, Action<int, int>? onStep = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(denoiser);
+        ArgumentNullException.ThrowIfNull(sampler);
+        ArgumentNullException.ThrowIfNull(initialNoise);
+        if (sampler.IsStochastic && noiseSource is null)
+            throw new ArgumentException($"The {sampler.Kind} sampler adds noise at each step; pass a noise source.", nameof(noiseSource));
+        sampler.SetTimesteps(steps);
+        using var inference = inference_mode();
+        var x = initialNoise.clone().DetachFromDisposeScope();
+        try
+        {
+            var timesteps = sampler.Timesteps;
+            for (int i = 0; i < timesteps.Count; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                var t = full(x.shape[0], timesteps[i], dtype: int64, device: x.device);
+                var output = denoiser(x, t);
+                var noise = sampler.IsStochastic ? noiseSource!.Next(x.shape, x.device) : null;
+                var next = sampler.Step(output, i, x, noise: noise).DetachFromDisposeScope();
+                x.Dispose();
+                x = next;
+                onStep?.Invoke(i + 1, timesteps.Count);
+            }
+            return x;
+        }
+        catch
+        {
+            x.Dispose();
+            throw;
+        }
+    }
+}

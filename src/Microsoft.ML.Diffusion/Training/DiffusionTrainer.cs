@@ -1,0 +1,231 @@
+using System.Diagnostics;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Process;
+using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Schedules;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Training;
+
+/// <summary>
+/// Trains a noise predictor by DDPM's Algorithm 1: take clean images x₀, pick t uniformly per image,
+/// build x_t by the closed-form forward process, and regress the network's output on the target (ε, v
+/// or x₀) with an MSE loss. AdamW with warm-up and gradient clipping; an EMA of the weights for sampling.
+/// </summary>
+public sealed class DiffusionTrainer : IDisposable
+{
+    private readonly UNetNoisePredictor _network;
+    private readonly UNetNoisePredictor? _emaNetwork;
+    private readonly ExponentialMovingAverage? _ema;
+    private readonly optim.Optimizer _optimizer;
+    private readonly ForwardProcess _forward;
+    private readonly Generator _generator;
+    private readonly Tensor _lossSum;
+    private int _lossCount;
+
+    /// <summary>Creates a trainer with freshly initialised weights (seeded by <see cref="DiffusionTrainerOptions.Seed"/>).</summary>
+    public DiffusionTrainer(UNetOptions network, NoiseScheduleOptions? schedule = null, DiffusionTrainerOptions? options = null, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        Options = options ?? new DiffusionTrainerOptions();
+        Options.Validate();
+        ScheduleOptions = schedule ?? new NoiseScheduleOptions();
+        Schedule = NoiseSchedule.Create(ScheduleOptions);
+        Device = device ?? DiffusionDevice.Resolve();
+
+        // Weight initialisation and dropout draw from torch's global generator: seed it here.
+        manual_seed(Options.Seed);
+        _network = new UNetNoisePredictor(network);
+        _network.to(Device);
+        if (Options.EmaDecay > 0)
+        {
+            _emaNetwork = new UNetNoisePredictor(network);
+            _emaNetwork.to(Device);
+            _emaNetwork.eval();
+            foreach (var p in _emaNetwork.parameters()) p.requires_grad = false;
+            _ema = new ExponentialMovingAverage(_network, _emaNetwork, Options.EmaDecay);
+        }
+        _optimizer = optim.AdamW(_network.parameters(), Options.LearningRate, weight_decay: Options.WeightDecay);
+        _forward = new ForwardProcess(Schedule, Device);
+        _generator = new Generator(unchecked((ulong)Options.Seed), CPU);
+        _lossSum = zeros(1, dtype: float32, device: Device).DetachFromDisposeScope();
+    }
+
+    /// <summary>The training hyper-parameters.</summary>
+    public DiffusionTrainerOptions Options { get; }
+
+    /// <summary>The schedule's options.</summary>
+    public NoiseScheduleOptions ScheduleOptions { get; }
+
+    /// <summary>The noise schedule.</summary>
+    public NoiseSchedule Schedule { get; }
+
+    /// <summary>Where training runs.</summary>
+    public Device Device { get; }
+
+    /// <summary>The network being trained (raw weights, not the EMA).</summary>
+    public UNetNoisePredictor Network => _network;
+
+    /// <summary>Optimiser steps taken so far.</summary>
+    public long StepsDone { get; private set; }
+
+    /// <summary>The learning rate for the next step (linear warm-up, then constant).</summary>
+    public double CurrentLearningRate => Options.WarmupSteps == 0
+        ? Options.LearningRate
+        : Options.LearningRate * Math.Min(1.0, (StepsDone + 1.0) / Options.WarmupSteps);
+
+    /// <summary>
+    /// One step of Algorithm 1 on a batch of clean images (N, C, H, W) scaled to [−1, 1]. The loss is kept
+    /// on the device and averaged by <see cref="TakeMeanLoss"/>, so steps never wait for the host.
+    /// </summary>
+    public void TrainStep(Tensor x0)
+    {
+        ArgumentNullException.ThrowIfNull(x0);
+        CheckImageShape(x0, nameof(x0));
+        using var scope = NewDisposeScope();
+        _network.train();
+        long n = x0.shape[0];
+        var batch = x0.to(Device);
+        if (Options.RandomHorizontalFlip)
+        {
+            var flip = (rand(n, generator: _generator) < 0.5).to(Device).view(-1, 1, 1, 1);
+            batch = where(flip, batch.flip(3), batch);
+        }
+        var t = randint(0, Schedule.Length, [n], dtype: int64, generator: _generator).to(Device);
+        var noise = randn(batch.shape, dtype: float32, generator: _generator).to(Device);
+        var xt = _forward.AddNoise(batch, t, noise);
+        var target = _forward.Target(Options.Prediction, batch, noise, t);
+
+        foreach (var g in _optimizer.ParamGroups) g.LearningRate = CurrentLearningRate;
+        _optimizer.zero_grad();
+        var loss = nn.functional.mse_loss(_network.forward(xt, t), target);
+        loss.backward();
+        if (Options.GradientClipNorm > 0)
+        {
+            double norm = nn.utils.clip_grad_norm_(_network.parameters(), Options.GradientClipNorm);
+            if (!double.IsFinite(norm))
+                throw new InvalidOperationException($"Training diverged at step {StepsDone + 1}: the gradient norm is {norm}. Check the images for NaN or infinite values, or lower the learning rate ({Options.LearningRate}).");
+        }
+        _optimizer.step();
+        StepsDone++;
+        _ema?.Update(StepsDone);
+        using (no_grad()) _lossSum.add_(loss.detach());
+        _lossCount++;
+    }
+
+    /// <summary>The mean loss since the last call (reads it from the device), or NaN if no step was taken.</summary>
+    public double TakeMeanLoss()
+    {
+        if (_lossCount == 0) return double.NaN;
+        double mean = _lossSum.item<float>() / _lossCount;
+        _lossSum.zero_();
+        _lossCount = 0;
+        return mean;
+    }
+
+    /// <summary>
+    /// Trains for <paramref name="steps"/> steps on <paramref name="images"/> (N, C, H, W) in [−1, 1],
+    /// visiting the images in a fresh seeded order each epoch.
+    /// </summary>
+    /// <param name="images">The training set; checked once for shape, range and NaN/infinite values.</param>
+    /// <param name="steps">Steps to take in this call.</param>
+    /// <param name="progress">Called every <paramref name="reportEvery"/> steps and at the end.</param>
+    /// <param name="reportEvery">Steps between progress reports (each reads the loss from the device).</param>
+    /// <param name="cancellationToken">Checked before every step; cancelling throws <see cref="OperationCanceledException"/> between steps, leaving the trainer consistent.</param>
+    public void Train(Tensor images, int steps, Action<TrainingProgress>? progress = null, int reportEvery = 50, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), steps, "steps must not be negative.");
+        if (reportEvery < 1) throw new ArgumentOutOfRangeException(nameof(reportEvery), reportEvery, "reportEvery must be positive.");
+        ValidateImages(images, nameof(images));
+
+        long count = images.shape[0];
+        int batch = (int)Math.Min(Options.BatchSize, count);
+        long target = StepsDone + steps;
+        Tensor? order = null;
+        long position = count;
+        var clock = Stopwatch.StartNew();
+        long stepsAtLastReport = StepsDone;
+        try
+        {
+            while (StepsDone < target)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                if (position + batch > count)
+                {
+                    order?.Dispose();
+                    order = randperm(count, generator: _generator).DetachFromDisposeScope();
+                    position = 0;
+                }
+                var indices = order!.narrow(0, position, batch).to(images.device);
+                position += batch;
+                TrainStep(images.index_select(0, indices));
+
+                bool last = StepsDone == target;
+                if (progress is not null && (StepsDone % reportEvery == 0 || last))
+                {
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    progress(new TrainingProgress((int)StepsDone, (int)target, TakeMeanLoss(), CurrentLearningRate,
+                        seconds > 0 ? (StepsDone - stepsAtLastReport) / seconds : 0));
+                    stepsAtLastReport = StepsDone;
+                    clock.Restart();
+                }
+            }
+        }
+        finally
+        {
+            order?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A standalone model for sampling, holding a copy of the EMA weights (or the raw weights when the EMA
+    /// is off); later training does not change it.
+    /// </summary>
+    public DiffusionModel ToModel()
+    {
+        var source = _emaNetwork ?? _network;
+        var copy = new UNetNoisePredictor(_network.Options);
+        copy.to(Device);
+        using (no_grad())
+        {
+            foreach (var (dst, src) in copy.parameters().Zip(source.parameters()))
+                dst.copy_(src);
+        }
+        return new DiffusionModel(copy, ScheduleOptions, Options.Prediction, StepsDone);
+    }
+
+    private void CheckImageShape(Tensor images, string name)
+    {
+        var o = _network.Options;
+        if (images.dim() != 4 || images.shape[1] != o.ImageChannels || images.shape[2] != o.ImageSize || images.shape[3] != o.ImageSize)
+            throw new ArgumentException($"Training images must have shape (N, {o.ImageChannels}, {o.ImageSize}, {o.ImageSize}) to match the network, but {name} has shape [{string.Join(", ", images.shape)}].", name);
+    }
+
+    private void ValidateImages(Tensor images, string name)
+    {
+        CheckImageShape(images, name);
+        if (images.shape[0] == 0) throw new ArgumentException("The training set is empty.", name);
+        if (images.dtype != float32) throw new ArgumentException($"Training images must be float32, not {images.dtype}.", name);
+        using var scope = NewDisposeScope();
+        long nonFinite = (~isfinite(images)).sum().item<long>();
+        if (nonFinite > 0) throw new ArgumentException($"The training images contain {nonFinite} NaN or infinite values.", name);
+        double min = images.min().item<float>(), max = images.max().item<float>();
+        if (min < -1.001 || max > 1.001)
+            throw new ArgumentException($"Training images must be scaled to [−1, 1] but range over [{min}, {max}].", name);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _network.Dispose();
+        _emaNetwork?.Dispose();
+        _optimizer.Dispose();
+        _forward.Dispose();
+        _generator.Dispose();
+        _lossSum.Dispose();
+    }
+}

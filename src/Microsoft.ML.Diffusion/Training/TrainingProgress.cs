@@ -1,0 +1,9 @@
+namespace Microsoft.ML.Diffusion.Training;
+
+/// <summary>A progress report from the training loop.</summary>
+/// <param name="Step">Training steps completed so far (over all calls).</param>
+/// <param name="TotalSteps">Steps this run will reach.</param>
+/// <param name="Loss">Mean loss over the steps since the previous report.</param>
+/// <param name="LearningRate">The learning rate of the last step.</param>
+/// <param name="StepsPerSecond">Throughput since the previous report.</param>
+public readonly record struct TrainingProgress(int Step, int TotalSteps, double Loss, double LearningRate, double StepsPerSecond);

@@ -1,0 +1,74 @@
+using Microsoft.ML.Diffusion.Samplers;
+using Microsoft.ML.Diffusion.Schedules;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Tests.Samplers;
+
+/// <summary>
+/// For data x₀ ~ N(μ, s²) per pixel, the optimal noise predictor has a closed form:
+/// E[ε | x_t] = √(1−ᾱ)(x_t − √ᾱ μ) / (ᾱ s² + 1 − ᾱ). Driving each sampler with it must give samples whose
+/// per-pixel mean and standard deviation are μ and s.
+/// </summary>
+public class GaussianSamplerTests
+{
+    private const int SampleCount = 4000;
+    private static readonly float[] Means = [-0.6f, -0.2f, 0.0f, 0.3f, 0.5f, 0.8f, -0.4f, 0.1f];
+    private static readonly float[] Stds = [0.1f, 0.3f, 0.5f, 0.2f, 0.25f, 0.15f, 0.4f, 0.05f];
+
+    private static Denoiser ExactGaussianDenoiser(NoiseSchedule schedule, Tensor mu, Tensor s2)
+        => (x, t) =>
+        {
+            double a = schedule.AlphasCumprod[t[0].item<long>()];
+            return Math.Sqrt(1 - a) * (x - Math.Sqrt(a) * mu) / (a * s2 + (1 - a));
+        };
+
+    [Theory]
+    [InlineData(SamplerKind.Ddpm, 1000, 0.0)]
+    [InlineData(SamplerKind.Ddim, 50, 0.0)]
+    [InlineData(SamplerKind.DpmSolverPlusPlus, 20, 0.0)]
+    public void SamplesMatchTheDataDistribution(SamplerKind kind, int steps, double eta)
+    {
+        var schedule = NoiseSchedule.Linear();
+        using var mu = tensor(Means).view(1, 1, 2, 4);
+        using var std = tensor(Stds).view(1, 1, 2, 4);
+        using var s2 = std.pow(2);
+        using var sampler = DiffusionSamplers.Create(kind, schedule, new SamplerOptions { Clipping = X0Clipping.None, Eta = eta });
+        using var noiseSource = NoiseSource.FromSeed(1234);
+        using var initial = noiseSource.Next([SampleCount, 1, 2, 4], CPU);
+
+        using var samples = SamplingLoop.Run(ExactGaussianDenoiser(schedule, mu, s2), sampler, initial, steps, noiseSource);
+
+        var mean = samples.mean([0]).data<float>().ToArray();
+        var sd = samples.std([0]).data<float>().ToArray();
+        for (int i = 0; i < Means.Length; i++)
+        {
+            // Standard error of the mean is s/√4000 ≤ 0.008; of the std ≤ 0.006.
+            Assert.True(Math.Abs(mean[i] - Means[i]) < 0.03, $"{kind}: pixel {i} mean {mean[i]:F4}, expected {Means[i]}");
+            Assert.True(Math.Abs(sd[i] - Stds[i]) < 0.03 + 0.05 * Stds[i], $"{kind}: pixel {i} std {sd[i]:F4}, expected {Stds[i]}");
+        }
+    }
+
+    [Fact]
+    public void StochasticSamplerWithoutNoiseSourceIsAClearError()
+    {
+        var schedule = NoiseSchedule.Linear();
+        using var sampler = new DdpmSampler(schedule);
+        using var x = zeros(1, 1, 2, 2);
+        var e = Assert.Throws<ArgumentException>(() => SamplingLoop.Run((s, t) => zeros_like(s), sampler, x, 10));
+        Assert.Contains("noise source", e.Message);
+    }
+
+    [Fact]
+    public void CancellationStopsBetweenSteps()
+    {
+        var schedule = NoiseSchedule.Linear();
+        using var sampler = new DdimSampler(schedule);
+        using var x = zeros(1, 1, 2, 2);
+        using var cts = new CancellationTokenSource();
+        int calls = 0;
+        Assert.Throws<OperationCanceledException>(() => SamplingLoop.Run((s, t) => { if (++calls == 3) cts.Cancel(); return zeros_like(s); },
+            sampler, x, 10, cancellationToken: cts.Token));
+        Assert.Equal(3, calls);
+    }
+}
