@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Schedules;
 using Xunit;
@@ -46,6 +47,40 @@ public class GaussianSamplerTests
             // Standard error of the mean is s/√4000 ≤ 0.008; of the std ≤ 0.006.
             Assert.True(Math.Abs(mean[i] - Means[i]) < 0.03, $"{kind}: pixel {i} mean {mean[i]:F4}, expected {Means[i]}");
             Assert.True(Math.Abs(sd[i] - Stds[i]) < 0.03 + 0.05 * Stds[i], $"{kind}: pixel {i} std {sd[i]:F4}, expected {Stds[i]}");
+        }
+    }
+
+    [Theory]
+    [InlineData(PredictionType.VPrediction, SamplerKind.Ddim)]
+    [InlineData(PredictionType.Sample, SamplerKind.Ddim)]
+    [InlineData(PredictionType.VPrediction, SamplerKind.DpmSolverPlusPlus)]
+    [InlineData(PredictionType.Sample, SamplerKind.Ddpm)]
+    public void OtherPredictionTypesSampleTheSameDistribution(PredictionType prediction, SamplerKind kind)
+    {
+        // The exact v and x₀ predictors follow from the ε one: x̂₀ = (x − √(1−ᾱ) ε̂)/√ᾱ, v̂ = √ᾱ ε̂ − √(1−ᾱ) x̂₀.
+        var schedule = NoiseSchedule.Linear();
+        using var mu = tensor(Means).view(1, 1, 2, 4);
+        using var std = tensor(Stds).view(1, 1, 2, 4);
+        using var s2 = std.pow(2);
+        var epsilon = ExactGaussianDenoiser(schedule, mu, s2);
+        Denoiser denoiser = (x, t) =>
+        {
+            double a = schedule.AlphasCumprod[t[0].item<long>()];
+            var eps = epsilon(x, t);
+            var x0 = (x - Math.Sqrt(1 - a) * eps) / Math.Sqrt(a);
+            return prediction == PredictionType.Sample ? x0 : Math.Sqrt(a) * eps - Math.Sqrt(1 - a) * x0;
+        };
+        using var sampler = DiffusionSamplers.Create(kind, schedule, new SamplerOptions { Prediction = prediction, Clipping = X0Clipping.None });
+        using var noiseSource = NoiseSource.FromSeed(99);
+        using var initial = noiseSource.Next([SampleCount, 1, 2, 4], CPU);
+        using var samples = SamplingLoop.Run(denoiser, sampler, initial, DiffusionSamplers.DefaultSteps(kind, schedule), noiseSource);
+
+        var mean = samples.mean([0]).data<float>().ToArray();
+        var sd = samples.std([0]).data<float>().ToArray();
+        for (int i = 0; i < Means.Length; i++)
+        {
+            Assert.True(Math.Abs(mean[i] - Means[i]) < 0.03, $"{prediction}/{kind}: pixel {i} mean {mean[i]:F4}, expected {Means[i]}");
+            Assert.True(Math.Abs(sd[i] - Stds[i]) < 0.03 + 0.05 * Stds[i], $"{prediction}/{kind}: pixel {i} std {sd[i]:F4}, expected {Stds[i]}");
         }
     }
 

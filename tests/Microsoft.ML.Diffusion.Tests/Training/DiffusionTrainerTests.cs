@@ -1,6 +1,7 @@
 using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Training;
 using Xunit;
@@ -44,6 +45,22 @@ public class DiffusionTrainerTests(ITestOutputHelper output)
         double noiseDistance = MeanNearestNeighbourRms(noise, data);
         output.WriteLine($"nearest-neighbour RMS: samples {sampleDistance:F3}, noise {noiseDistance:F3}");
         Assert.True(sampleDistance < 0.5 * noiseDistance, $"samples ({sampleDistance:F3}) should be much closer to the data than noise ({noiseDistance:F3})");
+    }
+
+    [Theory]
+    [InlineData(PredictionType.VPrediction)]
+    [InlineData(PredictionType.Sample)]
+    public void OtherTargetsTrainToo(PredictionType prediction)
+    {
+        using var data = SyntheticShapes.Generate(128, 16, seed: 3);
+        using var trainer = new DiffusionTrainer(TinyNetwork, options: FastOptions(seed: 2) with { Prediction = prediction }, device: CPU);
+        var reports = new List<TrainingProgress>();
+        trainer.Train(data, 150, reports.Add, reportEvery: 50);
+        Assert.True(reports[^1].Loss < 0.6 * reports[0].Loss, $"{prediction}: loss should fall: {reports[0].Loss:F4} → {reports[^1].Loss:F4}");
+        using var model = trainer.ToModel();
+        Assert.Equal(prediction, model.Prediction);
+        using var samples = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 10 }, [1L, 2L]);
+        Assert.True(samples.isfinite().all().item<bool>());
     }
 
     [Fact]
