@@ -19,11 +19,13 @@ public sealed class DiffusionTrainer : IDisposable
     private readonly UNetNoisePredictor _network;
     private readonly UNetNoisePredictor? _emaNetwork;
     private readonly ExponentialMovingAverage? _ema;
-    private readonly optim.Optimizer _optimizer;
+    private readonly TorchSharp.Modules.AdamW _optimizer;
     private readonly ForwardProcess _forward;
     private readonly Generator _generator;
     private readonly Tensor _lossSum;
     private int _lossCount;
+    private Tensor? _epochOrder;     // the current epoch's permutation of the training set
+    private long _epochPosition;     // how far into it the next batch starts
 
     /// <summary>Creates a trainer with freshly initialised weights (seeded by <see cref="DiffusionTrainerOptions.Seed"/>).</summary>
     public DiffusionTrainer(UNetOptions network, NoiseScheduleOptions? schedule = null, DiffusionTrainerOptions? options = null, Device? device = null)
@@ -134,7 +136,9 @@ public sealed class DiffusionTrainer : IDisposable
     /// <param name="progress">Called every <paramref name="reportEvery"/> steps and at the end.</param>
     /// <param name="reportEvery">Steps between progress reports (each reads the loss from the device).</param>
     /// <param name="cancellationToken">Checked before every step; cancelling throws <see cref="OperationCanceledException"/> between steps, leaving the trainer consistent.</param>
-    public void Train(Tensor images, int steps, Action<TrainingProgress>? progress = null, int reportEvery = 50, CancellationToken cancellationToken = default)
+    /// <param name="afterStep">Called after every step (e.g. to write periodic checkpoints or poll for cancellation).</param>
+    public void Train(Tensor images, int steps, Action<TrainingProgress>? progress = null, int reportEvery = 50,
+        CancellationToken cancellationToken = default, Action<DiffusionTrainer>? afterStep = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), steps, "steps must not be negative.");
@@ -144,41 +148,73 @@ public sealed class DiffusionTrainer : IDisposable
         long count = images.shape[0];
         int batch = (int)Math.Min(Options.BatchSize, count);
         long target = StepsDone + steps;
-        Tensor? order = null;
-        long position = count;
+        if (_epochOrder is not null && _epochOrder.shape[0] != count)
+        {
+            // A different data set than the one the saved order was drawn for: start a new epoch.
+            _epochOrder.Dispose();
+            _epochOrder = null;
+        }
         var clock = Stopwatch.StartNew();
         long stepsAtLastReport = StepsDone;
-        try
+        while (StepsDone < target)
         {
-            while (StepsDone < target)
+            cancellationToken.ThrowIfCancellationRequested();
+            using (var scope = NewDisposeScope())
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                if (position + batch > count)
+                if (_epochOrder is null || _epochPosition + batch > count)
                 {
-                    order?.Dispose();
-                    order = randperm(count, generator: _generator).DetachFromDisposeScope();
-                    position = 0;
+                    _epochOrder?.Dispose();
+                    _epochOrder = randperm(count, generator: _generator).DetachFromDisposeScope();
+                    _epochPosition = 0;
                 }
-                var indices = order!.narrow(0, position, batch).to(images.device);
-                position += batch;
+                var indices = _epochOrder.narrow(0, _epochPosition, batch).to(images.device);
+                _epochPosition += batch;
                 TrainStep(images.index_select(0, indices));
-
-                bool last = StepsDone == target;
-                if (progress is not null && (StepsDone % reportEvery == 0 || last))
-                {
-                    double seconds = clock.Elapsed.TotalSeconds;
-                    progress(new TrainingProgress((int)StepsDone, (int)target, TakeMeanLoss(), CurrentLearningRate,
-                        seconds > 0 ? (StepsDone - stepsAtLastReport) / seconds : 0));
-                    stepsAtLastReport = StepsDone;
-                    clock.Restart();
-                }
             }
+
+            bool last = StepsDone == target;
+            if (progress is not null && (StepsDone % reportEvery == 0 || last))
+            {
+                double seconds = clock.Elapsed.TotalSeconds;
+                progress(new TrainingProgress((int)StepsDone, (int)target, TakeMeanLoss(), CurrentLearningRate,
+                    seconds > 0 ? (StepsDone - stepsAtLastReport) / seconds : 0));
+                stepsAtLastReport = StepsDone;
+                clock.Restart();
+            }
+            afterStep?.Invoke(this);
         }
-        finally
-        {
-            order?.Dispose();
-        }
+    }
+
+    /// <summary>
+    /// Writes everything needed to continue training exactly where it stopped — weights, EMA, optimiser
+    /// moments, random generator and epoch position — to one file, atomically (the previous file
+    /// survives a crash mid-write).
+    /// </summary>
+    public void SaveState(string path) => TrainerStateFile.Write(path, this);
+
+    /// <summary>
+    /// Restores a state written by <see cref="SaveState"/> into this trainer, which must have been
+    /// created with the same network, schedule and options. Training then continues bit for bit as if
+    /// it had never stopped.
+    /// </summary>
+    public void LoadState(string path) => TrainerStateFile.Read(path, this);
+
+    internal UNetNoisePredictor? EmaNetwork => _emaNetwork;
+
+    internal TorchSharp.Modules.AdamW Optimizer => _optimizer;
+
+    internal Generator Generator => _generator;
+
+    internal (Tensor? Order, long Position) EpochState => (_epochOrder, _epochPosition);
+
+    internal void RestoreCounters(long stepsDone, Tensor? order, long position)
+    {
+        StepsDone = stepsDone;
+        _epochOrder?.Dispose();
+        _epochOrder = order;
+        _epochPosition = position;
+        _lossSum.zero_();
+        _lossCount = 0;
     }
 
     /// <summary>
@@ -227,5 +263,6 @@ public sealed class DiffusionTrainer : IDisposable
         _forward.Dispose();
         _generator.Dispose();
         _lossSum.Dispose();
+        _epochOrder?.Dispose();
     }
 }

@@ -1,0 +1,48 @@
+namespace Microsoft.ML.Diffusion.Benchmarks;
+
+/// <summary>Resident memory of this process from /proc/self/status (Linux).</summary>
+internal static class ProcessMemory
+{
+    /// <summary>Peak resident set size (VmHWM) in MiB, or NaN where /proc is missing.</summary>
+    public static double PeakResidentMiB() => ReadKiB("VmHWM:") / 1024.0;
+
+    /// <summary>Current resident set size (VmRSS) in MiB, or NaN where /proc is missing.</summary>
+    public static double ResidentMiB() => ReadKiB("VmRSS:") / 1024.0;
+
+    /// <summary>Resets VmHWM to the current RSS (writes 5 to /proc/self/clear_refs, Linux 4.0+); false if not possible.</summary>
+    public static bool TryResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Full managed collection, so the finalizers of unreferenced tensors free their native memory.</summary>
+    public static void CollectGarbage()
+    {
+        for (int i = 0; i < 2; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+    }
+
+    private static double ReadKiB(string key)
+    {
+        const string status = "/proc/self/status";
+        if (!File.Exists(status)) return double.NaN;
+        foreach (var line in File.ReadLines(status))
+        {
+            if (!line.StartsWith(key, StringComparison.Ordinal)) continue;
+            var parts = line[key.Length..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return double.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return double.NaN;
+    }
+}

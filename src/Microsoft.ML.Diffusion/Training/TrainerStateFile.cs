@@ -1,0 +1,130 @@
+using System.IO.Compression;
+using System.Text.Json;
+using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Schedules;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Training;
+
+/// <summary>
+/// The resumable training-state file: a zip (each entry CRC-checked) holding a JSON header with the
+/// configuration and counters, and the network, EMA, optimiser, generator and epoch-order bytes.
+/// </summary>
+internal static class TrainerStateFile
+{
+    public const int FormatVersion = 1;
+
+    private sealed record Header
+    {
+        public int FormatVersion { get; init; }
+        public required UNetOptions Network { get; init; }
+        public required NoiseScheduleOptions Schedule { get; init; }
+        public required DiffusionTrainerOptions Options { get; init; }
+        public long StepsDone { get; init; }
+        public long EpochPosition { get; init; }
+        public bool HasEpochOrder { get; init; }
+    }
+
+    public static void Write(string path, DiffusionTrainer trainer)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(dir);
+        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                using (var zip = new ZipArchive(fs, ZipArchiveMode.Create, leaveOpen: true))
+                {
+                    var (order, position) = trainer.EpochState;
+                    var header = new Header
+                    {
+                        FormatVersion = FormatVersion,
+                        Network = trainer.Network.Options,
+                        Schedule = trainer.ScheduleOptions,
+                        Options = trainer.Options,
+                        StepsDone = trainer.StepsDone,
+                        EpochPosition = position,
+                        HasEpochOrder = order is not null,
+                    };
+                    Entry(zip, "trainer.json", s => JsonSerializer.Serialize(s, header, DiffusionCheckpoint.JsonOptions));
+                    Entry(zip, "network.bin", s => { using var w = new BinaryWriter(s); trainer.Network.save(w); });
+                    if (trainer.EmaNetwork is not null)
+                        Entry(zip, "ema.bin", s => { using var w = new BinaryWriter(s); trainer.EmaNetwork.save(w); });
+                    Entry(zip, "optimizer.bin", s => { using var w = new BinaryWriter(s); trainer.Optimizer.save_state_dict(w); });
+                    Entry(zip, "generator.bin", s => { using var state = trainer.Generator.get_state(); s.Write(state.data<byte>().ToArray()); });
+                    if (order is not null)
+                        Entry(zip, "order.bin", s => { var values = order.data<long>().ToArray(); s.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())); });
+                }
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(temp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
+    public static void Read(string path, DiffusionTrainer trainer)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"Training state file '{path}' does not exist.", path);
+        string source = $"Training state file '{path}'";
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            var header = JsonSerializer.Deserialize<Header>(ReadEntry(zip, "trainer.json", source), DiffusionCheckpoint.JsonOptions)
+                ?? throw new CheckpointFormatException($"{source} has an empty header.");
+            if (header.FormatVersion > FormatVersion)
+                throw new CheckpointFormatException($"{source} has format version {header.FormatVersion}, written by a newer Microsoft.ML.Diffusion; this version reads up to {FormatVersion}.");
+            Same(header.Network, trainer.Network.Options, "network", source);
+            Same(header.Schedule, trainer.ScheduleOptions, "noise schedule", source);
+            Same(header.Options with { Seed = 0 }, trainer.Options with { Seed = 0 }, "training options", source);
+
+            using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "network.bin", source)))) trainer.Network.load(r, strict: true);
+            if (trainer.EmaNetwork is not null)
+                using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "ema.bin", source)))) trainer.EmaNetwork.load(r, strict: true);
+            using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "optimizer.bin", source)))) trainer.Optimizer.load_state_dict(r);
+            byte[] generatorState = ReadEntry(zip, "generator.bin", source);
+            using (var state = tensor(generatorState, dtype: ScalarType.Byte)) trainer.Generator.set_state(state);
+            Tensor? order = null;
+            if (header.HasEpochOrder)
+            {
+                var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(ReadEntry(zip, "order.bin", source)).ToArray();
+                order = tensor(values, dtype: int64).DetachFromDisposeScope();
+            }
+            trainer.RestoreCounters(header.StepsDone, order, header.EpochPosition);
+        }
+        catch (Exception e) when (e is InvalidDataException or JsonException or EndOfStreamException)
+        {
+            throw new CheckpointFormatException($"{source} is corrupt or truncated: {e.Message}", e);
+        }
+    }
+
+    private static void Same<T>(T saved, T current, string what, string source)
+    {
+        string a = JsonSerializer.Serialize(saved, DiffusionCheckpoint.JsonOptions), b = JsonSerializer.Serialize(current, DiffusionCheckpoint.JsonOptions);
+        if (a != b)
+            throw new CheckpointFormatException($"{source} was written with a different {what} ({a}) than this trainer has ({b}); create the trainer with the saved settings to resume.");
+    }
+
+    private static void Entry(ZipArchive zip, string name, Action<Stream> write)
+    {
+        using var stream = zip.CreateEntry(name, CompressionLevel.Fastest).Open();
+        write(stream);
+    }
+
+    private static byte[] ReadEntry(ZipArchive zip, string name, string source)
+    {
+        var entry = zip.GetEntry(name) ?? throw new CheckpointFormatException($"{source} lacks its '{name}' entry; it is not a complete training state.");
+        using var stream = entry.Open();
+        using var ms = new MemoryStream();
+        stream.CopyTo(ms);   // the zip reader verifies the entry's CRC-32 as it reads
+        return ms.ToArray();
+    }
+}
