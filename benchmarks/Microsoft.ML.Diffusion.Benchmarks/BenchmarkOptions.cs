@@ -5,6 +5,7 @@ internal sealed record BenchmarkOptions
 {
     public bool Quick { get; init; }
     public bool Soak { get; init; }
+    public bool Ops { get; init; }
     public string OutputDirectory { get; init; } = Path.Combine("benchmarks", "results");
     public string[] Configs { get; init; } = ["bench", "rgb32"];
     public int? Threads { get; init; }
@@ -27,6 +28,8 @@ internal sealed record BenchmarkOptions
           --quick                 a handful of iterations only (smoke test; numbers are rough)
           --soak                  memory soak instead of throughput: 3000 training steps + 200 sampling runs
                                   (DDIM 10 steps, batch 8); exit code 1 when RSS grows by >= 5 % after warm-up
+          --ops                   single-op timings (conv, GroupNorm, attention, ...) on the bench shapes, forward and
+                                  forward+backward, to compare kernels with ddpm_reference.py --ops
           --out DIR               where to write torchsharp.json / torchsharp.md (default benchmarks/results)
           --configs a,b           configurations to run: bench, rgb32 (default both)
           --threads N             libtorch intra-op threads (default: the engine's choice, all cores)
@@ -54,6 +57,7 @@ internal sealed record BenchmarkOptions
             {
                 "--quick" => o with { Quick = true },
                 "--soak" => o with { Soak = true },
+                "--ops" => o with { Ops = true },
                 "--out" => o with { OutputDirectory = Value() },
                 "--configs" => o with { Configs = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                 "--threads" => o with { Threads = Int() },

@@ -1,0 +1,106 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.ML.Diffusion.Benchmarks;
+using Microsoft.ML.Diffusion.Runtime;
+using TorchSharp;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+BenchmarkOptions options;
+try
+{
+    options = BenchmarkOptions.Parse(args);
+}
+catch (HelpRequestedException)
+{
+    Console.WriteLine(BenchmarkOptions.Usage);
+    return 0;
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}\n\n{BenchmarkOptions.Usage}");
+    return 2;
+}
+
+static void Log(string message) => Console.Error.WriteLine(message);
+
+DiffusionDevice.Resolve("cpu");   // loads libtorch and sets its threads the way the library does
+if (options.Threads is int threads) torch.set_num_threads(threads);
+var versions = RuntimeInfo.Collect();
+Log($"TorchSharp {versions.FrameworkVersion}, {versions.Libtorch}, {versions.Runtime}, torch threads {versions.TorchThreads}, {versions.Cpu} x{versions.LogicalCores}");
+Directory.CreateDirectory(options.OutputDirectory);
+
+if (options.Ops)
+{
+    var ops = OpBenchmark.Run(options.Quick ? 5 : 20, Log);
+    string path = Path.Combine(options.OutputDirectory, "torchsharp-ops.json");
+    Json.Write(path, new { Implementation = "TorchSharp", Versions = versions, Ops = ops });
+    Log($"wrote {path}");
+    return 0;
+}
+
+if (options.Soak)
+{
+    var soak = Soak.Run(options, versions, Log);
+    string path = Path.Combine(options.OutputDirectory, "torchsharp-soak.json");
+    Json.Write(path, soak);
+    Console.WriteLine($"| soak | steps | runs | RSS after warm-up (MiB) | RSS at end (MiB) | growth | result |");
+    Console.WriteLine($"| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    Console.WriteLine($"| {soak.Network}, batch {soak.Batch} | {soak.TrainSteps} | {soak.SamplingRuns} | {soak.RssAfterWarmupMb:F1} | {soak.RssEndMb:F1} | {soak.GrowthPercent:+0.00;-0.00} % | {(soak.Passed ? "PASS" : $"FAIL (≥ {soak.MaxGrowthPercent} %)")} |");
+    Log($"wrote {path}");
+    return soak.Passed ? 0 : 1;
+}
+
+var results = new List<ConfigResult>();
+foreach (var name in options.Configs)
+    results.Add(Throughput.Run(BenchmarkConfig.Create(name, options), options, Log));
+
+var report = new BenchmarkReport("TorchSharp", options.Quick ? "quick" : "full", DateTimeOffset.UtcNow.ToString("O"), versions, results.ToArray());
+string jsonPath = Path.Combine(options.OutputDirectory, "torchsharp.json");
+Json.Write(jsonPath, report);
+string markdown = Markdown(report);
+string mdPath = Path.Combine(options.OutputDirectory, "torchsharp.md");
+File.WriteAllText(mdPath, markdown);
+Console.Write(markdown);
+Log($"wrote {jsonPath} and {mdPath}");
+return 0;
+
+static string Markdown(BenchmarkReport r)
+{
+    var v = r.Versions;
+    var sb = new StringBuilder();
+    sb.AppendLine($"### Microsoft.ML.Diffusion on TorchSharp ({r.Mode} run, {r.Timestamp[..19]}Z)");
+    sb.AppendLine();
+    sb.AppendLine($"TorchSharp {v.FrameworkVersion}, {v.Libtorch}, {v.Runtime}, torch.get_num_threads() = {v.TorchThreads}, {v.Cpu} × {v.LogicalCores} logical cores.");
+    sb.AppendLine();
+    sb.AppendLine("| config | params | batch | train step (s, median) | DDPM 1000 (s/image) | DDIM 50 (s/image) | DPM-Solver++ 20 (s/image) | peak RSS (MiB) |");
+    sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    var notes = new List<string>();
+    foreach (var c in r.Configs)
+    {
+        string Cell(string name)
+        {
+            var s = c.Samplers.First(x => x.Name == name);
+            return $"{s.SPerImage:F4}" + (s.Extrapolated ? "*" : "");
+        }
+        sb.AppendLine($"| {c.Name} ({c.Description}) | {c.Params:N0} | {c.Train.Batch} | {c.Train.Step.MedianS:F3} (n={c.Train.Step.Count}) | {Cell("DDPM 1000")} | {Cell("DDIM 50")} | {Cell("DPM-Solver++ 20")} | {c.PeakRssMb:F0} |");
+        foreach (var s in c.Samplers.Where(s => s.Extrapolated))
+            notes.Add($"{c.Name} {s.Name}: timed the first {s.TimedSteps} of {s.Steps} steps of the real sampling loop (batch {s.Batch}) and extrapolated.");
+        if (c.Note is not null) notes.Add($"{c.Name}: {c.Note}.");
+    }
+    sb.AppendLine();
+    sb.AppendLine("Seconds per image = one sampler run over the batch divided by the batch size. Peak RSS = VmHWM, reset before each configuration.");
+    foreach (var n in notes) sb.AppendLine($"\\* {n}  ");
+    sb.AppendLine();
+    sb.AppendLine("Training-step breakdown (median seconds per step, hand-written copy of TrainStep):");
+    sb.AppendLine();
+    sb.AppendLine("| config | data | forward | backward | clip | AdamW | EMA | other | total | inference forward |");
+    sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    foreach (var c in r.Configs)
+    {
+        if (c.Breakdown is not { } b) continue;
+        sb.AppendLine($"| {c.Name} | {b.DataS:F4} | {b.ForwardS:F4} | {b.BackwardS:F4} | {b.ClipS:F4} | {b.OptimizerS:F4} | {b.EmaS:F4} | {b.OtherS:F4} | {b.TotalS:F4} | {b.ForwardInferenceS:F4} |");
+    }
+    return sb.ToString();
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs the Microsoft.ML.Diffusion benchmark (C#, TorchSharp) and then the PyTorch reference with the same
+# settings, and prints a side-by-side table with the ratio ours / PyTorch.
+#
+#   benchmarks/run.sh [--quick] [--out DIR] [--configs bench,rgb32] [--no-ops] [--no-pytorch] [other options]
+#
+# Other options (--train-steps, --train-warmup, --breakdown-steps, --sample-batch, --rgb32-batch,
+# --ddpm-timed-steps) go to both sides. --threads N sets libtorch's intra-op threads on both sides
+# (default 2). Writes DIR/torchsharp.json, DIR/pytorch.json, DIR/*-ops.json and the combined
+# DIR/latest.json and DIR/latest.md (DIR defaults to benchmarks/results).
+# Prerequisites: eng/install-prerequisites.sh and eng/install-benchmark-prerequisites.sh (root).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+out="benchmarks/results"
+threads=2
+ops=1
+pytorch=1
+pass=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --no-ops) ops=0; shift ;;
+    --no-pytorch) pytorch=0; shift ;;
+    --soak) echo "error: the soak is C#-only: dotnet run --project benchmarks/Microsoft.ML.Diffusion.Benchmarks -c Release -- --soak" >&2; exit 2 ;;
+    --quick) pass+=("$1"); shift ;;
+    --configs|--train-steps|--train-warmup|--breakdown-steps|--sample-batch|--rgb32-batch|--ddpm-timed-steps)
+      pass+=("$1" "$2"); shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "error: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+python=/usr/bin/python3
+if [ "$pytorch" = 1 ] && ! "$python" -c 'import torch' >/dev/null 2>&1; then
+  echo "error: $python cannot import torch; run 'sudo bash eng/install-benchmark-prerequisites.sh' (or pass --no-pytorch)." >&2
+  exit 1
+fi
+
+mkdir -p "$out"
+rm -f "$out"/torchsharp.json "$out"/torchsharp.md "$out"/pytorch.json "$out"/torchsharp-ops.json "$out"/pytorch-ops.json \
+      "$out"/latest.json "$out"/latest.md
+start=$(date +%s)
+
+echo "== building the C# benchmark (Release)" >&2
+dotnet build benchmarks/Microsoft.ML.Diffusion.Benchmarks -c Release -v quiet -nologo >&2
+csharp() { dotnet run --no-build --project benchmarks/Microsoft.ML.Diffusion.Benchmarks -c Release -- "$@"; }
+pyref() { OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS="$threads" "$python" benchmarks/pytorch/ddpm_reference.py "$@"; }
+
+echo "== Microsoft.ML.Diffusion (TorchSharp)" >&2
+csharp "${pass[@]}" --threads "$threads" --out "$out"
+if [ "$pytorch" = 1 ]; then
+  echo "== PyTorch reference" >&2
+  pyref "${pass[@]}" --threads "$threads" --out "$out"
+fi
+if [ "$ops" = 1 ]; then
+  quick=()
+  for a in "${pass[@]}"; do [ "$a" = "--quick" ] && quick=(--quick); done
+  echo "== single-op timings" >&2
+  csharp --ops "${quick[@]}" --threads "$threads" --out "$out"
+  [ "$pytorch" = 1 ] && pyref --ops "${quick[@]}" --threads "$threads" --out "$out"
+fi
+
+echo "== comparison ($(( $(date +%s) - start )) s)" >&2
+"$python" benchmarks/compare.py "$out"
+echo "wrote $out/latest.json and $out/latest.md" >&2

@@ -1,0 +1,75 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Samplers;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Diffusion.MLNet;
+
+/// <summary>Diffusion-model stages for ML.NET pipelines, as extension methods on <c>mlContext.Transforms</c>.</summary>
+public static class DiffusionCatalog
+{
+    /// <summary>
+    /// Trains a diffusion model (DDPM's Algorithm 1) on an image column: images from
+    /// <c>LoadImages</c> + <c>ResizeImages</c>, or float pixels from <c>ExtractPixels</c>.
+    /// </summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="imageColumnName">The image column.</param>
+    /// <param name="imageChannels">1 (grey), 3 (RGB) or 4 (RGBA).</param>
+    /// <param name="trainingSteps">Optimiser steps.</param>
+    /// <param name="batchSize">Images per step.</param>
+    /// <example><code>
+    /// var pipeline = ml.Transforms.LoadImages("Image", folder, "Path")
+    ///     .Append(ml.Transforms.ResizeImages("Image", 32, 32))
+    ///     .Append(ml.Transforms.TrainDiffusion("Image", imageChannels: 3, trainingSteps: 5000));
+    /// var model = pipeline.Fit(data);
+    /// </code></example>
+    public static DiffusionTrainingEstimator TrainDiffusion(this TransformsCatalog catalog, string imageColumnName = "Image",
+        int imageChannels = 3, int trainingSteps = 2000, int batchSize = 64)
+        => TrainDiffusion(catalog, new DiffusionTrainingOptions
+        {
+            ImageColumnName = imageColumnName, ImageChannels = imageChannels, TrainingSteps = trainingSteps, BatchSize = batchSize,
+        });
+
+    /// <summary>Trains a diffusion model with every setting available.</summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="options">The training settings.</param>
+    public static DiffusionTrainingEstimator TrainDiffusion(this TransformsCatalog catalog, DiffusionTrainingOptions options)
+        => new(CatalogUtils.GetEnvironment(catalog), options);
+
+    /// <summary>
+    /// Generates one image per input row from a trained diffusion model. Rows are generated in batches
+    /// (one sampler run per batch); each row's image depends only on its seed.
+    /// </summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="model">A fitted pipeline containing a trained diffusion model (or a loaded model zip of one).</param>
+    /// <param name="outputColumnName">The image column to add.</param>
+    /// <param name="seedColumnName">A column of per-row integer seeds; null seeds row i with i.</param>
+    /// <param name="sampler">DDPM, DDIM or DPM-Solver++.</param>
+    /// <param name="steps">Denoising steps; null uses the sampler's usual count.</param>
+    /// <example><code>
+    /// var generate = ml.Transforms.DiffusionGenerate(model, "Generated", seedColumnName: "Seed", sampler: SamplerKind.Ddim, steps: 50);
+    /// var images = generate.Fit(seeds).Transform(seeds);
+    /// </code></example>
+    public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model,
+        string outputColumnName = "GeneratedImage", string? seedColumnName = null,
+        SamplerKind sampler = SamplerKind.DpmSolverPlusPlus, int? steps = null)
+        => DiffusionGenerate(catalog, model, new DiffusionGenerationOptions
+        {
+            OutputColumnName = outputColumnName, SeedColumnName = seedColumnName, Sampler = sampler, Steps = steps,
+        });
+
+    /// <summary>Generates images with every setting available.</summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="model">A fitted pipeline containing a trained diffusion model (or a loaded model zip of one).</param>
+    /// <param name="options">The generation settings.</param>
+    public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model, DiffusionGenerationOptions options)
+        => new(CatalogUtils.GetEnvironment(catalog), DiffusionModelTransformer.FindModel(model), options);
+
+    /// <summary>Generates images from a <see cref="DiffusionModel"/> trained or loaded outside ML.NET.</summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="model">The model.</param>
+    /// <param name="options">The generation settings.</param>
+    public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, DiffusionModel model, DiffusionGenerationOptions options)
+        => new(CatalogUtils.GetEnvironment(catalog), model, options);
+}

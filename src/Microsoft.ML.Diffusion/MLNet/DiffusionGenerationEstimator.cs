@@ -1,0 +1,53 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Runtime;
+using Microsoft.ML.Transforms.Image;
+
+namespace Microsoft.ML.Diffusion.MLNet;
+
+/// <summary>
+/// The estimator behind <see cref="DiffusionCatalog.DiffusionGenerate(TransformsCatalog, ITransformer, DiffusionGenerationOptions)"/>.
+/// Nothing is learned: <see cref="Fit"/> checks the input schema and returns the generating transformer.
+/// </summary>
+public sealed class DiffusionGenerationEstimator : IEstimator<DiffusionGenerationTransformer>
+{
+    private readonly IHost _host;
+    private readonly DiffusionModel _model;
+    private readonly DiffusionGenerationOptions _options;
+
+    internal DiffusionGenerationEstimator(IHostEnvironment env, DiffusionModel model, DiffusionGenerationOptions options)
+    {
+        _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionGenerationEstimator));
+        _model = model ?? throw new ArgumentNullException(nameof(model));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        options.Validate();
+    }
+
+    /// <inheritdoc/>
+    public DiffusionGenerationTransformer Fit(IDataView input)
+    {
+        _host.CheckValue(input, nameof(input));
+        var transformer = new DiffusionGenerationTransformer(_host, _model, _options, ownsModel: false);
+        transformer.GetOutputSchema(input.Schema);   // fail now, with the column named, not at the first row
+        return transformer;
+    }
+
+    /// <inheritdoc/>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        var columns = inputSchema.ToDictionary(c => c.Name);
+        if (_options.SeedColumnName is { } seed)
+        {
+            if (!inputSchema.TryFindColumn(seed, out var column))
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Seed column '{seed}' was not found in the input schema.");
+            if (column.Kind != SchemaShape.Column.VectorKind.Scalar || !GenerationBinding.IsSeedType(column.ItemType))
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Seed column '{seed}' must hold scalar integers (or whole-number Single/Double), but it is {column.ItemType}.");
+        }
+        var shape = _model.ImageShape;
+        columns[_options.OutputColumnName] = _options.OutputKind == GeneratedOutputKind.Image
+            ? new SchemaShape.Column(_options.OutputColumnName, SchemaShape.Column.VectorKind.Scalar, new ImageDataViewType((int)shape[1], (int)shape[2]), false)
+            : new SchemaShape.Column(_options.OutputColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
+        return new SchemaShape(columns.Values);
+    }
+}

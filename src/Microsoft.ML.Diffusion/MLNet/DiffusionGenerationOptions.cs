@@ -1,0 +1,46 @@
+using Microsoft.ML.Diffusion.Samplers;
+
+namespace Microsoft.ML.Diffusion.MLNet;
+
+/// <summary>Options for <see cref="DiffusionCatalog.DiffusionGenerate(TransformsCatalog, ITransformer, DiffusionGenerationOptions)"/>.</summary>
+public sealed class DiffusionGenerationOptions
+{
+    /// <summary>Name of the generated column.</summary>
+    public string OutputColumnName { get; set; } = "GeneratedImage";
+
+    /// <summary>
+    /// Column of per-row seeds (any integer type, or Single/Double holding whole numbers); null seeds
+    /// row i with <see cref="Seed"/> + i. A row's image depends only on its seed.
+    /// </summary>
+    public string? SeedColumnName { get; set; }
+
+    /// <summary>Base seed for rows when no seed column is given.</summary>
+    public long Seed { get; set; }
+
+    /// <summary>The sampler.</summary>
+    public SamplerKind Sampler { get; set; } = SamplerKind.DpmSolverPlusPlus;
+
+    /// <summary>Denoising steps; null uses the sampler's usual count (DDPM: T, DDIM: 50, DPM-Solver++: 20).</summary>
+    public int? Steps { get; set; }
+
+    /// <summary>DDIM's η (0 = deterministic).</summary>
+    public double Eta { get; set; }
+
+    /// <summary>How x̂₀ is kept in range at each step.</summary>
+    public X0Clipping Clipping { get; set; } = X0Clipping.Clip;
+
+    /// <summary>Image or float-vector output.</summary>
+    public GeneratedOutputKind OutputKind { get; set; } = GeneratedOutputKind.Image;
+
+    /// <summary>Rows generated together in one sampler run.</summary>
+    public int BatchSize { get; set; } = 64;
+
+    /// <summary>Checks the values and throws naming the bad one.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(OutputColumnName)) throw new ArgumentException("OutputColumnName must be set.", nameof(OutputColumnName));
+        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be positive.");
+        if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
+        if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
+    }
+}

@@ -1,0 +1,96 @@
+using Microsoft.ML.Data;
+using Microsoft.ML;
+using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.MLNet.Internal;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Runtime;
+
+[assembly: LoadableClass(typeof(DiffusionModelTransformer), null, typeof(SignatureLoadModel),
+    "Diffusion Model", DiffusionModelTransformer.LoaderSignature)]
+
+namespace Microsoft.ML.Diffusion.MLNet;
+
+/// <summary>
+/// The result of training (<see cref="DiffusionCatalog.TrainDiffusion(TransformsCatalog, DiffusionTrainingOptions)"/>):
+/// it carries the trained <see cref="DiffusionModel"/> through a pipeline and into a model zip. Its
+/// <see cref="Transform"/> passes data through unchanged; give it (or a chain that contains it) to
+/// <see cref="DiffusionCatalog.DiffusionGenerate(TransformsCatalog, ITransformer, DiffusionGenerationOptions)"/>
+/// to generate images.
+/// </summary>
+public sealed class DiffusionModelTransformer : ITransformer, IDisposable
+{
+    internal const string LoaderSignature = "DiffusionModelXf";
+    private const string ModelSignature = "DIFFMODL";
+
+    private readonly IHost _host;
+
+    internal DiffusionModelTransformer(IHostEnvironment env, DiffusionModel model, string imageColumnName)
+    {
+        _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionModelTransformer));
+        Model = model ?? throw new ArgumentNullException(nameof(model));
+        ImageColumnName = imageColumnName;
+    }
+
+    /// <summary>The trained model (noise predictor, schedule, prediction type).</summary>
+    public DiffusionModel Model { get; }
+
+    /// <summary>The image column the model was trained on.</summary>
+    public string ImageColumnName { get; }
+
+    /// <inheritdoc/>
+    public bool IsRowToRowMapper => true;
+
+    /// <inheritdoc/>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => inputSchema;
+
+    /// <inheritdoc/>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new PassThroughRowMapper(inputSchema);
+
+    /// <inheritdoc/>
+    public IDataView Transform(IDataView input) => input;
+
+    private static VersionInfo GetVersionInfo() => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionModelTransformer));
+
+    void ICanSaveModel.Save(ModelSaveContext ctx)
+    {
+        _host.CheckValue(ctx, nameof(ctx));
+        ctx.CheckAtModel();
+        ctx.SetVersionInfo(GetVersionInfo());
+        ModelPersistence.SaveSettings(ctx, new Settings(ImageColumnName));
+        ModelPersistence.SaveModel(ctx, Model);
+    }
+
+    private sealed record Settings(string ImageColumnName);
+
+    // Found by ML.NET's loader through [LoadableClass] when a zip containing this stage is loaded.
+    internal static DiffusionModelTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        Contracts.CheckValue(env, nameof(env));
+        ModelPersistence.CheckVersion(ctx, GetVersionInfo(), "diffusion model stage");
+        var settings = ModelPersistence.LoadSettings<Settings>(ctx, "diffusion model stage");
+        var model = ModelPersistence.LoadModel(ctx, "auto", "diffusion model stage");
+        return new DiffusionModelTransformer(env, model, settings.ImageColumnName);
+    }
+
+    /// <summary>
+    /// The diffusion model carried by <paramref name="transformer"/>: a <see cref="DiffusionModelTransformer"/>,
+    /// a <see cref="DiffusionGenerationTransformer"/>, or a chain containing one.
+    /// </summary>
+    public static DiffusionModel FindModel(ITransformer transformer)
+    {
+        ArgumentNullException.ThrowIfNull(transformer);
+        return TryFindModel(transformer)
+            ?? throw new ArgumentException($"The transformer ({transformer.GetType().Name}) contains no trained diffusion model. Pass the result of fitting a TrainDiffusion pipeline, or a model zip loaded from one.", nameof(transformer));
+    }
+
+    private static DiffusionModel? TryFindModel(ITransformer transformer) => transformer switch
+    {
+        DiffusionModelTransformer m => m.Model,
+        DiffusionGenerationTransformer g => g.Model,
+        IEnumerable<ITransformer> chain => chain.Reverse().Select(TryFindModel).FirstOrDefault(m => m is not null),
+        _ => null,
+    };
+
+    /// <inheritdoc/>
+    public void Dispose() => Model.Dispose();
+}

@@ -1,0 +1,102 @@
+using Microsoft.ML.Diffusion.Process;
+using Microsoft.ML.Diffusion.Schedules;
+using Microsoft.ML.Diffusion.Training;
+
+namespace Microsoft.ML.Diffusion.MLNet;
+
+/// <summary>Options for <see cref="DiffusionCatalog.TrainDiffusion(TransformsCatalog, DiffusionTrainingOptions)"/>.</summary>
+public sealed class DiffusionTrainingOptions
+{
+    /// <summary>The image column: an image of fixed size (LoadImages + ResizeImages) or a float vector of pixels (ExtractPixels).</summary>
+    public string ImageColumnName { get; set; } = "Image";
+
+    /// <summary>Channels the model works with: 1 (images are converted to grey), 3 (RGB; transparency composited over white) or 4 (RGBA).</summary>
+    public int ImageChannels { get; set; } = 3;
+
+    /// <summary>Image height and width; null takes it from the column type.</summary>
+    public int? ImageSize { get; set; }
+
+    /// <summary>Value range of a float-vector image column (ignored for image columns).</summary>
+    public PixelRange PixelRange { get; set; } = PixelRange.Bytes;
+
+    /// <summary>Channels of the UNet's first level.</summary>
+    public int BaseChannels { get; set; } = 32;
+
+    /// <summary>Channel multiplier per UNet level; the image is halved between levels.</summary>
+    public int[] ChannelMultipliers { get; set; } = [1, 2, 2];
+
+    /// <summary>Residual blocks per UNet level.</summary>
+    public int ResidualBlocksPerLevel { get; set; } = 1;
+
+    /// <summary>Feature-map sizes with self-attention; null puts it at the smallest level.</summary>
+    public int[]? AttentionResolutions { get; set; }
+
+    /// <summary>Heads per self-attention layer.</summary>
+    public int AttentionHeads { get; set; } = 1;
+
+    /// <summary>GroupNorm groups.</summary>
+    public int NormGroups { get; set; } = 8;
+
+    /// <summary>Dropout inside residual blocks.</summary>
+    public double Dropout { get; set; }
+
+    /// <summary>The noise schedule.</summary>
+    public NoiseScheduleKind Schedule { get; set; } = NoiseScheduleKind.Linear;
+
+    /// <summary>Diffusion steps T.</summary>
+    public int DiffusionSteps { get; set; } = 1000;
+
+    /// <summary>What the network learns to predict.</summary>
+    public PredictionType Prediction { get; set; } = PredictionType.Epsilon;
+
+    /// <summary>Optimiser steps to train for (in total, counting steps restored from a checkpoint).</summary>
+    public int TrainingSteps { get; set; } = 2000;
+
+    /// <summary>Images per step.</summary>
+    public int BatchSize { get; set; } = 64;
+
+    /// <summary>Peak AdamW learning rate.</summary>
+    public double LearningRate { get; set; } = 2e-4;
+
+    /// <summary>Linear warm-up steps.</summary>
+    public int WarmupSteps { get; set; } = 100;
+
+    /// <summary>AdamW weight decay.</summary>
+    public double WeightDecay { get; set; }
+
+    /// <summary>Gradient-norm clipping (0 disables).</summary>
+    public double GradientClipNorm { get; set; } = 1.0;
+
+    /// <summary>EMA decay of the sampling weights (0 disables).</summary>
+    public double EmaDecay { get; set; } = 0.999;
+
+    /// <summary>Random left–right flips of training images.</summary>
+    public bool RandomHorizontalFlip { get; set; }
+
+    /// <summary>Seed for weights, batches and noise; null draws one from the MLContext's seed.</summary>
+    public int? Seed { get; set; }
+
+    /// <summary>"auto" (CUDA when available), "cpu" or "cuda[:N]".</summary>
+    public string Device { get; set; } = "auto";
+
+    /// <summary>Steps between progress reports (log messages and <see cref="Progress"/> calls).</summary>
+    public int ReportEvery { get; set; } = 50;
+
+    /// <summary>Called with step, loss, learning rate and steps/s every <see cref="ReportEvery"/> steps.</summary>
+    public Action<TrainingProgress>? Progress { get; set; }
+
+    /// <summary>Stops training between steps (as does <c>MLContext.CancelExecution()</c>).</summary>
+    public CancellationToken CancellationToken { get; set; }
+
+    /// <summary>
+    /// Training-state file written atomically every <see cref="CheckpointEvery"/> steps, when training
+    /// ends and when it is cancelled; null writes none.
+    /// </summary>
+    public string? CheckpointPath { get; set; }
+
+    /// <summary>Steps between periodic checkpoints.</summary>
+    public int CheckpointEvery { get; set; } = 500;
+
+    /// <summary>Continue from <see cref="CheckpointPath"/> when that file exists.</summary>
+    public bool ResumeFromCheckpoint { get; set; } = true;
+}

@@ -1,0 +1,120 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
+
+namespace Microsoft.ML.Diffusion.MLNet;
+
+/// <summary>
+/// A <see cref="DiffusionGenerationTransformer"/> bound to one input schema: where the seed comes
+/// from, the output column's type and position, and how its values are made.
+/// </summary>
+internal sealed class GenerationBinding
+{
+    public GenerationBinding(DiffusionGenerationTransformer parent, DataViewSchema inputSchema)
+    {
+        Parent = parent;
+        InputSchema = inputSchema;
+        var options = parent.Options;
+        if (options.SeedColumnName is not null)
+        {
+            SeedColumn = inputSchema.GetColumnOrNull(options.SeedColumnName)
+                ?? throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Seed column '{options.SeedColumnName}' was not found in the input schema (columns: {string.Join(", ", inputSchema.Where(c => !c.IsHidden).Select(c => c.Name))}).");
+            if (!IsSeedType(SeedColumn.Value.Type))
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Seed column '{options.SeedColumnName}' must hold integers (or whole-number Single/Double), but it is {SeedColumn.Value.Type}.");
+        }
+
+        var shape = parent.Model.ImageShape;
+        Channels = (int)shape[0];
+        Height = (int)shape[1];
+        Width = (int)shape[2];
+        OutputType = options.OutputKind == GeneratedOutputKind.Image
+            ? new ImageDataViewType(Height, Width)
+            : new VectorDataViewType(NumberDataViewType.Single, Channels, Height, Width);
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumns(inputSchema);
+        builder.AddColumn(options.OutputColumnName, OutputType);
+        OutputSchema = builder.ToSchema();
+        OutputIndex = inputSchema.Count;
+    }
+
+    public DiffusionGenerationTransformer Parent { get; }
+    public DataViewSchema InputSchema { get; }
+    public DataViewSchema OutputSchema { get; }
+    public DataViewSchema.Column? SeedColumn { get; }
+    public DataViewType OutputType { get; }
+    public int OutputIndex { get; }
+    public int Channels { get; }
+    public int Height { get; }
+    public int Width { get; }
+
+    public static bool IsSeedType(DataViewType type)
+        => type == NumberDataViewType.Int32 || type == NumberDataViewType.Int64 || type == NumberDataViewType.UInt32
+        || type == NumberDataViewType.UInt64 || type == NumberDataViewType.Int16 || type == NumberDataViewType.UInt16
+        || type == NumberDataViewType.Byte || type == NumberDataViewType.SByte
+        || type == NumberDataViewType.Single || type == NumberDataViewType.Double;
+
+    /// <summary>Reads the seed of <paramref name="row"/>'s current position.</summary>
+    public Func<long> CreateSeedReader(DataViewRow row)
+    {
+        long baseSeed = Parent.Options.Seed;
+        if (SeedColumn is null) return () => baseSeed + row.Position;
+        var column = row.Schema[SeedColumn.Value.Index];
+        string name = column.Name;
+        var type = column.Type;
+        if (type == NumberDataViewType.Int32) return Reader<int>(row, column, v => v);
+        if (type == NumberDataViewType.Int64) return Reader<long>(row, column, v => v);
+        if (type == NumberDataViewType.UInt32) return Reader<uint>(row, column, v => v);
+        if (type == NumberDataViewType.UInt64) return Reader<ulong>(row, column, v => unchecked((long)v));
+        if (type == NumberDataViewType.Int16) return Reader<short>(row, column, v => v);
+        if (type == NumberDataViewType.UInt16) return Reader<ushort>(row, column, v => v);
+        if (type == NumberDataViewType.Byte) return Reader<byte>(row, column, v => v);
+        if (type == NumberDataViewType.SByte) return Reader<sbyte>(row, column, v => v);
+        if (type == NumberDataViewType.Single) return Reader<float>(row, column, v => WholeNumber(v, name, row));
+        return Reader<double>(row, column, v => WholeNumber(v, name, row));
+    }
+
+    private static Func<long> Reader<T>(DataViewRow row, DataViewSchema.Column column, Func<T, long> convert)
+    {
+        var getter = row.GetGetter<T>(column);
+        T value = default!;
+        return () => { getter(ref value); return convert(value); };
+    }
+
+    private static long WholeNumber(double v, string name, DataViewRow row)
+    {
+        if (!double.IsFinite(v) || Math.Floor(v) != v || Math.Abs(v) > 9e15)
+            throw new InvalidOperationException($"Seed column '{name}' holds {v} at row {row.Position}; seeds must be whole numbers.");
+        return (long)v;
+    }
+
+    /// <summary>A getter for the output column that takes the current row's planar pixels from <paramref name="pixels"/>.</summary>
+    public Delegate MakeOutputGetter(Func<float[]> pixels)
+    {
+        int c = Channels, h = Height, w = Width;
+        if (Parent.Options.OutputKind == GeneratedOutputKind.Image)
+        {
+            ValueGetter<MLImage> image = (ref MLImage value) => value = ImagePixels.ToImage(pixels(), c, h, w);
+            return image;
+        }
+        ValueGetter<VBuffer<float>> vector = (ref VBuffer<float> value) =>
+        {
+            var values = ImagePixels.ToBytesRange(pixels());
+            var editor = VBufferEditor.Create(ref value, values.Length);
+            values.CopyTo(editor.Values);
+            value = editor.Commit();
+        };
+        return vector;
+    }
+
+    /// <summary>Input columns needed to produce the given output columns.</summary>
+    public IEnumerable<DataViewSchema.Column> InputColumnsFor(IEnumerable<DataViewSchema.Column> outputColumns)
+    {
+        var needed = new HashSet<int>();
+        foreach (var column in outputColumns)
+        {
+            if (column.Index < OutputIndex) needed.Add(column.Index);
+            else if (SeedColumn is not null) needed.Add(SeedColumn.Value.Index);
+        }
+        return needed.OrderBy(i => i).Select(i => InputSchema[i]);
+    }
+}

@@ -1,0 +1,78 @@
+using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Diffusion.MLNet.Internal;
+
+/// <summary>
+/// Writing and reading the diffusion stages' state inside ML.NET model zips: the model as its
+/// checkpoint bytes (which carry their own format version and SHA-256), plus a JSON settings stream.
+/// Version checks happen here, before ML.NET's own, so a model from a newer library gets a message
+/// that says so instead of ML.NET's generic one.
+/// </summary>
+internal static class ModelPersistence
+{
+    public const string ModelStream = "DiffusionModel.mldiff";
+    public const string SettingsStream = "Settings.json";
+
+    public static VersionInfo Version(string modelSignature, string loaderSignature, Type loader) => new(
+        modelSignature: modelSignature,
+        verWrittenCur: 0x00010001,
+        verReadableCur: 0x00010001,
+        verWeCanReadBack: 0x00010001,
+        loaderSignature: loaderSignature,
+        loaderAssemblyName: loader.Assembly.FullName);
+
+    /// <summary>Checks the stored component's version and signature with a clear message, then lets ML.NET check the rest.</summary>
+    public static void CheckVersion(ModelLoadContext ctx, VersionInfo expected, string component)
+    {
+        var header = ctx.Header;
+        if (header.ModelVerReadable > expected.VerWrittenCur)
+            throw new FormatException(
+                $"The model zip's {component} was written in format version 0x{header.ModelVerWritten:X8} by a newer Microsoft.ML.Diffusion and needs a reader of at least 0x{header.ModelVerReadable:X8}; this library reads up to 0x{expected.VerWrittenCur:X8}. Upgrade Microsoft.ML.Diffusion to load it.");
+        ctx.CheckAtModel(expected);
+    }
+
+    public static void SaveModel(ModelSaveContext ctx, DiffusionModel model)
+        => ctx.SaveBinaryStream(ModelStream, w => model.Save(w.BaseStream));
+
+    public static DiffusionModel LoadModel(ModelLoadContext ctx, string device, string component)
+    {
+        DiffusionModel? model = null;
+        bool found = ctx.TryLoadBinaryStream(ModelStream, r =>
+        {
+            using var buffer = new MemoryStream();
+            r.BaseStream.CopyTo(buffer);
+            buffer.Position = 0;
+            model = DiffusionModel.Load(buffer, DiffusionDevice.Resolve(device), $"The model zip's {component}");
+        });
+        if (!found || model is null)
+            throw new CheckpointFormatException($"The model zip's {component} has no '{ModelStream}' stream; the zip is incomplete or was not written by Microsoft.ML.Diffusion.");
+        return model;
+    }
+
+    public static void SaveSettings<T>(ModelSaveContext ctx, T settings)
+        => ctx.SaveBinaryStream(SettingsStream, w => w.Write(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(settings, DiffusionCheckpoint.JsonOptions)));
+
+    public static T LoadSettings<T>(ModelLoadContext ctx, string component)
+    {
+        T? settings = default;
+        bool found = ctx.TryLoadBinaryStream(SettingsStream, r =>
+        {
+            using var buffer = new MemoryStream();
+            r.BaseStream.CopyTo(buffer);
+            try
+            {
+                settings = System.Text.Json.JsonSerializer.Deserialize<T>(buffer.ToArray(), DiffusionCheckpoint.JsonOptions);
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new CheckpointFormatException($"The model zip's {component} has corrupt settings: {e.Message}", e);
+            }
+        });
+        if (!found || settings is null)
+            throw new CheckpointFormatException($"The model zip's {component} has no '{SettingsStream}' stream; the zip is incomplete or was not written by Microsoft.ML.Diffusion.");
+        return settings;
+    }
+}
