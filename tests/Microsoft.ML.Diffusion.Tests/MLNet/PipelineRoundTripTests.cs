@@ -113,6 +113,41 @@ public sealed class PipelineRoundTripTests : IClassFixture<PipelineRoundTripTest
     }
 
     [Fact]
+    public void AFreshProcessLoadsTheZipAndGeneratesTheSameImages()
+    {
+        var ml = new MLContext(seed: 5);
+        var seeds = Seeds(ml, 3, offset: 40);
+        var chain = ml.Transforms.DiffusionGenerate(_trained.Model, new DiffusionGenerationOptions
+        {
+            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerKind.Ddpm, Steps = 10, OutputKind = GeneratedOutputKind.Pixels,
+        }).Fit(seeds);
+        string zip = Path.Combine(_trained.Folder, "fresh-process.zip");
+        ml.Model.Save(chain, seeds.Schema, zip);
+        var expected = Pixels(chain.Transform(seeds), "Generated")
+            .Select(row => string.Join(",", row.Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture)))).ToArray();
+
+        string probe = Path.Combine(ProbeDirectory(), "Microsoft.ML.Diffusion.ZipProbe.dll");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { probe, zip, "40,41,42", "Generated" }) start.ArgumentList.Add(arg);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        string stdout = process.StandardOutput.ReadToEnd();
+        string stderr = process.StandardError.ReadToEnd();
+        Assert.True(process.WaitForExit(120_000), "the probe process did not finish");
+        Assert.True(process.ExitCode == 0, $"probe failed ({process.ExitCode}): {stderr}");
+        Assert.Equal(expected, stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
+
+    // tests/Microsoft.ML.Diffusion.Tests/bin/<config>/<tfm>/ → tests/Microsoft.ML.Diffusion.ZipProbe/bin/<config>/<tfm>/
+    private static string ProbeDirectory()
+    {
+        var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        string tfm = testDir.Name, config = testDir.Parent!.Name;
+        string dir = Path.Combine(testDir.Parent!.Parent!.Parent!.Parent!.FullName, "Microsoft.ML.Diffusion.ZipProbe", "bin", config, tfm);
+        Assert.True(Directory.Exists(dir), $"the probe was not built at {dir}");
+        return dir;
+    }
+
+    [Fact]
     public void BatchesAndSingleRequestsGiveTheSameImagePerSeed()
     {
         var ml = new MLContext(seed: 4);

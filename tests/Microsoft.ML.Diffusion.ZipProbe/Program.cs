@@ -1,0 +1,23 @@
+// Usage: Microsoft.ML.Diffusion.ZipProbe <model.zip> <seed,seed,...> <output column>
+// Loads the zip in a new MLContext, feeds a Seed column through it and prints each row's output
+// column as comma-separated floats, one row per line.
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+if (args.Length != 3)
+{
+    Console.Error.WriteLine("usage: ZipProbe <model.zip> <seed,seed,...> <output column>");
+    return 2;
+}
+var ml = new MLContext();
+var model = ml.Model.Load(args[0], out _);
+var seeds = args[1].Split(',').Select(s => new SeedRow { Seed = int.Parse(s) }).ToArray();
+var output = model.Transform(ml.Data.LoadFromEnumerable(seeds));
+foreach (var row in output.GetColumn<VBuffer<float>>(args[2]))
+    Console.WriteLine(string.Join(",", row.DenseValues().Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture))));
+return 0;
+
+internal sealed class SeedRow
+{
+    public int Seed { get; set; }
+}
