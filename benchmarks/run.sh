@@ -50,10 +50,10 @@ csharp() { dotnet run --no-build --project benchmarks/Microsoft.ML.Diffusion.Ben
 pyref() { OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS="$threads" "$python" benchmarks/pytorch/ddpm_reference.py "$@"; }
 
 echo "== Microsoft.ML.Diffusion (TorchSharp)" >&2
-csharp "${pass[@]}" --threads "$threads" --out "$out"
+csharp "${pass[@]}" --threads "$threads" --out "$out" >&2
 if [ "$pytorch" = 1 ]; then
   echo "== PyTorch reference" >&2
-  pyref "${pass[@]}" --threads "$threads" --out "$out"
+  pyref "${pass[@]}" --threads "$threads" --out "$out" >&2
 fi
 if [ "$ops" = 1 ]; then
   quick=()

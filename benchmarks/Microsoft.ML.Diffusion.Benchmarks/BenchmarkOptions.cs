@@ -6,6 +6,7 @@ internal sealed record BenchmarkOptions
     public bool Quick { get; init; }
     public bool Soak { get; init; }
     public bool Ops { get; init; }
+    public bool Overhead { get; init; }
     public string OutputDirectory { get; init; } = Path.Combine("benchmarks", "results");
     public string[] Configs { get; init; } = ["bench", "rgb32"];
     public int? Threads { get; init; }
@@ -39,6 +40,7 @@ internal sealed record BenchmarkOptions
           --sample-batch N        images per sampling run (default 64)
           --rgb32-batch N         training and sampling batch of rgb32 (default 64)
           --ddpm-timed-steps N    DDPM 1000 is timed over its first N steps and extrapolated (default 50; quick 2)
+          --overhead              generate 256 images through DiffusionGenerate and directly; print the overhead
           --soak-train-steps N    (soak) training steps (default 3000; quick 300)
           --soak-sampling-runs N  (soak) sampling runs (default 200; quick 20)
           --soak-batch N          (soak) training and sampling batch (default 8)
@@ -58,6 +60,7 @@ internal sealed record BenchmarkOptions
                 "--quick" => o with { Quick = true },
                 "--soak" => o with { Soak = true },
                 "--ops" => o with { Ops = true },
+                "--overhead" => o with { Overhead = true },
                 "--out" => o with { OutputDirectory = Value() },
                 "--configs" => o with { Configs = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                 "--threads" => o with { Threads = Int() },

@@ -9,6 +9,21 @@ internal static class ProcessMemory
     /// <summary>Current resident set size (VmRSS) in MiB, or NaN where /proc is missing.</summary>
     public static double ResidentMiB() => ReadKiB("VmRSS:") / 1024.0;
 
+    /// <summary>Minor page faults of the process so far (field 10 of /proc/self/stat), or 0 where /proc is missing.</summary>
+    public static long MinorFaults()
+    {
+        try
+        {
+            string stat = File.ReadAllText("/proc/self/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[7], System.Globalization.CultureInfo.InvariantCulture);   // field 10 overall
+        }
+        catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>Resets VmHWM to the current RSS (writes 5 to /proc/self/clear_refs, Linux 4.0+); false if not possible.</summary>
     public static bool TryResetPeak()
     {

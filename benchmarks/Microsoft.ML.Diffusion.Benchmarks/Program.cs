@@ -40,6 +40,16 @@ if (options.Ops)
     return 0;
 }
 
+if (options.Overhead)
+{
+    var r = GenerateOverhead.Run(options, Log);
+    Json.Write(Path.Combine(options.OutputDirectory, "generate-overhead.json"), r);
+    Console.WriteLine("| images | batch | sampler | direct (s) | DiffusionGenerate (s) | overhead |");
+    Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
+    Console.WriteLine($"| {r.Images} | {r.Batch} | {r.Sampler} {r.Steps} | {r.DirectSeconds:F2} | {r.PipelineSeconds:F2} | {r.OverheadPercent:+0.0;-0.0} % |");
+    return 0;
+}
+
 if (options.Soak)
 {
     var soak = Soak.Run(options, versions, Log);

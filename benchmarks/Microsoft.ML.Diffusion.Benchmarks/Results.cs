@@ -25,14 +25,14 @@ internal sealed record TimingStats(int Count, double MedianS, double MeanS, doub
 internal sealed record NetworkInfo(int ImageChannels, int ImageSize, int BaseChannels, int[] ChannelMultipliers,
     int ResidualBlocksPerLevel, int[] AttentionResolutions, int AttentionHeads, int NormGroups);
 
-internal sealed record TrainResult(int Batch, int WarmupSteps, TimingStats Step, double FinalLoss);
+internal sealed record TrainResult(int Batch, int WarmupSteps, TimingStats Step, double FinalLoss, double MinorFaultsPerStep);
 
 /// <summary>Median seconds per training step of each phase, measured on a hand-written copy of TrainStep.</summary>
 internal sealed record BreakdownResult(int Steps, int Batch, double DataS, double ForwardS, double BackwardS, double ClipS,
     double OptimizerS, double EmaS, double OtherS, double TotalS, double ForwardInferenceS);
 
 internal sealed record SamplerResult(string Name, string Sampler, int Steps, int Batch, int TimedSteps, bool Extrapolated,
-    double SPerStep, double TotalS, double SPerImage);
+    double SPerStep, double TotalS, double SPerImage, double MinorFaultsPerStep);
 
 internal sealed record ConfigResult(string Name, string Description, int[] Image, NetworkInfo Network, long Params,
     TrainResult Train, BreakdownResult? Breakdown, SamplerResult[] Samplers, double PeakRssMb, string? Note);

@@ -33,15 +33,17 @@ internal static class Throughput
             for (int i = 0; i < options.EffectiveTrainWarmup; i++) trainer.TrainStep(batches[i % batches.Length]);
             trainer.TakeMeanLoss();
             var stepTimes = new List<double>();
+            long faults0 = ProcessMemory.MinorFaults();
             for (int i = 0; i < options.EffectiveTrainSteps; i++)
             {
                 long start = Stopwatch.GetTimestamp();
                 trainer.TrainStep(batches[i % batches.Length]);
                 stepTimes.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
             }
+            double faults = (double)(ProcessMemory.MinorFaults() - faults0) / options.EffectiveTrainSteps;
             double loss = trainer.TakeMeanLoss();   // the one host read: all steps ran synchronously on the CPU anyway
-            var train = new TrainResult(batch, options.EffectiveTrainWarmup, TimingStats.From(stepTimes), loss);
-            log($"[{config.Name}] train step: median {train.Step.MedianS:F3} s over {train.Step.Count} steps (min {train.Step.MinS:F3}, max {train.Step.MaxS:F3}); loss {loss:F4}");
+            var train = new TrainResult(batch, options.EffectiveTrainWarmup, TimingStats.From(stepTimes), loss, faults);
+            log($"[{config.Name}] train step: median {train.Step.MedianS:F3} s over {train.Step.Count} steps (min {train.Step.MinS:F3}, max {train.Step.MaxS:F3}); loss {loss:F4}; {faults:F0} minor page faults/step");
 
             var breakdown = Breakdown(net, batches, options.EffectiveBreakdownSteps);
             log($"[{config.Name}] breakdown (median s): data {breakdown.DataS:F4}, forward {breakdown.ForwardS:F4}, backward {breakdown.BackwardS:F4}, " +
@@ -62,7 +64,7 @@ internal static class Throughput
                 var r = TimeSampler(model, name, kind, steps, seeds, timed);
                 samplers.Add(r);
                 log($"[{config.Name}] {name}: {r.SPerImage:F4} s/image ({r.SPerStep:F3} s/step for {r.Batch} images" +
-                    (r.Extrapolated ? $", timed {r.TimedSteps} of {r.Steps} steps and extrapolated)" : ")"));
+                    (r.Extrapolated ? $", timed {r.TimedSteps} of {r.Steps} steps and extrapolated)" : ")") + $"; {r.MinorFaultsPerStep:F0} minor page faults/step");
             }
 
             double peak = ProcessMemory.PeakResidentMiB();
@@ -91,10 +93,12 @@ internal static class Throughput
         int batch = seeds.Length;
         if (timedSteps is null || timedSteps >= steps)
         {
+            long f0 = ProcessMemory.MinorFaults();
             long start = Stopwatch.GetTimestamp();
             using (model.Generate(new GenerationOptions { Sampler = kind, Steps = steps }, seeds)) { }
             double total = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            return new SamplerResult(name, kind.ToString(), steps, batch, steps, false, total / steps, total, total / batch);
+            double f = (double)(ProcessMemory.MinorFaults() - f0) / steps;
+            return new SamplerResult(name, kind.ToString(), steps, batch, steps, false, total / steps, total, total / batch, f);
         }
 
         int k = timedSteps.Value;
@@ -102,6 +106,7 @@ internal static class Throughput
         using var sampler = model.CreateSampler(new GenerationOptions { Sampler = kind });
         using var x = noise.Next([batch, .. model.ImageShape], model.Device);
         using var cts = new CancellationTokenSource();
+        long faults0 = ProcessMemory.MinorFaults();
         long t0 = Stopwatch.GetTimestamp();
         try
         {
@@ -110,7 +115,8 @@ internal static class Throughput
         }
         catch (OperationCanceledException) { }
         double perStep = Stopwatch.GetElapsedTime(t0).TotalSeconds / k;
-        return new SamplerResult(name, kind.ToString(), steps, batch, k, true, perStep, perStep * steps, perStep * steps / batch);
+        double faults = (double)(ProcessMemory.MinorFaults() - faults0) / k;
+        return new SamplerResult(name, kind.ToString(), steps, batch, k, true, perStep, perStep * steps, perStep * steps / batch, faults);
     }
 
     /// <summary>

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -375,6 +376,10 @@ def read_status_kib(key):
     return float("nan")
 
 
+def minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def reset_peak_rss():
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -439,14 +444,16 @@ def run_config(name, args, log):
         trainer.train_step(batches[i % 4])
     trainer.take_mean_loss()
     times = []
+    faults0 = minor_faults()
     for i in range(steps):
         s = time.perf_counter()
         trainer.train_step(batches[i % 4])
         times.append(time.perf_counter() - s)
+    faults = (minor_faults() - faults0) / steps
     loss = trainer.take_mean_loss()
-    train = dict(batch=batch, warmup_steps=warm, step=stats(times), final_loss=loss)
+    train = dict(batch=batch, warmup_steps=warm, step=stats(times), final_loss=loss, minor_faults_per_step=faults)
     log(f"[{name}] train step: median {train['step']['median_s']:.3f} s over {steps} steps "
-        f"(min {train['step']['min_s']:.3f}, max {train['step']['max_s']:.3f}); loss {loss:.4f}")
+        f"(min {train['step']['min_s']:.3f}, max {train['step']['max_s']:.3f}); loss {loss:.4f}; {faults:.0f} minor page faults/step")
 
     # Breakdown: the same train_step with a clock between the phases (first step is a warm-up).
     bt = Trainer(o, batch, seed=1)
@@ -478,15 +485,18 @@ def run_config(name, args, log):
     for label, kind, n, timed in [("DDPM 1000", "ddpm", 1000, args.ddpm_timed_steps),
                                   ("DDIM 50", "ddim", 50, 2 if quick else None),
                                   ("DPM-Solver++ 20", "dpm", 20, 2 if quick else None)]:
+        f0 = minor_faults()
         secs, done = sample(net, kind, n, seeds, shape, stop_after=timed)
+        faults = (minor_faults() - f0) / done
         extrapolated = done < n
         per_step = secs / done
         total = per_step * n
         samplers.append(dict(name=label, sampler={"ddpm": "Ddpm", "ddim": "Ddim", "dpm": "DpmSolverPlusPlus"}[kind],
                              steps=n, batch=sample_batch, timed_steps=done, extrapolated=extrapolated,
-                             s_per_step=per_step, total_s=total, s_per_image=total / sample_batch))
+                             s_per_step=per_step, total_s=total, s_per_image=total / sample_batch,
+                             minor_faults_per_step=faults))
         log(f"[{name}] {label}: {total / sample_batch:.4f} s/image ({per_step:.3f} s/step for {sample_batch} images"
-            + (f", timed {done} of {n} steps and extrapolated)" if extrapolated else ")"))
+            + (f", timed {done} of {n} steps and extrapolated)" if extrapolated else ")") + f"; {faults:.0f} minor page faults/step")
     note = None if peak_reset else "VmHWM could not be reset between configurations"
     if sample_batch != batch:
         note = (note + "; " if note else "") + f"sampling batch {sample_batch}"

@@ -47,16 +47,17 @@ public static class DiffusionCatalog
     /// <param name="seedColumnName">A column of per-row integer seeds; null seeds row i with i.</param>
     /// <param name="sampler">DDPM, DDIM or DPM-Solver++.</param>
     /// <param name="steps">Denoising steps; null uses the sampler's usual count.</param>
+    /// <param name="guidanceScale">Classifier-free guidance for conditional models (1 = as trained).</param>
     /// <example><code>
     /// var generate = ml.Transforms.DiffusionGenerate(model, "Generated", seedColumnName: "Seed", sampler: SamplerKind.Ddim, steps: 50);
     /// var images = generate.Fit(seeds).Transform(seeds);
     /// </code></example>
     public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model,
         string outputColumnName = "GeneratedImage", string? seedColumnName = null,
-        SamplerKind sampler = SamplerKind.DpmSolverPlusPlus, int? steps = null)
+        SamplerKind sampler = SamplerKind.DpmSolverPlusPlus, int? steps = null, double guidanceScale = 1.0)
         => DiffusionGenerate(catalog, model, new DiffusionGenerationOptions
         {
-            OutputColumnName = outputColumnName, SeedColumnName = seedColumnName, Sampler = sampler, Steps = steps,
+            OutputColumnName = outputColumnName, SeedColumnName = seedColumnName, Sampler = sampler, Steps = steps, GuidanceScale = guidanceScale,
         });
 
     /// <summary>Generates images with every setting available.</summary>
@@ -64,7 +65,13 @@ public static class DiffusionCatalog
     /// <param name="model">A fitted pipeline containing a trained diffusion model (or a loaded model zip of one).</param>
     /// <param name="options">The generation settings.</param>
     public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model, DiffusionGenerationOptions options)
-        => new(CatalogUtils.GetEnvironment(catalog), DiffusionModelTransformer.FindModel(model), options);
+    {
+        var found = DiffusionModelTransformer.FindModel(model);
+        // A conditional model reads the column it was trained with unless told otherwise.
+        if (options.ConditionColumnName is null && DiffusionModelTransformer.TryFindStage(model) is DiffusionModelTransformer trained)
+            options.ConditionColumnName = trained.ConditionColumnName;
+        return new(CatalogUtils.GetEnvironment(catalog), found, options);
+    }
 
     /// <summary>Generates images from a <see cref="DiffusionModel"/> trained or loaded outside ML.NET.</summary>
     /// <param name="catalog">The transforms catalog.</param>

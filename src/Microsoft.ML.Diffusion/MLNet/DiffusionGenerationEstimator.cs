@@ -44,6 +44,8 @@ public sealed class DiffusionGenerationEstimator : IEstimator<DiffusionGeneratio
             if (column.Kind != SchemaShape.Column.VectorKind.Scalar || !GenerationBinding.IsSeedType(column.ItemType))
                 throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Seed column '{seed}' must hold scalar integers (or whole-number Single/Double), but it is {column.ItemType}.");
         }
+        if (_options.ConditionColumnName is { } condition && !inputSchema.TryFindColumn(condition, out _))
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Condition column '{condition}' was not found in the input schema.");
         var shape = _model.ImageShape;
         columns[_options.OutputColumnName] = _options.OutputKind == GeneratedOutputKind.Image
             ? new SchemaShape.Column(_options.OutputColumnName, SchemaShape.Column.VectorKind.Scalar, new ImageDataViewType((int)shape[1], (int)shape[2]), false)

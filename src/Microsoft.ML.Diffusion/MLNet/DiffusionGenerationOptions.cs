@@ -14,6 +14,19 @@ public sealed class DiffusionGenerationOptions
     /// </summary>
     public string? SeedColumnName { get; set; }
 
+    /// <summary>
+    /// The condition column for a conditional model (class key or integer, float vector, or token keys,
+    /// made by the same stages as at training). Null uses the column the model was trained with.
+    /// Setting it for an unconditional model is an error.
+    /// </summary>
+    public string? ConditionColumnName { get; set; }
+
+    /// <summary>
+    /// Classifier-free guidance scale w: ε = ε_uncond + w (ε_cond − ε_uncond). 1 follows the condition
+    /// as trained, 0 ignores it, 3–5 follow it more closely.
+    /// </summary>
+    public double GuidanceScale { get; set; } = 1.0;
+
     /// <summary>Base seed for rows when no seed column is given.</summary>
     public long Seed { get; set; }
 
@@ -41,6 +54,7 @@ public sealed class DiffusionGenerationOptions
         if (string.IsNullOrWhiteSpace(OutputColumnName)) throw new ArgumentException("OutputColumnName must be set.", nameof(OutputColumnName));
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be positive.");
         if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
+        if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
         if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
     }
 }

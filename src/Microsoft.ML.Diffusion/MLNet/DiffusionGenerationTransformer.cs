@@ -62,11 +62,15 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
     }
 
     /// <summary>One sampler run for a batch of seeds; planar (C, H, W) pixels in [−1, 1] per image.</summary>
-    internal float[][] GenerateBatch(IReadOnlyList<long> seeds)
+    internal float[][] GenerateBatch(IReadOnlyList<long> seeds, ConditionColumn? conditionColumn, IReadOnlyList<object> conditions)
     {
-        var generation = new GenerationOptions { Sampler = Options.Sampler, Steps = Options.Steps, Eta = Options.Eta, Clipping = Options.Clipping };
+        var generation = new GenerationOptions
+        {
+            Sampler = Options.Sampler, Steps = Options.Steps, Eta = Options.Eta, Clipping = Options.Clipping, GuidanceScale = Options.GuidanceScale,
+        };
         float[] all;
-        using (var images = Model.Generate(generation, seeds, onStep: (_, _) => _host.CheckAlive()))
+        using (var condition = conditionColumn?.ToBatch(conditions))
+        using (var images = Model.Generate(generation, seeds, onStep: (_, _) => _host.CheckAlive(), condition: condition))
             all = images.cpu().data<float>().ToArray();
         int length = all.Length / seeds.Count;
         var result = new float[seeds.Count][];
@@ -78,6 +82,8 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
     {
         OutputColumnName = o.OutputColumnName,
         SeedColumnName = o.SeedColumnName,
+        ConditionColumnName = o.ConditionColumnName,
+        GuidanceScale = o.GuidanceScale,
         Seed = o.Seed,
         Sampler = o.Sampler,
         Steps = o.Steps,

@@ -24,8 +24,9 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
 
     private readonly IHost _host;
 
-    internal DiffusionModelTransformer(IHostEnvironment env, DiffusionModel model, string imageColumnName)
+    internal DiffusionModelTransformer(IHostEnvironment env, DiffusionModel model, string imageColumnName, string? conditionColumnName = null)
     {
+        ConditionColumnName = conditionColumnName;
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionModelTransformer));
         Model = model ?? throw new ArgumentNullException(nameof(model));
         ImageColumnName = imageColumnName;
@@ -36,6 +37,9 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
 
     /// <summary>The image column the model was trained on.</summary>
     public string ImageColumnName { get; }
+
+    /// <summary>The condition column the model was trained with, if it is conditional.</summary>
+    public string? ConditionColumnName { get; }
 
     /// <inheritdoc/>
     public bool IsRowToRowMapper => true;
@@ -56,11 +60,11 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
         _host.CheckValue(ctx, nameof(ctx));
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
-        ModelPersistence.SaveSettings(ctx, new Settings(ImageColumnName));
+        ModelPersistence.SaveSettings(ctx, new Settings(ImageColumnName, ConditionColumnName));
         ModelPersistence.SaveModel(ctx, Model);
     }
 
-    private sealed record Settings(string ImageColumnName);
+    private sealed record Settings(string ImageColumnName, string? ConditionColumnName);
 
     // Found by ML.NET's loader through [LoadableClass] when a zip containing this stage is loaded.
     internal static DiffusionModelTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
@@ -69,7 +73,7 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
         ModelPersistence.CheckVersion(ctx, GetVersionInfo(), "diffusion model stage");
         var settings = ModelPersistence.LoadSettings<Settings>(ctx, "diffusion model stage");
         var model = ModelPersistence.LoadModel(ctx, "auto", "diffusion model stage");
-        return new DiffusionModelTransformer(env, model, settings.ImageColumnName);
+        return new DiffusionModelTransformer(env, model, settings.ImageColumnName, settings.ConditionColumnName);
     }
 
     /// <summary>
@@ -83,11 +87,18 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
             ?? throw new ArgumentException($"The transformer ({transformer.GetType().Name}) contains no trained diffusion model. Pass the result of fitting a TrainDiffusion pipeline, or a model zip loaded from one.", nameof(transformer));
     }
 
-    private static DiffusionModel? TryFindModel(ITransformer transformer) => transformer switch
+    private static DiffusionModel? TryFindModel(ITransformer transformer) => TryFindStage(transformer) switch
     {
         DiffusionModelTransformer m => m.Model,
         DiffusionGenerationTransformer g => g.Model,
-        IEnumerable<ITransformer> chain => chain.Reverse().Select(TryFindModel).FirstOrDefault(m => m is not null),
+        _ => null,
+    };
+
+    /// <summary>The last diffusion stage (training result or generator) in <paramref name="transformer"/>, if any.</summary>
+    internal static ITransformer? TryFindStage(ITransformer transformer) => transformer switch
+    {
+        DiffusionModelTransformer or DiffusionGenerationTransformer => transformer,
+        IEnumerable<ITransformer> chain => chain.Reverse().Select(TryFindStage).FirstOrDefault(m => m is not null),
         _ => null,
     };
 

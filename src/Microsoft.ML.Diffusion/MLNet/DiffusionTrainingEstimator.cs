@@ -1,4 +1,6 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Runtime;
 using Microsoft.ML.Diffusion.Schedules;
@@ -35,6 +37,8 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         ImageColumn.Check(inputSchema, _options.ImageColumnName);
+        if (_options.ConditionColumnName is { } condition && !inputSchema.TryFindColumn(condition, out _))
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Condition column '{condition}' was not found in the input schema.");
         return inputSchema;
     }
 
@@ -44,10 +48,14 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
         _host.CheckValue(input, nameof(input));
         var o = _options;
         var column = ImageColumn.Resolve(input.Schema, o.ImageColumnName, o.ImageChannels, o.ImageSize, o.PixelRange);
+        var condition = o.ConditionColumnName is null ? null
+            : ConditionColumn.ForTraining(input.Schema, o.ConditionColumnName, o.ClassCount, o.MaxTokens, o.TextWidth, o.TextLayers, o.TextHeads);
         var device = DiffusionDevice.Resolve(o.Device);
 
         using var ch = _host.Start("Training");
-        using var images = ReadImages(input, column);
+        var (images, conditions) = ReadImages(input, column, condition);
+        using var _ = images;
+        using var __ = conditions;
         ch.Info($"Training a diffusion model on {images.shape[0]} images of {column.Channels}×{column.Size}×{column.Size} from column '{column.Name}' on {device}.");
 
         var network = new UNetOptions
@@ -61,6 +69,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
             AttentionHeads = o.AttentionHeads,
             NormGroups = o.NormGroups,
             Dropout = o.Dropout,
+            Condition = condition?.Options ?? new(),
         };
         var schedule = new NoiseScheduleOptions { Kind = o.Schedule, TrainSteps = o.DiffusionSteps };
         var trainerOptions = new DiffusionTrainerOptions
@@ -73,6 +82,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
             GradientClipNorm = o.GradientClipNorm,
             EmaDecay = o.EmaDecay,
             RandomHorizontalFlip = o.RandomHorizontalFlip,
+            ConditionDropout = o.ConditionDropout,
             Seed = o.Seed ?? _host.Rand.Next(),
         };
 
@@ -99,7 +109,8 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
                     _host.CheckAlive();   // honours MLContext.CancelExecution()
                     if (o.CheckpointPath is not null && t.StepsDone % o.CheckpointEvery == 0)
                         t.SaveState(o.CheckpointPath);
-                });
+                },
+                conditions: conditions);
         }
         catch (OperationCanceledException)
         {
@@ -112,27 +123,32 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
         }
         if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
         ch.Info($"Training finished at step {trainer.StepsDone}.");
-        return new DiffusionModelTransformer(_host, trainer.ToModel(), column.Name);
+        return new DiffusionModelTransformer(_host, trainer.ToModel(), column.Name, condition?.Name);
     }
 
-    private Tensor ReadImages(IDataView input, ImageColumn column)
+    private (Tensor Images, ConditionBatch? Conditions) ReadImages(IDataView input, ImageColumn column, ConditionColumn? condition)
     {
         var rows = new List<float[]>();
-        using (var cursor = input.GetRowCursor(new[] { input.Schema[column.Name] }))
+        var conditionRows = new List<object>();
+        var needed = new List<DataViewSchema.Column> { input.Schema[column.Name] };
+        if (condition is not null) needed.Add(input.Schema[condition.Name]);
+        using (var cursor = input.GetRowCursor(needed))
         {
             var read = column.CreateReader(cursor);
+            var readCondition = condition?.CreateReader(cursor);
             while (cursor.MoveNext())
             {
                 if ((rows.Count & 255) == 0) _host.CheckAlive();
                 var pixels = new float[column.Length];
                 read(pixels);
                 rows.Add(pixels);
+                if (readCondition is not null) conditionRows.Add(readCondition());
             }
         }
         if (rows.Count == 0)
             throw new InvalidOperationException($"The training data has no rows in image column '{column.Name}'.");
         var flat = new float[rows.Count * column.Length];
         for (int i = 0; i < rows.Count; i++) rows[i].CopyTo(flat, i * column.Length);
-        return tensor(flat, [rows.Count, column.Channels, column.Size, column.Size]);
+        return (tensor(flat, [rows.Count, column.Channels, column.Size, column.Size]), condition?.ToBatch(conditionRows));
     }
 }

@@ -19,6 +19,32 @@ public sealed class DiffusionTrainingOptions
     /// <summary>Value range of a float-vector image column (ignored for image columns).</summary>
     public PixelRange PixelRange { get; set; } = PixelRange.Bytes;
 
+    /// <summary>
+    /// Optional condition column: a key column (MapValueToKey) or integer labels for class conditioning,
+    /// a known-size float vector (FeaturizeText, OneHotEncoding…) for vector conditioning, or a vector of
+    /// keys (TokenizeIntoWords + MapValueToKey) for text prompts, encoded by a small transformer trained
+    /// with the model and read through cross-attention. Null trains an unconditional model.
+    /// </summary>
+    public string? ConditionColumnName { get; set; }
+
+    /// <summary>Number of classes when the condition column holds plain integers (key columns carry their own count).</summary>
+    public int? ClassCount { get; set; }
+
+    /// <summary>Most tokens in a text prompt; longer prompts are an error.</summary>
+    public int MaxTokens { get; set; } = 16;
+
+    /// <summary>Width of the text encoder.</summary>
+    public int TextWidth { get; set; } = 64;
+
+    /// <summary>Transformer layers of the text encoder.</summary>
+    public int TextLayers { get; set; } = 2;
+
+    /// <summary>Attention heads of the text encoder.</summary>
+    public int TextHeads { get; set; } = 4;
+
+    /// <summary>Probability of training a sample with the null condition, which classifier-free guidance needs.</summary>
+    public double ConditionDropout { get; set; } = 0.1;
+
     /// <summary>Channels of the UNet's first level.</summary>
     public int BaseChannels { get; set; } = 32;
 

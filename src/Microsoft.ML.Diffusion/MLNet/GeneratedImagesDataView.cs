@@ -23,7 +23,7 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
         var main = input.GetRowCursor(needed.Where(c => c.Index < binding.OutputIndex).Select(c => input.Schema[c.Index]));
         DataViewRowCursor? lookahead = null;
         if (outputActive)
-            lookahead = input.GetRowCursor(binding.SeedColumn is { } seed ? new[] { input.Schema[seed.Index] } : Array.Empty<DataViewSchema.Column>());
+            lookahead = input.GetRowCursor(binding.GenerationInputs());
         return new Cursor(binding, main, lookahead, outputActive);
     }
 
@@ -36,6 +36,7 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
         private readonly DataViewRowCursor _main;
         private readonly DataViewRowCursor? _lookahead;
         private readonly Func<long>? _lookaheadSeed;
+        private readonly Func<object>? _lookaheadCondition;
         private readonly bool _outputActive;
         private long _batchStart = -1;
         private float[][] _batch = [];
@@ -46,7 +47,11 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
             _main = main;
             _lookahead = lookahead;
             _outputActive = outputActive;
-            if (lookahead is not null) _lookaheadSeed = binding.CreateSeedReader(lookahead);
+            if (lookahead is not null)
+            {
+                _lookaheadSeed = binding.CreateSeedReader(lookahead);
+                _lookaheadCondition = binding.CreateConditionReader(lookahead);
+            }
         }
 
         public override DataViewSchema Schema => _binding.OutputSchema;
@@ -84,10 +89,15 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
             while (lookahead.Position < position)
                 if (!lookahead.MoveNext())
                     throw new InvalidOperationException("The input data view returned fewer rows on a second pass; generation needs an input that can be read twice in the same order.");
-            var seeds = new List<long> { _lookaheadSeed!() };
-            while (seeds.Count < _binding.Parent.Options.BatchSize && lookahead.MoveNext())
+            var seeds = new List<long>();
+            var conditions = new List<object>();
+            do
+            {
                 seeds.Add(_lookaheadSeed!());
-            _batch = _binding.Parent.GenerateBatch(seeds);
+                if (_lookaheadCondition is not null) conditions.Add(_lookaheadCondition());
+            }
+            while (seeds.Count < _binding.Parent.Options.BatchSize && lookahead.MoveNext());
+            _batch = _binding.Parent.GenerateBatch(seeds, _binding.Condition, conditions);
             _batchStart = position;
             return _batch[0];
         }

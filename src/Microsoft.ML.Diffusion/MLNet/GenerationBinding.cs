@@ -23,6 +23,20 @@ internal sealed class GenerationBinding
                 throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Seed column '{options.SeedColumnName}' must hold integers (or whole-number Single/Double), but it is {SeedColumn.Value.Type}.");
         }
 
+        var conditioning = parent.Model.NetworkOptions.Condition;
+        if (conditioning.Kind == Conditioning.ConditionKind.None)
+        {
+            if (options.ConditionColumnName is not null)
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Condition column '{options.ConditionColumnName}' was given, but the model is unconditional; it takes no prompt or condition.");
+        }
+        else
+        {
+            if (options.ConditionColumnName is null)
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"The model is conditioned on {conditioning.Kind}; set ConditionColumnName to the column that holds each row's condition.");
+            Condition = ConditionColumn.ForModel(inputSchema, options.ConditionColumnName, conditioning);
+            ConditionIndex = inputSchema[Condition.Name].Index;
+        }
+
         var shape = parent.Model.ImageShape;
         Channels = (int)shape[0];
         Height = (int)shape[1];
@@ -41,6 +55,8 @@ internal sealed class GenerationBinding
     public DataViewSchema InputSchema { get; }
     public DataViewSchema OutputSchema { get; }
     public DataViewSchema.Column? SeedColumn { get; }
+    public ConditionColumn? Condition { get; }
+    public int ConditionIndex { get; } = -1;
     public DataViewType OutputType { get; }
     public int OutputIndex { get; }
     public int Channels { get; }
@@ -106,6 +122,16 @@ internal sealed class GenerationBinding
         return vector;
     }
 
+    /// <summary>Columns the look-ahead reads: the seed and the condition, where there are such columns.</summary>
+    public IEnumerable<DataViewSchema.Column> GenerationInputs()
+    {
+        if (SeedColumn is not null) yield return InputSchema[SeedColumn.Value.Index];
+        if (ConditionIndex >= 0 && ConditionIndex != SeedColumn?.Index) yield return InputSchema[ConditionIndex];
+    }
+
+    /// <summary>Reads the current row's condition, or null for an unconditional model.</summary>
+    public Func<object>? CreateConditionReader(DataViewRow row) => Condition?.CreateReader(row);
+
     /// <summary>Input columns needed to produce the given output columns.</summary>
     public IEnumerable<DataViewSchema.Column> InputColumnsFor(IEnumerable<DataViewSchema.Column> outputColumns)
     {
@@ -113,7 +139,11 @@ internal sealed class GenerationBinding
         foreach (var column in outputColumns)
         {
             if (column.Index < OutputIndex) needed.Add(column.Index);
-            else if (SeedColumn is not null) needed.Add(SeedColumn.Value.Index);
+            else
+            {
+                if (SeedColumn is not null) needed.Add(SeedColumn.Value.Index);
+                if (ConditionIndex >= 0) needed.Add(ConditionIndex);
+            }
         }
         return needed.OrderBy(i => i).Select(i => InputSchema[i]);
     }

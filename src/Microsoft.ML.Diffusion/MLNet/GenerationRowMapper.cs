@@ -25,6 +25,7 @@ internal sealed class GenerationRowMapper(GenerationBinding binding) : IRowToRow
         private readonly DataViewRow _input;
         private readonly bool _outputActive;
         private readonly Func<long>? _seed;
+        private readonly Func<object>? _condition;
         private long _cachedPosition = -1;
         private float[] _cached = [];
 
@@ -33,7 +34,11 @@ internal sealed class GenerationRowMapper(GenerationBinding binding) : IRowToRow
             _binding = binding;
             _input = input;
             _outputActive = outputActive;
-            if (outputActive) _seed = binding.CreateSeedReader(input);
+            if (outputActive)
+            {
+                _seed = binding.CreateSeedReader(input);
+                _condition = binding.CreateConditionReader(input);
+            }
         }
 
         public override DataViewSchema Schema => _binding.OutputSchema;
@@ -60,12 +65,15 @@ internal sealed class GenerationRowMapper(GenerationBinding binding) : IRowToRow
 
         private float[] Current()
         {
-            // A prediction engine may reuse one row object with the same position for every request, so
-            // the cache is keyed on the seed as well.
+            // A prediction engine reuses one row object, with the same position, for every request:
+            // cache only while the position, the seed and the condition all stay the same.
             long seed = _seed!();
-            if (_cachedPosition != _input.Position || _cached.Length == 0 || _cachedSeed != seed)
+            object? condition = _condition?.Invoke();
+            string conditionKey = condition switch { long[] l => string.Join(",", l), float[] f => string.Join(",", f), _ => "" };
+            if (_cachedPosition != _input.Position || _cached.Length == 0 || _cachedSeed != seed || _cachedCondition != conditionKey)
             {
-                _cached = _binding.Parent.GenerateBatch([seed])[0];
+                _cached = _binding.Parent.GenerateBatch([seed], _binding.Condition, condition is null ? [] : [condition])[0];
+                _cachedCondition = conditionKey;
                 _cachedPosition = _input.Position;
                 _cachedSeed = seed;
             }
@@ -73,5 +81,6 @@ internal sealed class GenerationRowMapper(GenerationBinding binding) : IRowToRow
         }
 
         private long _cachedSeed;
+        private string _cachedCondition = "";
     }
 }

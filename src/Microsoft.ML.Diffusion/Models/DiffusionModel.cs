@@ -1,4 +1,5 @@
 using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Runtime;
@@ -52,8 +53,28 @@ public sealed class DiffusionModel : IDisposable
     /// <summary>Image shape (C, H, W) the model generates.</summary>
     public long[] ImageShape => [NetworkOptions.ImageChannels, NetworkOptions.ImageSize, NetworkOptions.ImageSize];
 
-    /// <summary>The network as a sampler's denoiser.</summary>
+    /// <summary>The network as a sampler's denoiser (unconditional, or the null condition for a conditional network).</summary>
     public Denoiser AsDenoiser() => (x, t) => Network.forward(x, t);
+
+    /// <summary>
+    /// The network as a denoiser for <paramref name="condition"/> with classifier-free guidance of scale
+    /// <paramref name="guidanceScale"/>; the conditional and unconditional passes run as one batch.
+    /// </summary>
+    public Denoiser AsDenoiser(ConditionBatch condition, double guidanceScale)
+    {
+        ArgumentNullException.ThrowIfNull(condition);
+        if (guidanceScale == 1.0) return (x, t) => Network.Forward(x, t, condition);
+        if (guidanceScale == 0.0) return (x, t) => Network.Forward(x, t, null);
+        return (x, t) =>
+        {
+            using var scope = NewDisposeScope();
+            using var both = condition.Concat(condition.AllNull());
+            var output = Network.Forward(cat([x, x], 0), cat([t, t], 0), both);
+            var halves = output.chunk(2, 0);
+            var (conditional, unconditional) = (halves[0], halves[1]);
+            return (unconditional + guidanceScale * (conditional - unconditional)).MoveToOuterDisposeScope();
+        };
+    }
 
     /// <summary>A sampler configured for this model's prediction type.</summary>
     public IDiffusionSampler CreateSampler(GenerationOptions options) => DiffusionSamplers.Create(options.Sampler, Schedule, new SamplerOptions
@@ -69,17 +90,32 @@ public sealed class DiffusionModel : IDisposable
     /// its own seed (its starting noise and step noise come from a generator of its own).
     /// </summary>
     /// <returns>Images (N, C, H, W) in [−1, 1], owned by the caller.</returns>
-    public Tensor Generate(GenerationOptions options, IReadOnlyList<long> seeds, Action<int, int>? onStep = null, CancellationToken cancellationToken = default)
+    /// <param name="options">Sampler, steps and guidance.</param>
+    /// <param name="seeds">One seed per image.</param>
+    /// <param name="onStep">Called after each sampler step with (steps done, total).</param>
+    /// <param name="cancellationToken">Checked between steps.</param>
+    /// <param name="condition">One condition per seed for a conditional model; null samples unconditionally.</param>
+    public Tensor Generate(GenerationOptions options, IReadOnlyList<long> seeds, Action<int, int>? onStep = null,
+        CancellationToken cancellationToken = default, ConditionBatch? condition = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(seeds);
         if (seeds.Count == 0) throw new ArgumentException("At least one seed is needed.", nameof(seeds));
+        if (condition is not null && !Network.IsConditional)
+            throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
+        if (condition is not null && condition.Count != seeds.Count)
+            throw new ArgumentException($"There are {condition.Count} conditions for {seeds.Count} seeds.", nameof(condition));
+        condition?.Validate(NetworkOptions.Condition);
+        if (!(options.GuidanceScale >= 0) || double.IsInfinity(options.GuidanceScale))
+            throw new ArgumentOutOfRangeException(nameof(options), options.GuidanceScale, "GuidanceScale must be a non-negative number.");
         using var noise = NoiseSource.PerSample(seeds);
         using var sampler = CreateSampler(options);
         using var scope = NewDisposeScope();
         var x = noise.Next([seeds.Count, .. ImageShape], Device);
         int steps = options.Steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Schedule);
-        using var result = SamplingLoop.Run(AsDenoiser(), sampler, x, steps, noise, onStep, cancellationToken);
+        using var onDevice = condition?.To(Device);
+        var denoiser = onDevice is null ? AsDenoiser() : AsDenoiser(onDevice, options.GuidanceScale);
+        using var result = SamplingLoop.Run(denoiser, sampler, x, steps, noise, onStep, cancellationToken);
         return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
     }
 

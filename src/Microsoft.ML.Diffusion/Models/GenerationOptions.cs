@@ -19,4 +19,11 @@ public sealed record GenerationOptions
 
     /// <summary>Cap for clipping and dynamic thresholding.</summary>
     public double ClipRange { get; init; } = 1.0;
+
+    /// <summary>
+    /// Classifier-free guidance scale w for conditional models: ε = ε_uncond + w (ε_cond − ε_uncond).
+    /// 1 uses the conditional prediction alone, 0 ignores the condition, larger values follow it more
+    /// closely. Both passes run as one forward of twice the batch.
+    /// </summary>
+    public double GuidanceScale { get; init; } = 1.0;
 }

@@ -21,4 +21,16 @@ public static class NormLayers
         }
         return norm;
     }
+
+    /// <summary>A LayerNorm with its affine parameters explicitly set to the identity (see <see cref="GroupNorm"/>).</summary>
+    public static LayerNorm LayerNorm(int features)
+    {
+        var norm = nn.LayerNorm(features);
+        using (no_grad())
+        {
+            norm.weight!.fill_(1.0);
+            norm.bias!.zero_();
+        }
+        return norm;
+    }
 }

@@ -22,6 +22,7 @@ public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
     private readonly ResidualBlock middle_block2;
     private readonly ModuleList<UNetBlock> up_blocks;
     private readonly ModuleList<Module<Tensor, Tensor>> upsamplers;
+    private readonly ConditionEncoder? condition_encoder;
     private readonly GroupNorm output_norm;
     private readonly OutputProjection output_conv;
 
@@ -41,6 +42,8 @@ public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
             ("linear1", Linear(options.BaseChannels, embedDim)),
             ("silu", SiLU()),
             ("linear2", Linear(embedDim, embedDim)));
+        if (options.Condition.Kind != Conditioning.ConditionKind.None)
+            condition_encoder = new ConditionEncoder(options.Condition, embedDim);
         input_conv = Conv2d(options.ImageChannels, options.BaseChannels, 3, padding: 1);
 
         // Down path; remember every output's width, since each becomes a skip connection.
@@ -89,13 +92,37 @@ public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
     /// <summary>The options the network was built from.</summary>
     public UNetOptions Options { get; }
 
-    /// <summary>Predicts the noise (or v, or x₀) in <paramref name="x"/> (N, C, H, W) at timesteps <paramref name="timesteps"/> (N).</summary>
-    public override Tensor forward(Tensor x, Tensor timesteps)
+    /// <summary>Whether the network takes a condition.</summary>
+    public bool IsConditional => condition_encoder is not null;
+
+    /// <summary>Predicts the noise (or v, or x₀) in <paramref name="x"/> (N, C, H, W) at timesteps <paramref name="timesteps"/> (N), unconditionally.</summary>
+    public override Tensor forward(Tensor x, Tensor timesteps) => Forward(x, timesteps, null);
+
+    /// <summary>
+    /// Predicts the noise (or v, or x₀) in <paramref name="x"/> at <paramref name="timesteps"/> given
+    /// <paramref name="condition"/>; a conditional network given none uses its null condition for every row.
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor timesteps, Conditioning.ConditionBatch? condition)
     {
         using var scope = NewDisposeScope();
         int levels = Options.ChannelMultipliers.Length;
         int perLevel = Options.ResidualBlocksPerLevel;
-        var emb = functional.silu(time_embedding.forward(timesteps));
+        var emb = time_embedding.forward(timesteps);
+        Tensor? context = null, keep = null;
+        if (condition_encoder is not null)
+        {
+            Conditioning.ConditionBatch? owned = null;
+            if (condition is null) condition = owned = NullCondition(x.shape[0], x.device);
+            var encoded = condition_encoder.Encode(condition);
+            emb = emb + encoded.Embedding;
+            (context, keep) = (encoded.Context, encoded.Keep);
+            owned?.Dispose();
+        }
+        else if (condition is not null)
+        {
+            throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
+        }
+        emb = functional.silu(emb);
 
         var h = input_conv.forward(x);
         var skips = new Stack<Tensor>();
@@ -105,7 +132,7 @@ public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
         {
             for (int b = 0; b < perLevel; b++)
             {
-                h = down_blocks[block++].forward(h, emb);
+                h = down_blocks[block++].Forward(h, emb, context, keep);
                 skips.Push(h);
             }
             if (level < levels - 1)
@@ -115,16 +142,36 @@ public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
             }
         }
 
-        h = middle_block2.forward(middle_block1.forward(h, emb), emb);
+        h = middle_block2.forward(middle_block1.Forward(h, emb, context, keep), emb);
 
         block = 0;
         for (int level = levels - 1, up = 0; level >= 0; level--)
         {
             for (int b = 0; b <= perLevel; b++)
-                h = up_blocks[block++].forward(cat([h, skips.Pop()], 1), emb);
+                h = up_blocks[block++].Forward(cat([h, skips.Pop()], 1), emb, context, keep);
             if (level > 0) h = upsamplers[up++].forward(h);
         }
 
         return output_conv.forward(functional.silu(output_norm.forward(h))).MoveToOuterDisposeScope();
+    }
+
+    // A batch whose every row is the null condition, for unconditional passes of a conditional model.
+    private Conditioning.ConditionBatch NullCondition(long n, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var c = Options.Condition;
+        using var values = c.Kind switch
+        {
+            Conditioning.ConditionKind.Class => zeros(n, dtype: int64, device: device),
+            Conditioning.ConditionKind.Vector => zeros(n, c.VectorSize, device: device),
+            _ => zeros(n, 1, dtype: int64, device: device),
+        };
+        using var plain = c.Kind switch
+        {
+            Conditioning.ConditionKind.Class => Conditioning.ConditionBatch.Classes(values),
+            Conditioning.ConditionKind.Vector => Conditioning.ConditionBatch.Vectors(values),
+            _ => Conditioning.ConditionBatch.Tokens(values),
+        };
+        return plain.AllNull();
     }
 }

@@ -30,6 +30,9 @@ public sealed record UNetOptions
     /// <summary>Dropout inside residual blocks (DDPM used 0.1 on CIFAR-10).</summary>
     public double Dropout { get; init; }
 
+    /// <summary>The condition the network takes besides the image and the step (none by default).</summary>
+    public Conditioning.ConditioningOptions Condition { get; init; } = new();
+
     /// <summary>Channels per level, e.g. (32, 64, 64).</summary>
     public int[] LevelChannels() => ChannelMultipliers.Select(m => BaseChannels * m).ToArray();
 
@@ -53,6 +56,7 @@ public sealed record UNetOptions
             if (c % AttentionHeads != 0) throw new ArgumentException($"AttentionHeads {AttentionHeads} must divide every level's channel count.", nameof(AttentionHeads));
         }
         if (BaseChannels % 2 != 0) throw new ArgumentException("BaseChannels must be even (it is also the sinusoidal embedding width).", nameof(BaseChannels));
+        (Condition ?? throw new ArgumentNullException(nameof(Condition))).Validate();
         var sizes = Enumerable.Range(0, ChannelMultipliers.Length).Select(i => ImageSize >> i).ToHashSet();
         foreach (int r in AttentionResolutions ?? [])
             if (!sizes.Contains(r)) throw new ArgumentException($"Attention resolution {r} is not one of the feature-map sizes ({string.Join(", ", sizes)}).", nameof(AttentionResolutions));

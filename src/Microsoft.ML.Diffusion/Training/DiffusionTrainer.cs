@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
@@ -82,10 +83,11 @@ public sealed class DiffusionTrainer : IDisposable
     /// One step of Algorithm 1 on a batch of clean images (N, C, H, W) scaled to [−1, 1]. The loss is kept
     /// on the device and averaged by <see cref="TakeMeanLoss"/>, so steps never wait for the host.
     /// </summary>
-    public void TrainStep(Tensor x0)
+    public void TrainStep(Tensor x0, ConditionBatch? condition = null)
     {
         ArgumentNullException.ThrowIfNull(x0);
         CheckImageShape(x0, nameof(x0));
+        CheckCondition(condition, x0.shape[0], nameof(condition));
         using var scope = NewDisposeScope();
         _network.train();
         long n = x0.shape[0];
@@ -99,10 +101,19 @@ public sealed class DiffusionTrainer : IDisposable
         var noise = randn(batch.shape, dtype: float32, generator: _generator).to(Device);
         var xt = _forward.AddNoise(batch, t, noise);
         var target = _forward.Target(Options.Prediction, batch, noise, t);
+        ConditionBatch? dropped = null;
+        if (condition is not null)
+        {
+            // Classifier-free guidance training: some samples see the null condition instead of theirs.
+            var drop = (rand(n, generator: _generator) < Options.ConditionDropout).to(Device);
+            using var onDevice = condition.To(Device);
+            dropped = onDevice.WithNull(drop);
+        }
 
         foreach (var g in _optimizer.ParamGroups) g.LearningRate = CurrentLearningRate;
         _optimizer.zero_grad();
-        var loss = nn.functional.mse_loss(_network.forward(xt, t), target);
+        var loss = nn.functional.mse_loss(_network.Forward(xt, t, dropped), target);
+        dropped?.Dispose();
         loss.backward();
         if (Options.GradientClipNorm > 0)
         {
@@ -137,13 +148,16 @@ public sealed class DiffusionTrainer : IDisposable
     /// <param name="reportEvery">Steps between progress reports (each reads the loss from the device).</param>
     /// <param name="cancellationToken">Checked before every step; cancelling throws <see cref="OperationCanceledException"/> between steps, leaving the trainer consistent.</param>
     /// <param name="afterStep">Called after every step (e.g. to write periodic checkpoints or poll for cancellation).</param>
+    /// <param name="conditions">One condition per image for a conditional network (its rows are picked with each batch); null for an unconditional one.</param>
     public void Train(Tensor images, int steps, Action<TrainingProgress>? progress = null, int reportEvery = 50,
-        CancellationToken cancellationToken = default, Action<DiffusionTrainer>? afterStep = null)
+        CancellationToken cancellationToken = default, Action<DiffusionTrainer>? afterStep = null, ConditionBatch? conditions = null)
     {
         ArgumentNullException.ThrowIfNull(images);
+        CheckCondition(conditions, images.shape[0], nameof(conditions));
         if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), steps, "steps must not be negative.");
         if (reportEvery < 1) throw new ArgumentOutOfRangeException(nameof(reportEvery), reportEvery, "reportEvery must be positive.");
         ValidateImages(images, nameof(images));
+        conditions?.Validate(_network.Options.Condition);
 
         long count = images.shape[0];
         int batch = (int)Math.Min(Options.BatchSize, count);
@@ -169,7 +183,8 @@ public sealed class DiffusionTrainer : IDisposable
                 }
                 var indices = _epochOrder.narrow(0, _epochPosition, batch).to(images.device);
                 _epochPosition += batch;
-                TrainStep(images.index_select(0, indices));
+                using var batchCondition = conditions?.Select(indices);
+                TrainStep(images.index_select(0, indices), batchCondition);
             }
 
             bool last = StepsDone == target;
@@ -239,6 +254,23 @@ public sealed class DiffusionTrainer : IDisposable
         var o = _network.Options;
         if (images.dim() != 4 || images.shape[1] != o.ImageChannels || images.shape[2] != o.ImageSize || images.shape[3] != o.ImageSize)
             throw new ArgumentException($"Training images must have shape (N, {o.ImageChannels}, {o.ImageSize}, {o.ImageSize}) to match the network, but {name} has shape [{string.Join(", ", images.shape)}].", name);
+    }
+
+    private void CheckCondition(ConditionBatch? condition, long count, string name)
+    {
+        var kind = _network.Options.Condition.Kind;
+        if (condition is null)
+        {
+            if (kind != ConditionKind.None)
+                throw new ArgumentException($"The network is conditioned on {kind}; pass one condition per training image.", name);
+            return;
+        }
+        if (kind == ConditionKind.None)
+            throw new ArgumentException("The network is unconditional; it takes no condition.", name);
+        if (condition.Kind != kind)
+            throw new ArgumentException($"The network is conditioned on {kind}, but {condition.Kind} conditions were given.", name);
+        if (condition.Count != count)
+            throw new ArgumentException($"There are {condition.Count} conditions for {count} images.", name);
     }
 
     private void ValidateImages(Tensor images, string name)

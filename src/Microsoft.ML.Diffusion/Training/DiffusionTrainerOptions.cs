@@ -32,6 +32,12 @@ public sealed record DiffusionTrainerOptions
     /// <summary>Flip each training image left–right with probability ½ (DDPM did this on CIFAR-10).</summary>
     public bool RandomHorizontalFlip { get; init; }
 
+    /// <summary>
+    /// Probability of replacing a training sample's condition with the null condition (classifier-free
+    /// guidance needs it; Ho &amp; Salimans used 0.1–0.2). Ignored for unconditional models.
+    /// </summary>
+    public double ConditionDropout { get; init; } = 0.1;
+
     /// <summary>Seed for the weights, batches, timesteps and noise: the same seed gives the same model.</summary>
     public int Seed { get; init; }
 
@@ -43,6 +49,7 @@ public sealed record DiffusionTrainerOptions
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "WarmupSteps must not be negative.");
         if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "WeightDecay must not be negative.");
         if (!(GradientClipNorm >= 0)) throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), GradientClipNorm, "GradientClipNorm must not be negative.");
+        if (!(ConditionDropout >= 0 && ConditionDropout <= 1)) throw new ArgumentOutOfRangeException(nameof(ConditionDropout), ConditionDropout, "ConditionDropout must lie in [0, 1].");
         if (!(EmaDecay >= 0 && EmaDecay < 1)) throw new ArgumentOutOfRangeException(nameof(EmaDecay), EmaDecay, "EmaDecay must lie in [0, 1).");
     }
 }
