@@ -1,0 +1,103 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Microsoft.ML.Diffusion.MLNet;
+using Xunit;
+using static Microsoft.ML.Diffusion.Cli.Tests.CliRunner;
+
+namespace Microsoft.ML.Diffusion.Cli.Tests;
+
+/// <summary>train once on the built-in shapes (20 steps of a tiny UNet), then generate, info and evaluate on the result.</summary>
+public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : IClassFixture<TrainedModelTests.TrainedModel>
+{
+    public sealed class TrainedModel : IDisposable
+    {
+        public string Folder { get; } = Directory.CreateTempSubdirectory("mldiffusion-cli-").FullName;
+        public string Zip => Path.Combine(Folder, "model.zip");
+        public string Checkpoint => Path.Combine(Folder, "state.zip");
+        public Outcome Training { get; }
+
+        public TrainedModel()
+        {
+            Training = Run(["train", "--shapes", .. TinyTraining(20), "--out", Zip, "--checkpoint", Checkpoint, "--checkpoint-every", "10"]);
+        }
+
+        public void Dispose() => Directory.Delete(Folder, recursive: true);
+    }
+
+    [Fact]
+    public void TrainWritesALoadableZipTheCheckpointAndALossPlot()
+    {
+        Succeeded(trained.Training);
+        Assert.Contains("step 20/20", trained.Training.Output);
+        Assert.Matches(@"loss \d+\.\d{4}", trained.Training.Output);
+        Assert.Matches(@"\d+\.\d steps/s\s+ETA", trained.Training.Output);
+
+        var ml = new MLContext();
+        var loaded = ml.Model.Load(trained.Zip, out var schema);
+        Assert.Equal(20, DiffusionModelTransformer.FindModel(loaded).TrainingSteps);
+        Assert.NotNull(schema.GetColumnOrNull("Pixels"));
+        Assert.True(File.Exists(trained.Checkpoint));
+
+        Assert.Equal((900, 520), PngSize(Path.Combine(trained.Folder, "model.loss.png")));
+        var csv = File.ReadAllLines(Path.Combine(trained.Folder, "model.loss.csv"));
+        Assert.Equal("step,loss", csv[0]);
+        Assert.Equal(21, csv.Length);
+    }
+
+    [Fact]
+    public void GenerateWritesAGridOfTheExpectedSizeAndSameSeedsGiveTheSameImages()
+    {
+        string grid = Path.Combine(trained.Folder, "grid.png"), again = Path.Combine(trained.Folder, "grid-again.png");
+        string[] args = ["generate", "--model", trained.Zip, "--count", "4", "--seed", "7", "--sampler", "ddim", "--steps", "5", "--columns", "8", "--scale", "4"];
+        var first = Run([.. args, "--out", grid]);
+        Succeeded(first);
+        Assert.Contains("image 4/4", first.Output);
+        Assert.Contains("seeds 7–10", first.Output);
+        Assert.Equal(GridSize(4, columns: 8, size: 16, scale: 4), PngSize(grid));   // 4 columns of 16·4 px plus padding
+
+        Succeeded(Run([.. args, "--out", again, "--batch", "3"]));
+        Assert.Equal(File.ReadAllBytes(grid), File.ReadAllBytes(again));
+    }
+
+    [Fact]
+    public void GenerateWithColumnsLaysOutRows()
+    {
+        string grid = Path.Combine(trained.Folder, "grid-2x2.png");
+        Succeeded(Run("generate", "--model", trained.Zip, "--count", "4", "--sampler", "dpm", "--steps", "3", "--columns", "2", "--scale", "2", "--out", grid));
+        Assert.Equal(GridSize(4, columns: 2, size: 16, scale: 2), PngSize(grid));
+    }
+
+    [Fact]
+    public void InfoPrintsTheArchitectureScheduleAndStepCount()
+    {
+        var info = Run("info", "--model", trained.Zip);
+        Succeeded(info);
+        Assert.Matches(@"Training steps\s*│\s*20\s", info.Output);
+        Assert.Matches(@"Image shape \(C×H×W\)\s*│\s*1×16×16", info.Output);
+        Assert.Matches(@"UNet channel multipliers\s*│\s*1,2\s", info.Output);
+        Assert.Matches(@"Noise schedule\s*│\s*Linear", info.Output);
+        Assert.Matches(@"Prediction type\s*│\s*Epsilon", info.Output);
+        var parameters = Regex.Match(info.Output, @"Parameters\s*│\s*([\d,]+)");
+        Assert.True(parameters.Success, info.Output);
+        Assert.True(long.Parse(parameters.Groups[1].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 10_000);
+    }
+
+    [Fact]
+    public void EvaluatePrintsDistancesAndPixelStatistics()
+    {
+        var evaluation = Run("evaluate", "--model", trained.Zip, "--shapes", "--count", "8", "--sampler", "ddim", "--steps", "5");
+        Succeeded(evaluation);
+        double[] Numbers(string rowName)
+        {
+            var line = evaluation.Output.Split('\n').Single(l => l.Contains(rowName, StringComparison.Ordinal));
+            return Regex.Matches(line, @"\d+\.\d+").Select(m => double.Parse(m.Value, CultureInfo.InvariantCulture)).ToArray();
+        }
+        var generated = Numbers("generated");
+        var real = Numbers("real (each vs the rest)");
+        var noise = Numbers("clipped Gaussian noise");
+        Assert.All([generated, real, noise], row => Assert.Equal(3, row.Length));                  // NN RMS, mean, std
+        Assert.All([generated, real, noise], row => Assert.All(row, v => Assert.InRange(v, 0, 1)));
+        Assert.True(real[0] < noise[0], $"real images ({real[0]}) should be closer to each other than noise ({noise[0]}) is to them");
+        Assert.Matches(@"Generated / noise distance ratio: \d+\.\d{3}", evaluation.Output);
+    }
+}

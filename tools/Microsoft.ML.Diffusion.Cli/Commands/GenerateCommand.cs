@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.ML.Diffusion.Cli.Output;
+using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.Imaging;
+using Microsoft.ML.Diffusion.Samplers;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Cli.Commands;
+
+/// <summary><c>mldiffusion generate</c>: loads a model zip, generates through DiffusionGenerate and writes a PNG grid.</summary>
+internal sealed class GenerateCommand
+{
+    private readonly Option<string> _model = new("--model") { Description = "The model zip written by 'mldiffusion train'.", Required = true };
+    private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 16 };
+    private readonly Option<long> _seed = new("--seed") { Description = "Seed of the first image; image i uses seed + i.", DefaultValueFactory = _ => 0 };
+    private readonly Option<string> _sampler = new Option<string>("--sampler") { Description = "ddpm, ddim or dpm (DPM-Solver++).", DefaultValueFactory = _ => "dpm" }
+        .AcceptOnlyFromAmong(Names.Samplers);
+    private readonly Option<int?> _steps = new("--steps") { Description = "Denoising steps (default: DDPM all T, DDIM 50, DPM-Solver++ 20)." };
+    private readonly Option<double> _eta = new("--eta") { Description = "DDIM's η: 0 is deterministic, 1 is DDPM-like.", DefaultValueFactory = _ => 0.0 };
+    private readonly Option<string> _out = new("--out") { Description = "The PNG grid to write.", Required = true };
+    private readonly Option<int> _columns = new("--columns") { Description = "Images per grid row.", DefaultValueFactory = _ => 8 };
+    private readonly Option<int> _scale = new("--scale") { Description = "Pixel magnification in the grid.", DefaultValueFactory = _ => 4 };
+    private readonly Option<int> _batch = new("--batch") { Description = "Images per sampler run.", DefaultValueFactory = _ => 16 };
+
+    public static System.CommandLine.Command Create(Func<Func<int>, int> guard, CliContext ctx) => new GenerateCommand().Build(guard, ctx);
+
+    private System.CommandLine.Command Build(Func<Func<int>, int> guard, CliContext ctx)
+    {
+        var command = new System.CommandLine.Command("generate", "Generate images from a model zip and write them as a PNG grid.")
+        {
+            _model, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch,
+        };
+        command.SetAction(parse => guard(() => Run(parse, ctx)));
+        return command;
+    }
+
+    private int Run(ParseResult parse, CliContext ctx)
+    {
+        int count = parse.GetValue(_count);
+        if (count is < 1 or > 100_000) throw new UsageException($"--count must be between 1 and 100000, not {count}.");
+        var sampler = Names.Sampler(parse.GetValue(_sampler)!);
+        int? steps = parse.GetValue(_steps);
+        if (steps is < 1) throw new UsageException($"--steps must be positive, not {steps}.");
+        double eta = parse.GetValue(_eta);
+        if (!(eta >= 0 && eta <= 10)) throw new UsageException($"--eta must lie between 0 and 10, not {eta.ToString(CultureInfo.InvariantCulture)}.");
+        int columns = parse.GetValue(_columns);
+        if (columns < 1) throw new UsageException($"--columns must be positive, not {columns}.");
+        int scale = parse.GetValue(_scale);
+        if (scale is < 1 or > 32) throw new UsageException($"--scale must be between 1 and 32, not {scale}.");
+        int batch = parse.GetValue(_batch);
+        if (batch < 1) throw new UsageException($"--batch must be positive, not {batch}.");
+        string outPath = parse.GetValue(_out)!;
+        if (string.IsNullOrWhiteSpace(outPath) || Directory.Exists(outPath)) throw new UsageException($"--out must name a PNG file, not '{outPath}'.");
+        long seed = parse.GetValue(_seed);
+        if (eta > 0 && sampler != SamplerKind.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(sampler)} ignores it.");
+
+        var ml = new MLContext(seed: 0);
+        using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
+        using var loaded = LoadedModel.Load(ml, parse.GetValue(_model)!);
+        var shape = loaded.Model.ImageShape;
+        ctx.Line($"Model '{loaded.Path}': {shape[0]}×{shape[1]}×{shape[2]} images, {loaded.Model.TrainingSteps} training steps.");
+        try
+        {
+            var pixels = loaded.Generate(ml, ctx, count, seed, sampler, steps, eta, batch);
+            SaveGrid(pixels, shape, outPath, columns, scale);
+        }
+        catch (Exception e) when (Errors.IsCancellation(e))
+        {
+            ctx.Line($"Generation stopped; no grid was written.");
+            return ExitCodes.Cancelled;
+        }
+        int gridColumns = Math.Min(columns, count), rows = (count + gridColumns - 1) / gridColumns;
+        ctx.Line($"Wrote {count} images (seeds {seed}–{seed + count - 1}) as a {gridColumns}×{rows} grid to '{outPath}'.");
+        return ExitCodes.Success;
+    }
+
+    /// <summary>Pixels (planar C×H×W in [0, 255]) to a PNG grid through the library's ImageGrid.</summary>
+    internal static void SaveGrid(float[][] pixels, long[] shape, string path, int columns, int scale)
+    {
+        int length = pixels[0].Length;
+        var flat = new float[pixels.Length * length];
+        for (int i = 0; i < pixels.Length; i++)
+            for (int j = 0; j < length; j++)
+                flat[i * length + j] = pixels[i][j] / 127.5f - 1f;
+        using var images = tensor(flat, [pixels.Length, shape[0], shape[1], shape[2]]);
+        ImageGrid.SavePng(images, path, columns, scale);
+    }
+}

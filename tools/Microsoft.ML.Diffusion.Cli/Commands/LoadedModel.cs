@@ -1,0 +1,131 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Diffusion.Cli.Output;
+using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Samplers;
+
+namespace Microsoft.ML.Diffusion.Cli.Commands;
+
+/// <summary>A model zip loaded with ML.NET and the diffusion model found inside it.</summary>
+internal sealed class LoadedModel : IDisposable
+{
+    private LoadedModel(string path, ITransformer transformer, DataViewSchema inputSchema, DiffusionModel model)
+    {
+        Path = path;
+        Transformer = transformer;
+        InputSchema = inputSchema;
+        Model = model;
+    }
+
+    public string Path { get; }
+    public ITransformer Transformer { get; }
+    public DataViewSchema InputSchema { get; }
+    public DiffusionModel Model { get; }
+
+    /// <summary>The stages of the loaded pipeline, by type name.</summary>
+    public IEnumerable<string> Stages => Transformer is IEnumerable<ITransformer> chain ? chain.Select(t => t.GetType().Name) : [Transformer.GetType().Name];
+
+    /// <summary>The image column the model was trained on, when the zip holds the training stage.</summary>
+    public string? ImageColumnName => (Transformer is IEnumerable<ITransformer> chain ? chain : [Transformer]).OfType<DiffusionModelTransformer>().FirstOrDefault()?.ImageColumnName;
+
+    /// <summary>Loads <paramref name="path"/>; a missing file is a usage error, anything else that fails names the file and the innermost cause.</summary>
+    public static LoadedModel Load(MLContext ml, string path)
+    {
+        if (Directory.Exists(path)) throw new UsageException($"Model '{path}' is a folder; give the model zip written by 'mldiffusion train'.");
+        if (!File.Exists(path)) throw new UsageException($"Model file '{path}' does not exist.");
+        ITransformer transformer;
+        DataViewSchema schema;
+        try
+        {
+            transformer = ml.Model.Load(path, out schema);
+        }
+        catch (Exception e) when (!Errors.IsCancellation(e) && e is not OutOfMemoryException)
+        {
+            throw new CliRuntimeException($"'{path}' is not a diffusion model zip: {Errors.Innermost(e)}", e);
+        }
+        DiffusionModel model;
+        try
+        {
+            model = DiffusionModelTransformer.FindModel(transformer);
+        }
+        catch (ArgumentException)
+        {
+            string stages = transformer is IEnumerable<ITransformer> chain ? string.Join(", ", chain.Select(t => t.GetType().Name)) : transformer.GetType().Name;
+            (transformer as IDisposable)?.Dispose();
+            throw new CliRuntimeException($"'{path}' is an ML.NET model zip but holds no trained diffusion model (its stages: {(stages.Length == 0 ? "none" : stages)}). Train one with 'mldiffusion train'.");
+        }
+        return new LoadedModel(path, transformer, schema, model);
+    }
+
+    /// <summary>
+    /// Generates <paramref name="count"/> images through the ML.NET DiffusionGenerate stage, seeds
+    /// <paramref name="seed"/> … seed + count − 1, as planar C×H×W pixels in [0, 255].
+    /// </summary>
+    public float[][] Generate(MLContext ml, CliContext ctx, int count, long seed, SamplerKind sampler, int? steps, double eta, int batchSize)
+    {
+        var seeds = ml.Data.LoadFromEnumerable(Enumerable.Range(0, count).Select(i => new SeedRow { Seed = seed + i }).ToList());
+        var generate = ml.Transforms.DiffusionGenerate(Transformer, new DiffusionGenerationOptions
+        {
+            OutputColumnName = "Generated",
+            SeedColumnName = nameof(SeedRow.Seed),
+            Sampler = sampler,
+            Steps = steps,
+            Eta = eta,
+            OutputKind = GeneratedOutputKind.Pixels,
+            BatchSize = batchSize,
+        });
+        var view = generate.Fit(seeds).Transform(seeds);
+        int stepCount = steps ?? DiffusionSamplers.DefaultSteps(sampler, Model.Schedule);
+        var meter = new RateMeter();
+        return ctx.WithProgress($"Generating {count} images ({Names.Of(sampler)}, {stepCount} steps, batches of {batchSize})", count, report =>
+        {
+            var images = new List<float[]>(count);
+            using var cursor = view.GetRowCursor([view.Schema["Generated"]]);
+            var getter = cursor.GetGetter<VBuffer<float>>(view.Schema["Generated"]);
+            VBuffer<float> buffer = default;
+            meter.Report(0);
+            report(0, $"image 0/{count}");
+            while (cursor.MoveNext())
+            {
+                getter(ref buffer);                     // the first row of each batch runs the sampler for the whole batch
+                images.Add(buffer.DenseValues().ToArray());
+                meter.Report(images.Count);
+                report(images.Count, FormattableString.Invariant($"image {images.Count}/{count}  {meter.PerSecond:F2} images/s  ETA {meter.Eta(count - images.Count)}"));
+            }
+            return images.ToArray();
+        });
+    }
+
+    public void Dispose()
+    {
+        if (Transformer is IDisposable d) d.Dispose();
+        else Model.Dispose();
+    }
+
+    private sealed class SeedRow
+    {
+        public long Seed { get; set; }
+    }
+}
+
+/// <summary>Command-line names of the library's enums.</summary>
+internal static class Names
+{
+    public static readonly string[] Samplers = ["ddpm", "ddim", "dpm"];
+
+    public static SamplerKind Sampler(string name) => name.ToLowerInvariant() switch
+    {
+        "ddpm" => SamplerKind.Ddpm,
+        "ddim" => SamplerKind.Ddim,
+        "dpm" or "dpm++" or "dpmsolver" => SamplerKind.DpmSolverPlusPlus,
+        _ => throw new UsageException($"Unknown sampler '{name}'; use ddpm, ddim or dpm."),
+    };
+
+    public static string Of(SamplerKind kind) => kind switch
+    {
+        SamplerKind.Ddpm => "DDPM",
+        SamplerKind.Ddim => "DDIM",
+        SamplerKind.DpmSolverPlusPlus => "DPM-Solver++(2M)",
+        _ => kind.ToString(),
+    };
+}
