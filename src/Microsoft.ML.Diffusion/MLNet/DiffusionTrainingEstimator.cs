@@ -25,7 +25,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
     internal DiffusionTrainingEstimator(IHostEnvironment env, DiffusionTrainingOptions options)
     {
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionTrainingEstimator));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _options = options?.Clone() ?? throw new ArgumentNullException(nameof(options));
         if (options.ImageChannels is not (1 or 3 or 4))
             throw new ArgumentOutOfRangeException(nameof(options), options.ImageChannels, "ImageChannels must be 1, 3 or 4.");
         if (options.TrainingSteps < 0) throw new ArgumentOutOfRangeException(nameof(options), options.TrainingSteps, "TrainingSteps must not be negative.");

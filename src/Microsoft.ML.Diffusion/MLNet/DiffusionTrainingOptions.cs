@@ -125,4 +125,13 @@ public sealed class DiffusionTrainingOptions
 
     /// <summary>Continue from <see cref="CheckpointPath"/> when that file exists.</summary>
     public bool ResumeFromCheckpoint { get; set; } = true;
+
+    // A snapshot for the estimator, so changing these options after building a pipeline does not change it.
+    internal DiffusionTrainingOptions Clone()
+    {
+        var copy = (DiffusionTrainingOptions)MemberwiseClone();
+        copy.ChannelMultipliers = (int[])ChannelMultipliers.Clone();
+        copy.AttentionResolutions = (int[]?)AttentionResolutions?.Clone();
+        return copy;
+    }
 }

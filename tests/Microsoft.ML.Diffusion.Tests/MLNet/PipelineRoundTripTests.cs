@@ -175,6 +175,25 @@ public sealed class PipelineRoundTripTests : IClassFixture<PipelineRoundTripTest
     }
 
     [Fact]
+    public void ChangingOptionsAfterBuildingTheEstimatorDoesNotChangeIt()
+    {
+        var ml = new MLContext();
+        var options = MLNetTestData.TinyTraining(steps: 3);
+        var estimator = ml.Transforms.TrainDiffusion(options);
+        options.TrainingSteps = 1000;
+        options.ImageColumnName = "Nope";
+        var data = ml.Data.LoadFromEnumerable(Enumerable.Range(0, 4).Select(_ => new PixelRow()));
+        var model = estimator.Fit(data);   // would fail on "Nope" or train 1000 steps if the options were shared
+        Assert.Equal(3, DiffusionModelTransformer.FindModel(model).TrainingSteps);
+    }
+
+    public sealed class PixelRow
+    {
+        [VectorType(1, 16, 16)]
+        public float[] Image { get; set; } = new float[256];
+    }
+
+    [Fact]
     public void WithoutASeedColumnRowsAreSeededByPosition()
     {
         var ml = new MLContext();
