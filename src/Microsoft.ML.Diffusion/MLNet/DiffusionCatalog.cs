@@ -66,10 +66,14 @@ public static class DiffusionCatalog
     /// <param name="options">The generation settings.</param>
     public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model, DiffusionGenerationOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var found = DiffusionModelTransformer.FindModel(model);
-        // A conditional model reads the column it was trained with unless told otherwise.
+        // A conditional model reads the column it was trained with unless told otherwise (on a copy: the caller's options stay as given).
         if (options.ConditionColumnName is null && DiffusionModelTransformer.TryFindStage(model) is DiffusionModelTransformer trained)
+        {
+            options = options.Clone();
             options.ConditionColumnName = trained.ConditionColumnName;
+        }
         return new(CatalogUtils.GetEnvironment(catalog), found, options);
     }
 

@@ -20,8 +20,8 @@ public sealed class DiffusionGenerationEstimator : IEstimator<DiffusionGeneratio
     {
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionGenerationEstimator));
         _model = model ?? throw new ArgumentNullException(nameof(model));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        options.Validate();
+        _options = options?.Clone() ?? throw new ArgumentNullException(nameof(options));
+        _options.Validate();
     }
 
     /// <inheritdoc/>

@@ -48,6 +48,9 @@ public sealed class DiffusionGenerationOptions
     /// <summary>Rows generated together in one sampler run.</summary>
     public int BatchSize { get; set; } = 64;
 
+    // A snapshot, so changing these options after building a stage does not change it.
+    internal DiffusionGenerationOptions Clone() => (DiffusionGenerationOptions)MemberwiseClone();
+
     /// <summary>Checks the values and throws naming the bad one.</summary>
     public void Validate()
     {

@@ -30,7 +30,7 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionGenerationTransformer));
         Model = model ?? throw new ArgumentNullException(nameof(model));
         options.Validate();
-        Options = Copy(options);
+        Options = options.Clone();
     }
 
     /// <summary>The model that generates.</summary>
@@ -77,21 +77,6 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
         for (int i = 0; i < seeds.Count; i++) result[i] = all.AsSpan(i * length, length).ToArray();
         return result;
     }
-
-    private static DiffusionGenerationOptions Copy(DiffusionGenerationOptions o) => new()
-    {
-        OutputColumnName = o.OutputColumnName,
-        SeedColumnName = o.SeedColumnName,
-        ConditionColumnName = o.ConditionColumnName,
-        GuidanceScale = o.GuidanceScale,
-        Seed = o.Seed,
-        Sampler = o.Sampler,
-        Steps = o.Steps,
-        Eta = o.Eta,
-        Clipping = o.Clipping,
-        OutputKind = o.OutputKind,
-        BatchSize = o.BatchSize,
-    };
 
     private static VersionInfo GetVersionInfo() => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionGenerationTransformer));
 
