@@ -20,6 +20,14 @@ internal sealed record BenchmarkOptions
     public int? SoakSamplingRuns { get; init; }
     public int SoakBatch { get; init; } = 8;
     public double SoakMaxGrowthPercent { get; init; } = 5.0;
+    public bool ForwardBatches { get; init; }
+    public bool Quality { get; init; }
+    public bool QualityTrainOnly { get; init; }
+    public int[] QualitySteps { get; init; } = [890, 1780, 3560];
+    public int QualitySamples { get; init; } = 500;
+    public double[] QualityGuidance { get; init; } = [0, 1, 3, 5];
+    public int ClassifierEpochs { get; init; } = 3;
+    public string? GridDirectory { get; init; }
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -45,6 +53,16 @@ internal sealed record BenchmarkOptions
           --soak-sampling-runs N  (soak) sampling runs (default 200; quick 20)
           --soak-batch N          (soak) training and sampling batch (default 8)
           --soak-max-growth P     (soak) failing RSS growth in percent (default 5)
+          --forward-batches       seconds per image of one inference forward of the bench network at batch 16-256
+          --quality               Fashion-MNIST quality study: trains the evaluation classifier and a class-conditional
+                                  model, then reports class accuracy, Fréchet distance, precision and recall per
+                                  snapshot and guidance scale (needs eng/install-data.sh; about 1 h 10 min)
+          --quality-train-only    (quality) train and save the snapshots, evaluate nothing
+          --quality-steps a,b,c   (quality) snapshot step counts (default 890,1780,3560 = 10/20/40 min at 0.674 s/step)
+          --quality-samples N     (quality) generated images per guidance scale (default 500, 50 per class)
+          --quality-guidance a,b  (quality) guidance scales (default 0,1,3,5)
+          --classifier-epochs N   (quality) epochs of the evaluation classifier (default 3)
+          --grids DIR             (quality) write class grids of the last snapshot for each guidance scale to DIR
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -74,6 +92,14 @@ internal sealed record BenchmarkOptions
                 "--soak-sampling-runs" => o with { SoakSamplingRuns = Int() },
                 "--soak-batch" => o with { SoakBatch = Int() },
                 "--soak-max-growth" => o with { SoakMaxGrowthPercent = double.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
+                "--forward-batches" => o with { ForwardBatches = true },
+                "--quality" => o with { Quality = true },
+                "--quality-train-only" => o with { Quality = true, QualityTrainOnly = true },
+                "--quality-steps" => o with { QualitySteps = Ints(Value(), a) },
+                "--quality-samples" => o with { QualitySamples = Int() },
+                "--quality-guidance" => o with { QualityGuidance = Doubles(Value(), a) },
+                "--classifier-epochs" => o with { ClassifierEpochs = Int() },
+                "--grids" => o with { GridDirectory = Value() },
                 "-h" or "--help" => throw new HelpRequestedException(),
                 _ => throw new ArgumentException($"Unknown option '{a}'."),
             };
@@ -82,6 +108,16 @@ internal sealed record BenchmarkOptions
             if (!BenchmarkConfig.Names.Contains(c)) throw new ArgumentException($"Unknown configuration '{c}'; known: {string.Join(", ", BenchmarkConfig.Names)}.");
         return o;
     }
+
+    private static int[] Ints(string text, string option)
+        => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(v => int.TryParse(v, out int n) && n > 0 ? n : throw new ArgumentException($"{option} needs positive integers, not '{v}'."))
+            .ToArray() is { Length: > 0 } values ? values : throw new ArgumentException($"{option} needs at least one value.");
+
+    private static double[] Doubles(string text, string option)
+        => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(v => double.TryParse(v, System.Globalization.CultureInfo.InvariantCulture, out double d) && d >= 0 && double.IsFinite(d) ? d : throw new ArgumentException($"{option} needs non-negative numbers, not '{v}'."))
+            .ToArray() is { Length: > 0 } values ? values : throw new ArgumentException($"{option} needs at least one value.");
 
     public int EffectiveTrainWarmup => TrainWarmup ?? (Quick ? 1 : 3);
     public int EffectiveTrainSteps => TrainSteps ?? (Quick ? 3 : 20);

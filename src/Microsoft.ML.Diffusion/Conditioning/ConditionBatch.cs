@@ -89,6 +89,14 @@ public sealed class ConditionBatch : IDisposable
         return new(Kind, Values.index_select(0, idx).DetachFromDisposeScope(), NullMask?.index_select(0, idx).DetachFromDisposeScope());
     }
 
+    /// <summary>The <paramref name="length"/> rows from <paramref name="start"/>.</summary>
+    public ConditionBatch Slice(long start, long length)
+    {
+        using var scope = NewDisposeScope();
+        return new(Kind, Values.narrow(0, start, length).clone().MoveToOuterDisposeScope().DetachFromDisposeScope(),
+            NullMask?.narrow(0, start, length).clone().MoveToOuterDisposeScope().DetachFromDisposeScope());
+    }
+
     /// <summary>The same conditions with <paramref name="mask"/> (N, bool) rows set to null.</summary>
     public ConditionBatch WithNull(Tensor mask)
     {

@@ -242,6 +242,7 @@ public sealed class ImageClassifier : IDisposable
 
         public ClassifierNetwork(ImageClassifierOptions options) : base(nameof(ImageClassifier))
         {
+            using var construction = NewDisposeScope();   // releases the initialisers' temporaries (see UNetNoisePredictor)
             conv1 = Conv2d(options.Channels, 32, 3, padding: 1);
             conv2 = Conv2d(32, 64, 3, padding: 1);
             conv3 = Conv2d(64, 64, 3, padding: 1);

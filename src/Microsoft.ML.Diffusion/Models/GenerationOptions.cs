@@ -26,4 +26,10 @@ public sealed record GenerationOptions
     /// closely. Both passes run as one forward of twice the batch.
     /// </summary>
     public double GuidanceScale { get; init; } = 1.0;
+
+    /// <summary>
+    /// Most samples per network forward pass; larger batches (and the doubled batch of guidance) are split.
+    /// Splitting changes only float rounding, and speed (see <see cref="DiffusionModel.DefaultForwardBatchSize"/>).
+    /// </summary>
+    public int ForwardBatchSize { get; init; } = DiffusionModel.DefaultForwardBatchSize;
 }

@@ -36,7 +36,9 @@ public sealed class ConditionEncoder : nn.Module
                 break;
             case ConditionKind.Text:
                 text_encoder = new TextEncoder(options.VocabularySize, options.MaxTokens, options.TextWidth, options.TextLayers, options.TextHeads);
-                null_context = Parameter(randn(1, options.TextWidth) * 0.02);
+                Tensor initial;
+                using (NewDisposeScope()) initial = (randn(1, options.TextWidth) * 0.02).DetachFromDisposeScope();   // releases randn's temporary
+                null_context = Parameter(initial);
                 pooled_projection = Linear(options.TextWidth, embeddingDim);
                 break;
         }

@@ -14,6 +14,8 @@ public static class NormLayers
     public static GroupNorm GroupNorm(int groups, int channels)
     {
         var norm = nn.GroupNorm(groups, channels);
+        // The scope releases the wrappers that fill_/zero_ return (one each, never disposed otherwise).
+        using (NewDisposeScope())
         using (no_grad())
         {
             norm.weight!.fill_(1.0);
@@ -26,6 +28,8 @@ public static class NormLayers
     public static LayerNorm LayerNorm(int features)
     {
         var norm = nn.LayerNorm(features);
+        // The scope releases the wrappers that fill_/zero_ return (one each, never disposed otherwise).
+        using (NewDisposeScope())
         using (no_grad())
         {
             norm.weight!.fill_(1.0);

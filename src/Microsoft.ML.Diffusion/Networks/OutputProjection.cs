@@ -26,6 +26,7 @@ public sealed class OutputProjection : Module<Tensor, Tensor>
         _channels = channels;
         conv = Conv2d(inChannels, Math.Max(channels, MinimumComputedChannels), 3, padding: 1);
         // Zero-initialised (as in DDPM's code): the untrained network predicts 0, a calm start for the loss.
+        using (NewDisposeScope())   // releases the wrappers zero_ returns
         using (no_grad())
         {
             conv.weight!.zero_();

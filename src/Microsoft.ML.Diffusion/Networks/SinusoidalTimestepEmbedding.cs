@@ -16,7 +16,8 @@ public sealed class SinusoidalTimestepEmbedding : nn.Module<Tensor, Tensor>
     {
         if (dimension % 2 != 0) throw new ArgumentException("The embedding width must be even.", nameof(dimension));
         int half = dimension / 2;
-        frequencies = exp(arange(half, dtype: float32) * (-Math.Log(10000.0) / half)).DetachFromDisposeScope();
+        using (var scope = NewDisposeScope())
+            frequencies = exp(arange(half, dtype: float32) * (-Math.Log(10000.0) / half)).MoveToOuterDisposeScope().DetachFromDisposeScope();
         register_buffer(nameof(frequencies), frequencies, persistent: false);
     }
 
@@ -26,5 +27,13 @@ public sealed class SinusoidalTimestepEmbedding : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var args = timesteps.to_type(float32).unsqueeze(1) * frequencies.unsqueeze(0);
         return cat([args.sin(), args.cos()], 1).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        // A non-persistent buffer is not disposed with the module.
+        if (disposing) frequencies.Dispose();
+        base.Dispose(disposing);
     }
 }

@@ -20,7 +20,9 @@ public sealed class TextEncoder : Module<Tensor, Tensor>
     public TextEncoder(int vocabularySize, int maxTokens, int width, int layerCount, int heads) : base(nameof(TextEncoder))
     {
         token_embedding = Embedding(vocabularySize, width);
-        position_embedding = Parameter(randn(maxTokens, width) * 0.02);
+        Tensor initial;
+        using (NewDisposeScope()) initial = (randn(maxTokens, width) * 0.02).DetachFromDisposeScope();   // releases randn's temporary
+        position_embedding = Parameter(initial);
         layers = new ModuleList<TextEncoderLayer>();
         for (int i = 0; i < layerCount; i++) layers.Add(new TextEncoderLayer(width, heads));
         final_norm = NormLayers.LayerNorm(width);

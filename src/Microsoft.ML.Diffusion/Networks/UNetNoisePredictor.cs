@@ -32,18 +32,27 @@ public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;
+
         int[] channels = options.LevelChannels();
         int levels = channels.Length;
         int embedDim = options.BaseChannels * 4;
         var attentionAt = new HashSet<int>(options.AttentionResolutions ?? []);
 
-        time_embedding = Sequential(
-            ("sinusoidal", new SinusoidalTimestepEmbedding(options.BaseChannels)),
-            ("linear1", Linear(options.BaseChannels, embedDim)),
-            ("silu", SiLU()),
-            ("linear2", Linear(embedDim, embedDim)));
+        // TorchSharp's layer constructors leave the wrappers their in-place initialisers return undisposed
+        // (each holds a reference to a weight); the scopes release them. Conv and linear parameters stay,
+        // but an Embedding's weight created inside a scope drops out of the module's parameters, so the
+        // condition encoder is built outside (in the same order as always, so seeded weights do not change).
+        using (NewDisposeScope())
+        {
+            time_embedding = Sequential(
+                ("sinusoidal", new SinusoidalTimestepEmbedding(options.BaseChannels)),
+                ("linear1", Linear(options.BaseChannels, embedDim)),
+                ("silu", SiLU()),
+                ("linear2", Linear(embedDim, embedDim)));
+        }
         if (options.Condition.Kind != Conditioning.ConditionKind.None)
             condition_encoder = new ConditionEncoder(options.Condition, embedDim);
+        using var construction = NewDisposeScope();
         input_conv = Conv2d(options.ImageChannels, options.BaseChannels, 3, padding: 1);
 
         // Down path; remember every output's width, since each becomes a skip connection.

@@ -133,7 +133,7 @@ public sealed class DiffusionTrainer : IDisposable
     {
         if (_lossCount == 0) return double.NaN;
         double mean = _lossSum.item<float>() / _lossCount;
-        _lossSum.zero_();
+        using (NewDisposeScope()) _lossSum.zero_();   // releases the wrapper zero_ returns
         _lossCount = 0;
         return mean;
     }
@@ -228,7 +228,7 @@ public sealed class DiffusionTrainer : IDisposable
         _epochOrder?.Dispose();
         _epochOrder = order;
         _epochPosition = position;
-        _lossSum.zero_();
+        using (NewDisposeScope()) _lossSum.zero_();   // releases the wrapper zero_ returns
         _lossCount = 0;
     }
 

@@ -72,14 +72,10 @@ public sealed class FashionMnistTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("label 12", e.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void LoadsTheRealTestSplit_WhenDataInstalled()
     {
-        if (!FashionMnist.IsAvailable(out string reason))
-        {
-            output.WriteLine($"Skipped: {reason}");
-            return;
-        }
+        Skip.IfNot(FashionMnist.IsAvailable(out string reason), reason);
         var ml = new MLContext(seed: 1);
         var view = FashionMnist.LoadDataView(ml, FashionMnistSplit.Test);
         var labels = view.GetColumn<int>("Label").ToArray();
