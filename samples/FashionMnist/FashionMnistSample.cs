@@ -139,8 +139,11 @@ public static class FashionMnistSample
         string realGrid = Path.Combine(outDir, "real-test-images.png");
         using (var test = FashionMnist.LoadTensor(FashionMnistSplit.Test, out long[] labels))
         {
+            // The first SamplesPerClass test images of each class, ordered like the generated rows (row i is class i % 10).
+            var byClass = Enumerable.Range(0, FashionMnist.ClassCount)
+                .Select(c => Enumerable.Range(0, labels.Length).Where(j => labels[j] == c).Take(options.SamplesPerClass).ToArray()).ToArray();
             var order = Enumerable.Range(0, options.SamplesPerClass * FashionMnist.ClassCount)
-                .Select(i => (long)Array.FindAll(Enumerable.Range(0, labels.Length).ToArray(), j => labels[j] == i % FashionMnist.ClassCount)[i / FashionMnist.ClassCount]).ToArray();
+                .Select(i => (long)byClass[i % FashionMnist.ClassCount][i / FashionMnist.ClassCount]).ToArray();
             using var index = tensor(order);
             using var real = test.index_select(0, index);
             SaveClassGrid(real, options.SamplesPerClass, realGrid);

@@ -20,12 +20,12 @@ for (int i = 0; i < args.Length; i++)
             options = options with { Condition = c }; i++; break;
         case "--steps" when i + 1 < args.Length && int.TryParse(args[i + 1], out int s) && s > 0:
             options = options with { Steps = s }; i++; break;
-        case "--guidance" when i + 1 < args.Length:
-            options = options with { GuidanceScales = args[++i].Split(',').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray() }; break;
+        case "--guidance" when i + 1 < args.Length && ParseScales(args[i + 1]) is { } scales:
+            options = options with { GuidanceScales = scales }; i++; break;
         case "--evaluate": options = options with { Evaluate = true }; break;
         case "--out" when i + 1 < args.Length: outDir = args[++i]; break;
         default:
-            Console.Error.WriteLine($"Unknown or incomplete option '{args[i]}'. Options: --condition class|text, --steps N, --guidance 1,3, --evaluate, --out DIR");
+            Console.Error.WriteLine($"Unknown or incomplete option '{args[i]}'. Options: --condition class|text, --steps N, --guidance 1,3 (non-negative numbers), --evaluate, --out DIR");
             return 2;
     }
 }
@@ -38,3 +38,14 @@ if (!FashionMnist.IsAvailable(out string reason))
 var result = FashionMnistSample.Run(outDir, options, Console.Out);
 Console.WriteLine($"Outputs are in {Path.GetFullPath(result.OutputFolder)}");
 return 0;
+
+// "1,3" → [1, 3]; null for anything that is not a list of non-negative numbers.
+static double[]? ParseScales(string text)
+{
+    var parts = text.Split(',', StringSplitOptions.TrimEntries);
+    var scales = new double[parts.Length];
+    for (int i = 0; i < parts.Length; i++)
+        if (!double.TryParse(parts[i], NumberStyles.Float, CultureInfo.InvariantCulture, out scales[i]) || !(scales[i] >= 0) || double.IsInfinity(scales[i]))
+            return null;
+    return scales;
+}
