@@ -3,6 +3,9 @@
 
     python3 benchmarks/compare.py RESULTS_DIR
 
+When RESULTS_DIR holds round-1/, round-2/, … (run.sh --rounds N: the two sides take turns, so a machine
+whose speed drifts slows both alike), it first merges them into RESULTS_DIR/torchsharp.json and
+pytorch.json, every timing being the median over the rounds. Then it
 reads RESULTS_DIR/torchsharp.json and RESULTS_DIR/pytorch.json (and the *-ops.json files when present),
 writes RESULTS_DIR/latest.json and RESULTS_DIR/latest.md, and prints the Markdown. Ratio = ours / PyTorch
 (above 1 means Microsoft.ML.Diffusion is slower). Standard library only.
@@ -25,6 +28,66 @@ def load(path):
         return json.load(f)
 
 
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def merge(docs):
+    """The rounds' results as one: floats become their median over the rounds, everything else is round 1's."""
+    first = docs[0]
+    if isinstance(first, dict):
+        return {k: merge([d[k] for d in docs]) if all(isinstance(d, dict) and k in d for d in docs) else first[k] for k in first}
+    if isinstance(first, list):
+        if all(isinstance(d, list) and len(d) == len(first) for d in docs):
+            return [merge([d[i] for d in docs]) for i in range(len(first))]
+        return first
+    if isinstance(first, float) and all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in docs):
+        return median(docs)
+    return first
+
+
+def merge_rounds(out):
+    """Merges out/round-*/ into out/; returns the per-round documents for each side (empty without rounds)."""
+    rounds = sorted((d for d in os.listdir(out) if d.startswith("round-") and os.path.isdir(os.path.join(out, d))),
+                    key=lambda d: int(d.split("-", 1)[1]))
+    per_side = {}
+    for side in ("torchsharp", "pytorch"):
+        docs = [load(os.path.join(out, r, side + ".json")) for r in rounds]
+        docs = [d for d in docs if d is not None]
+        if docs:
+            merged = merge(docs)
+            merged["rounds"] = len(docs)
+            with open(os.path.join(out, side + ".json"), "w") as f:
+                json.dump(merged, f, indent=2)
+                f.write("\n")
+        per_side[side] = docs
+    return per_side
+
+
+def per_round_ratios(rounds):
+    ours, ref = rounds.get("torchsharp", []), rounds.get("pytorch", [])
+    if len(ours) < 2 or len(ours) != len(ref):
+        return []
+    lines = []
+    for c in ours[0]["configs"]:
+        parts = []
+        for k, (o, r) in enumerate(zip(ours, ref), 1):
+            co = next(x for x in o["configs"] if x["name"] == c["name"])
+            cr = next((x for x in r["configs"] if x["name"] == c["name"]), None)
+            if cr is None:
+                continue
+            rs = [ratio(co["train"]["step"]["median_s"], cr["train"]["step"]["median_s"])]
+            for name in SAMPLERS:
+                so = next(x for x in co["samplers"] if x["name"] == name)
+                sr = next(x for x in cr["samplers"] if x["name"] == name)
+                rs.append(ratio(so["s_per_image"], sr["s_per_image"]))
+            parts.append(f"round {k}: " + ", ".join(fmt_ratio(x) for x in rs))
+        lines.append(f"{c['name']}: " + "; ".join(parts))
+    return lines
+
+
 def ratio(a, b):
     try:
         return a / b if b else None
@@ -42,6 +105,7 @@ def fmt_ratio(r):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join("benchmarks", "results")
+    rounds = merge_rounds(out)
     ours, ref = load(os.path.join(out, "torchsharp.json")), load(os.path.join(out, "pytorch.json"))
     if ours is None:
         sys.exit(f"error: {out}/torchsharp.json is missing")
@@ -118,6 +182,14 @@ def main():
     md.append("")
     for n in notes:
         md.append(f"\\* {n}  ")
+    spread = per_round_ratios(rounds)
+    if spread:
+        md.append("")
+        md.append(f"{len(rounds['torchsharp'])} rounds, the two sides taking turns; each number above is the median over the rounds. "
+                  "Ratio in each round (train step; DDPM 1000, DDIM 50, DPM-Solver++ 20 per image):")
+        md.append("")
+        for line in spread:
+            md.append(f"- {line}")
     md.append("")
     md.append("### Where the training step goes (median s per step, ours / PyTorch)")
     md.append("")

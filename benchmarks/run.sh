@@ -2,8 +2,11 @@
 # Runs the Microsoft.ML.Diffusion benchmark (C#, TorchSharp) and then the PyTorch reference with the same
 # settings, and prints a side-by-side table with the ratio ours / PyTorch.
 #
-#   benchmarks/run.sh [--quick] [--out DIR] [--configs bench,rgb32] [--no-ops] [--no-pytorch] [other options]
+#   benchmarks/run.sh [--quick] [--out DIR] [--rounds N] [--configs bench,rgb32] [--no-ops] [--no-pytorch] [other options]
 #
+# --rounds N (default 1) runs both sides N times, taking turns (ours, PyTorch, ours, …), and reports the
+# median of each number over the rounds with the ratio of every round: a shared machine's speed drifts by
+# tens of percent within minutes, and taking turns makes the drift hit both sides alike.
 # Other options (--train-steps, --train-warmup, --breakdown-steps, --sample-batch, --rgb32-batch,
 # --ddpm-timed-steps) go to both sides. --threads N sets libtorch's intra-op threads on both sides
 # (default 2). Writes DIR/torchsharp.json, DIR/pytorch.json, DIR/*-ops.json and the combined
@@ -15,6 +18,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out="benchmarks/results"
 threads=2
+rounds=1
 ops=1
 pytorch=1
 pass=()
@@ -22,20 +26,21 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --no-ops) ops=0; shift ;;
     --no-pytorch) pytorch=0; shift ;;
     --soak) echo "error: the soak is C#-only: dotnet run --project benchmarks/Microsoft.ML.Diffusion.Benchmarks -c Release -- --soak" >&2; exit 2 ;;
     --quick) pass+=("$1"); shift ;;
     --configs|--train-steps|--train-warmup|--breakdown-steps|--sample-batch|--rgb32-batch|--ddpm-timed-steps)
       pass+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 python=/usr/bin/python3
 if [ "$pytorch" = 1 ] && ! "$python" -c 'import torch' >/dev/null 2>&1; then
-  echo "error: $python cannot import torch; run 'sudo bash eng/install-benchmark-prerequisites.sh' (or pass --no-pytorch)." >&2
+  echo "error: $python cannot import torch; run 'bash eng/install-benchmark-prerequisites.sh' (or pass --no-pytorch)." >&2
   exit 1
 fi
 
@@ -49,12 +54,17 @@ dotnet build benchmarks/Microsoft.ML.Diffusion.Benchmarks -c Release -v quiet -n
 csharp() { dotnet run --no-build --project benchmarks/Microsoft.ML.Diffusion.Benchmarks -c Release -- "$@"; }
 pyref() { OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS="$threads" "$python" benchmarks/pytorch/ddpm_reference.py "$@"; }
 
-echo "== Microsoft.ML.Diffusion (TorchSharp)" >&2
-csharp "${pass[@]}" --threads "$threads" --out "$out" >&2
-if [ "$pytorch" = 1 ]; then
-  echo "== PyTorch reference" >&2
-  pyref "${pass[@]}" --threads "$threads" --out "$out" >&2
-fi
+if ! [[ "$rounds" =~ ^[1-9][0-9]*$ ]]; then echo "error: --rounds needs a positive whole number, got '$rounds'" >&2; exit 2; fi
+rm -rf "$out"/round-*
+for ((k = 1; k <= rounds; k++)); do
+  mkdir -p "$out/round-$k"
+  echo "== round $k of $rounds: Microsoft.ML.Diffusion (TorchSharp)" >&2
+  csharp "${pass[@]}" --threads "$threads" --out "$out/round-$k" >&2
+  if [ "$pytorch" = 1 ]; then
+    echo "== round $k of $rounds: PyTorch reference" >&2
+    pyref "${pass[@]}" --threads "$threads" --out "$out/round-$k" >&2
+  fi
+done
 if [ "$ops" = 1 ]; then
   quick=()
   for a in "${pass[@]}"; do [ "$a" = "--quick" ] && quick=(--quick); done

@@ -35,7 +35,8 @@ if [ ${#missing[@]} -eq 0 ]; then
   log "already installed: python3-torch $(dpkg-query -W -f='${Version}' python3-torch), libopenblas0-pthread."
 else
   if [ "$(id -u)" != "0" ]; then
-    echo "error: missing ${missing[*]}; run this script as root (or with sudo)." >&2
+    command -v sudo >/dev/null 2>&1 && exec sudo bash "$0" "$@"   # re-run as root where sudo exists
+    echo "error: missing ${missing[*]}; run this script as root." >&2
     exit 1
   fi
   log "installing from bookworm: ${missing[*]}"

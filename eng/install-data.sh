@@ -27,7 +27,8 @@ else
     exit 1
   fi
   if [ "$(id -u)" -ne 0 ]; then
-    echo "error: installing a package needs root; run: sudo bash $0" >&2
+    command -v sudo >/dev/null 2>&1 && exec sudo bash "$0" "$@"   # re-run as root where sudo exists
+    echo "error: installing a package needs root; run it as root: bash $0" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
@@ -62,7 +63,8 @@ else
     exit 1
   fi
   if [ "$(id -u)" -ne 0 ]; then
-    echo "error: writing to $emoji_prefix needs root; run: sudo bash $0" >&2
+    command -v sudo >/dev/null 2>&1 && exec sudo bash "$0" "$@"   # re-run as root where sudo exists
+    echo "error: writing to $emoji_prefix needs root; run it as root: bash $0" >&2
     exit 1
   fi
   log "installing emoji-datasource-google@$emoji_version into $emoji_prefix..."

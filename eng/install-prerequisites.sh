@@ -42,7 +42,8 @@ else
     exit 1
   fi
   if [ "$(id -u)" != "0" ]; then
-    echo "error: libstdc++ lacks $need_symbol; run this script as root (or with sudo) so it can install libstdc++6 from Debian 13." >&2
+    command -v sudo >/dev/null 2>&1 && exec sudo bash "$0" "$@"   # re-run as root where sudo exists
+    echo "error: libstdc++ lacks $need_symbol; run this script as root so it can install libstdc++6 from Debian 13." >&2
     exit 1
   fi
 

@@ -1,6 +1,6 @@
 // Text to image on real data: emoji pictures and their names, from the npm package emoji-datasource-google.
 //
-//   sudo bash eng/install-data.sh                      # once: installs the emoji data
+//   bash eng/install-data.sh                      # once: installs the emoji data
 //   dotnet run --project samples/EmojiTextToImage -c Release [-- --steps 2400 --out out/emoji-text-to-image --max-images N]
 //
 // 1. loads about 1,900 emoji (64×64 PNG) with captions such as "grinning face smiling" (name + subcategory);

@@ -4,7 +4,7 @@
 //
 //   dotnet run --project samples/FashionMnist -c Release [-- --condition class|text --steps 1500 --evaluate --out out/fashion-mnist]
 //
-// Needs Debian's dataset-fashion-mnist (sudo bash eng/install-data.sh). --evaluate also trains the
+// Needs Debian's dataset-fashion-mnist (bash eng/install-data.sh). --evaluate also trains the
 // project's CNN classifier (3 epochs) and prints the fraction of samples it assigns to the prompted class.
 using System.Globalization;
 using Microsoft.ML.Diffusion.Data;

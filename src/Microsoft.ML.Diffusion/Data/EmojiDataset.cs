@@ -34,7 +34,7 @@ public static class EmojiDataset
     public const int DefaultMaxTokens = 16;
 
     /// <summary>How to install the data.</summary>
-    public const string InstallHint = "install it with 'sudo bash eng/install-data.sh' (npm package emoji-datasource-google@" + PackageVersion + "), or set " + DirectoryVariable + " to a copy of that package";
+    public const string InstallHint = "install it with 'bash eng/install-data.sh' (npm package emoji-datasource-google@" + PackageVersion + "), or set " + DirectoryVariable + " to a copy of that package";
 
     /// <summary>The folder searched: <see cref="DirectoryVariable"/> when set, otherwise <see cref="DefaultDirectory"/>.</summary>
     public static string ResolveDirectory(string? directory = null)

@@ -50,7 +50,7 @@ public static class FashionMnist
     public const int ClassCount = 10;
 
     /// <summary>How to install the data.</summary>
-    public const string InstallHint = "install it with 'sudo bash eng/install-data.sh' (or 'sudo apt-get install dataset-fashion-mnist')";
+    public const string InstallHint = "install it with 'bash eng/install-data.sh' (or 'apt-get install dataset-fashion-mnist' as root)";
 
     /// <summary>The class names, indexed by label.</summary>
     public static IReadOnlyList<string> ClassNames { get; } =

@@ -21,7 +21,20 @@ public sealed class Upsample : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var up = functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
-        return conv.forward(up).MoveToOuterDisposeScope();
+        return conv.forward(NearestDouble(x)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Nearest-neighbour ×2 upsampling of (N, C, H, W): each pixel becomes a 2×2 block. Written as one copy of a
+    /// broadcast view because libtorch's interpolate kernel is several times slower at these sizes.
+    /// </summary>
+    public static Tensor NearestDouble(Tensor x)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        if (x.dim() != 4) throw new ArgumentException($"Expected (N, C, H, W), got {x.dim()} dimensions.", nameof(x));
+        long n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+        using var blocks = x.reshape(n, c, h, 1, w, 1);
+        using var wide = blocks.expand(n, c, h, 2, w, 2);
+        return wide.reshape(n, c, 2 * h, 2 * w);
     }
 }
