@@ -27,7 +27,7 @@ public sealed class Upsample : Module<Tensor, Tensor>
     /// <summary>
     /// Nearest-neighbour ×2 upsampling of (N, C, H, W): each pixel becomes a 2×2 block. Written as one copy of a
     /// broadcast view because libtorch 2.10's interpolate kernel, at the bench network's 64 channels 14→28
-    /// (batch 64), took ≈ 10× as long backward and up to 20× forward (it is faster only on small maps, by < 1 ms).
+    /// (batch 64), took ≈ 10× as long backward and up to 20× forward (it is faster only on small maps, by under a millisecond).
     /// </summary>
     public static Tensor NearestDouble(Tensor x)
     {
