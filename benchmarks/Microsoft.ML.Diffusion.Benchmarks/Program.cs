@@ -25,7 +25,7 @@ catch (ArgumentException e)
 
 static void Log(string message) => Console.Error.WriteLine(message);
 
-DiffusionDevice.Resolve("cpu");   // loads libtorch and sets its threads the way the library does
+DiffusionDevice.Resolve("cpu");   // loads libtorch, sets its threads and tunes the allocator the way the library does
 if (options.Threads is int threads) torch.set_num_threads(threads);
 var versions = RuntimeInfo.Collect();
 Log($"TorchSharp {versions.FrameworkVersion}, {versions.Libtorch}, {versions.Runtime}, torch threads {versions.TorchThreads}, {versions.Cpu} x{versions.LogicalCores}");

@@ -21,6 +21,7 @@ public sealed class DiffusionModel : IDisposable
     public DiffusionModel(UNetNoisePredictor network, NoiseScheduleOptions schedule, PredictionType prediction, long trainingSteps = 0)
     {
         Network = network ?? throw new ArgumentNullException(nameof(network));
+        Runtime.DiffusionDevice.EnsureInitialized();
         ScheduleOptions = schedule ?? throw new ArgumentNullException(nameof(schedule));
         Schedule = NoiseSchedule.Create(schedule);
         Prediction = prediction;

@@ -31,7 +31,8 @@ public static class DiffusionDevice
     }
 
     /// <summary>
-    /// Loads libtorch and sets the intra-op thread count to the machine's cores (once per process).
+    /// Loads libtorch, sets the intra-op thread count to the machine's cores and tunes the native allocator
+    /// (<see cref="NativeAllocatorTuning"/>), once per process.
     /// Throws a clear error when the native runtime cannot load (e.g. libstdc++ too old).
     /// </summary>
     public static void EnsureInitialized()
@@ -50,5 +51,6 @@ public static class DiffusionDevice
                 "Inner error: " + e.Message, e);
         }
         torch.set_num_threads(Environment.ProcessorCount);
+        NativeAllocatorTuning.Apply();
     }
 }

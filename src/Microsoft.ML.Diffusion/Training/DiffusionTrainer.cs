@@ -34,6 +34,7 @@ public sealed class DiffusionTrainer : IDisposable
         ArgumentNullException.ThrowIfNull(network);
         Options = options ?? new DiffusionTrainerOptions();
         Options.Validate();
+        DiffusionDevice.EnsureInitialized();
         ScheduleOptions = schedule ?? new NoiseScheduleOptions();
         Schedule = NoiseSchedule.Create(ScheduleOptions);
         Device = device ?? DiffusionDevice.Resolve();
