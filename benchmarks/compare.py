@@ -6,7 +6,7 @@
 When RESULTS_DIR holds round-1/, round-2/, … (run.sh --rounds N: the two sides take turns, so a machine
 whose speed drifts slows both alike), it first merges them into RESULTS_DIR/torchsharp.json and
 pytorch.json, every timing being the median over the rounds. Then it
-reads RESULTS_DIR/torchsharp.json and RESULTS_DIR/pytorch.json (and the *-ops.json files when present),
+reads RESULTS_DIR/torchsharp.json and RESULTS_DIR/pytorch.json (and the *-ops.json and lockstep.json files when present),
 writes RESULTS_DIR/latest.json and RESULTS_DIR/latest.md, and prints the Markdown. Ratio = ours / PyTorch
 (above 1 means Microsoft.ML.Diffusion is slower). Standard library only.
 """
@@ -110,6 +110,7 @@ def main():
     if ours is None:
         sys.exit(f"error: {out}/torchsharp.json is missing")
     ops_ours, ops_ref = load(os.path.join(out, "torchsharp-ops.json")), load(os.path.join(out, "pytorch-ops.json"))
+    lockstep = load(os.path.join(out, "lockstep.json"))
     ref_configs = {c["name"]: c for c in (ref or {}).get("configs", [])}
 
     rows = []
@@ -142,7 +143,8 @@ def main():
                   caveat="Timings on a shared 2-core CPU machine; other processes may have been running, treat as noisy.",
                   versions=dict(torchsharp=ours["versions"], pytorch=(ref or {}).get("versions")),
                   comparison=rows, torchsharp=ours, pytorch=ref,
-                  ops=dict(torchsharp=ops_ours, pytorch=ops_ref) if ops_ours or ops_ref else None)
+                  ops=dict(torchsharp=ops_ours, pytorch=ops_ref) if ops_ours or ops_ref else None,
+                  lockstep=lockstep)
     with open(os.path.join(out, "latest.json"), "w") as f:
         json.dump(latest, f, indent=2)
         f.write("\n")
@@ -190,6 +192,19 @@ def main():
         md.append("")
         for line in spread:
             md.append(f"- {line}")
+    if lockstep:
+        md.append("")
+        md.append(f"### Lockstep: the two programs taking turns, measurement by measurement ({lockstep['pairs']} pairs per row)")
+        md.append("")
+        md.append("The ratios to trust on a machine whose speed drifts: each is the median of per-pair ratios, the two "
+                  "measurements of a pair seconds apart (benchmarks/lockstep.py). Medians in seconds (samplers: per image).")
+        md.append("")
+        md.append("| config | measure | ours | PyTorch | ratio (min–max) |")
+        md.append("| --- | --- | ---: | ---: | ---: |")
+        for c in lockstep["configs"]:
+            for r in c["rows"]:
+                md.append(f"| {c['config']} | {r['measure']} | {fmt(r['ours_median'])} | {fmt(r['pytorch_median'])} | "
+                          f"**{fmt_ratio(r['ratio_median'])}** ({r['ratio_min']:.2f}–{r['ratio_max']:.2f}) |")
     md.append("")
     md.append("### Where the training step goes (median s per step, ours / PyTorch)")
     md.append("")

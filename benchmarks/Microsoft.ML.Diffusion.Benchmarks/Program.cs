@@ -31,6 +31,8 @@ var versions = RuntimeInfo.Collect();
 Log($"TorchSharp {versions.FrameworkVersion}, {versions.Libtorch}, {versions.Runtime}, torch threads {versions.TorchThreads}, {versions.Cpu} x{versions.LogicalCores}");
 Directory.CreateDirectory(options.OutputDirectory);
 
+if (options.Serve) return LockstepServer.Run(options, Log);
+
 if (options.Ops)
 {
     var ops = OpBenchmark.Run(options.Quick ? 5 : 20, Log);

@@ -88,7 +88,7 @@ internal static class Throughput
     /// Times a sampler on one batch. With <paramref name="timedSteps"/> the real <see cref="SamplingLoop"/> is
     /// stopped (through its cancellation token) after that many steps and the per-step time extrapolated.
     /// </summary>
-    private static SamplerResult TimeSampler(DiffusionModel model, string name, SamplerKind kind, int steps, long[] seeds, int? timedSteps)
+    internal static SamplerResult TimeSampler(DiffusionModel model, string name, SamplerKind kind, int steps, long[] seeds, int? timedSteps)
     {
         int batch = seeds.Length;
         if (timedSteps is null || timedSteps >= steps)

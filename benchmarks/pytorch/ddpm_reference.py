@@ -576,6 +576,92 @@ def gc_collect():
     gc.collect()
 
 
+# ----------------------------------------------------------------------------- lockstep server
+
+def serve(args, log):
+    """The PyTorch side of benchmarks/lockstep.py; same protocol as LockstepServer.cs (one request per line)."""
+    state = {}
+
+    def setup(name):
+        state.clear()
+        gc_collect()
+        cfg = CONFIGS[name]
+        o = cfg["net"]
+        batch = args.rgb32_batch if (name == "rgb32" and args.rgb32_batch) else cfg["batch"]
+        shape = (o["image_channels"], o["image_size"], o["image_size"])
+        trainer = Trainer(o, batch)
+        gen = torch.Generator().manual_seed(1234)
+        batches = [torch.rand((batch,) + shape, generator=gen) * 2 - 1 for _ in range(4)]
+        state.update(trainer=trainer, batches=batches, next=0, shape=shape,
+                     seeds=list(range(1, (args.sample_batch or batch) + 1)))
+        for _ in range(args.train_warmup):
+            trainer.train_step(next_batch())
+        # Like DiffusionTrainer.ToModel: a copy of the EMA weights for sampling.
+        model = UNetNoisePredictor(o)
+        model.load_state_dict(trainer.ema_network.state_dict())
+        model.eval()
+        state["model"] = model
+        sample(model, "ddim", 2, state["seeds"], shape)  # warm-up
+        params = sum(p.numel() for p in trainer.network.parameters())
+        log(f"[lockstep {name}] ready: {params:,} parameters, batch {batch}")
+        return f"ready {params}"
+
+    def next_batch():
+        b = state["batches"][state["next"] % 4]
+        state["next"] += 1
+        return b
+
+    def need():
+        if "model" not in state:
+            raise ValueError("send 'setup NAME' first")
+
+    def train(n):
+        need()
+        s = time.perf_counter()
+        for _ in range(n):
+            state["trainer"].train_step(next_batch())
+        return (time.perf_counter() - s) / n
+
+    def forward(n):
+        need()
+        x = next_batch()
+        t = torch.full((x.shape[0],), 500, dtype=torch.int64)
+        with torch.inference_mode():
+            s = time.perf_counter()
+            for _ in range(n):
+                state["model"](x, t)
+            return (time.perf_counter() - s) / n
+
+    def do_sample(kind, steps, timed):
+        need()
+        if kind not in ("ddpm", "ddim", "dpm"):
+            raise ValueError(f"unknown sampler '{kind}' (ddpm, ddim, dpm)")
+        secs, done = sample(state["model"], kind, steps, state["seeds"], state["shape"], stop_after=timed or None)
+        return secs / done
+
+    for line in sys.stdin:
+        w = line.split()
+        if not w:
+            continue
+        if w[0] == "quit":
+            break
+        try:
+            if w[0] == "setup":
+                answer = setup(w[1])
+            elif w[0] == "train":
+                answer = repr(train(int(w[1])))
+            elif w[0] == "forward":
+                answer = repr(forward(int(w[1])))
+            elif w[0] == "sample":
+                answer = repr(do_sample(w[1], int(w[2]), int(w[3])))
+            else:
+                raise ValueError(f"unknown request '{w[0]}'")
+        except (ValueError, KeyError, IndexError) as e:
+            answer = "error " + " ".join(str(e).split())
+        print(answer, flush=True)
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
@@ -589,6 +675,7 @@ def main():
     p.add_argument("--rgb32-batch", type=int)
     p.add_argument("--ddpm-timed-steps", type=int)
     p.add_argument("--ops", action="store_true", help="single-op timings on the bench shapes (see OpBenchmark.cs)")
+    p.add_argument("--serve", action="store_true", help="answer timing requests on stdin (the PyTorch side of benchmarks/lockstep.py)")
     p.add_argument("--params-only", action="store_true", help="print the parameter counts and exit")
     args = p.parse_args()
     args.train_warmup = args.train_warmup or (1 if args.quick else 3)
@@ -609,6 +696,9 @@ def main():
         for n in names:
             print(n, sum(p.numel() for p in UNetNoisePredictor(CONFIGS[n]["net"]).parameters()))
         return 0
+
+    if args.serve:
+        return serve(args, log)
 
     v = versions()
     if args.ops:
