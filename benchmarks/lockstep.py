@@ -85,6 +85,8 @@ def main():
     p.add_argument("--sample-batch", type=int, help="images per sampling run (default: the configuration's batch, 64)")
     p.add_argument("--rgb32-batch", type=int, help="training and sampling batch of rgb32 (default 64)")
     p.add_argument("--csharp", default=None, help="command that starts the C# server (default: dotnet run --no-build)")
+    p.add_argument("--reference", default=None,
+                   help="command that starts the other server instead of the PyTorch reference (to compare two settings of ours)")
     a = p.parse_args()
     if a.pairs < 1:
         p.error("--pairs needs a positive whole number")
@@ -107,7 +109,10 @@ def main():
               ["dotnet", "run", "--no-build", "--project", "benchmarks/Microsoft.ML.Diffusion.Benchmarks", "-c", "Release", "--"])
     ours = Server("Microsoft.ML.Diffusion", csharp + ["--serve", "--threads", str(a.threads)] + shared)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS=str(a.threads))
-    ref = Server("PyTorch", ["/usr/bin/python3", "benchmarks/pytorch/ddpm_reference.py", "--serve", "--threads", str(a.threads)] + shared, env)
+    if a.reference:
+        ref = Server("reference", a.reference.split() + ["--serve", "--threads", str(a.threads)] + shared, env)
+    else:
+        ref = Server("PyTorch", ["/usr/bin/python3", "benchmarks/pytorch/ddpm_reference.py", "--serve", "--threads", str(a.threads)] + shared, env)
     started = time.time()
     results = []
     try:
@@ -143,6 +148,7 @@ def main():
         ref.close()
 
     doc = dict(generated=datetime.datetime.now(datetime.timezone.utc).isoformat(), pairs=a.pairs, threads=a.threads,
+               ours=" ".join(csharp), reference=a.reference or "PyTorch (benchmarks/pytorch/ddpm_reference.py)",
                quick=a.quick, seconds=round(time.time() - started, 1), configs=results)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "lockstep.json"), "w") as f:

@@ -31,13 +31,15 @@ public static class DiffusionDevice
     }
 
     /// <summary>
-    /// Loads libtorch, sets the intra-op thread count to the machine's cores and tunes the native allocator
-    /// (<see cref="NativeAllocatorTuning"/>), once per process.
+    /// Loads libtorch, sets the intra-op thread count to the machine's cores, tunes the native allocator
+    /// (<see cref="NativeAllocatorTuning"/>) and picks libtorch's element-wise CPU kernels
+    /// (<see cref="CpuKernelCapability"/>), once per process.
     /// Throws a clear error when the native runtime cannot load (e.g. libstdc++ too old).
     /// </summary>
     public static void EnsureInitialized()
     {
         if (Interlocked.Exchange(ref _initialized, 1) == 1) return;
+        CpuKernelCapability.Apply();   // before libtorch runs its first CPU kernel
         try
         {
             torch.InitializeDeviceType(DeviceType.CPU);

@@ -1,0 +1,18 @@
+using System.Runtime.InteropServices;
+using Microsoft.ML.Diffusion.Runtime;
+using Xunit;
+
+namespace Microsoft.ML.Diffusion.Tests.Infrastructure;
+
+public class CpuKernelCapabilityTests
+{
+    [SkippableFact]
+    public void TheLibrarysSetupAsksLibtorchForAvx2KernelsUnlessTheApplicationChose()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64, "set on x64 Linux only");
+        Skip.If(Environment.GetEnvironmentVariable(CpuKernelCapability.Variable) is not null, "the environment chose a capability");
+        DiffusionDevice.EnsureInitialized();
+        Assert.Equal(CpuKernelCapability.Preferred, CpuKernelCapability.Current());
+        Assert.False(CpuKernelCapability.Apply(), "a value already in the native environment is left alone");
+    }
+}
