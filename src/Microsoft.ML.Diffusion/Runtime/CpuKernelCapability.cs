@@ -16,6 +16,10 @@ namespace Microsoft.ML.Diffusion.Runtime;
 /// tensor operation; the library does it in <see cref="DiffusionDevice.EnsureInitialized"/>. Set
 /// <c>ATEN_CPU_CAPABILITY</c> yourself (e.g. to <c>default</c> for libtorch's own choice) to override it.
 /// Convolutions and matrix products (oneDNN, MKL) choose their instructions independently of this setting.
+/// The two kinds of kernels agree only to the last bits, so a process that ran tensor operations before the
+/// library's first call gets slightly different numbers than one that did not: call
+/// <see cref="DiffusionDevice.EnsureInitialized"/> first (or set the variable before starting) wherever
+/// seeded results must match across processes bit for bit.
 /// </remarks>
 public static class CpuKernelCapability
 {
