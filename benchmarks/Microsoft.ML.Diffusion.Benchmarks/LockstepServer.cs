@@ -60,11 +60,15 @@ internal sealed class LockstepServer : IDisposable
     private string Handle(string[] w) => w[0] switch
     {
         "setup" => Setup(w[1]),
-        "train" => Seconds(Train(int.Parse(w[1], CultureInfo.InvariantCulture))),
-        "forward" => Seconds(Forward(int.Parse(w[1], CultureInfo.InvariantCulture))),
+        "train" => Seconds(Train(Count(w[1]))),
+        "forward" => Seconds(Forward(Count(w[1]))),
         "sample" => Seconds(Sample(w[1], int.Parse(w[2], CultureInfo.InvariantCulture), int.Parse(w[3], CultureInfo.InvariantCulture))),
         _ => throw new ArgumentException($"unknown request '{w[0]}'"),
     };
+
+    private static int Count(string word) =>
+        int.TryParse(word, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0
+            ? n : throw new ArgumentException($"a count must be a positive whole number, got '{word}'");
 
     private static string Seconds(double s) => s.ToString("R", CultureInfo.InvariantCulture);
 

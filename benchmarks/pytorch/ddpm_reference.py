@@ -639,6 +639,12 @@ def serve(args, log):
         secs, done = sample(state["model"], kind, steps, state["seeds"], state["shape"], stop_after=timed or None)
         return secs / done
 
+    def count(word):
+        n = int(word)
+        if n < 1:
+            raise ValueError(f"a count must be a positive whole number, got '{word}'")
+        return n
+
     for line in sys.stdin:
         w = line.split()
         if not w:
@@ -649,9 +655,9 @@ def serve(args, log):
             if w[0] == "setup":
                 answer = setup(w[1])
             elif w[0] == "train":
-                answer = repr(train(int(w[1])))
+                answer = repr(train(count(w[1])))
             elif w[0] == "forward":
-                answer = repr(forward(int(w[1])))
+                answer = repr(forward(count(w[1])))
             elif w[0] == "sample":
                 answer = repr(do_sample(w[1], int(w[2]), int(w[3])))
             else:

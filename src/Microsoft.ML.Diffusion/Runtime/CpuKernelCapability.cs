@@ -11,7 +11,8 @@ namespace Microsoft.ML.Diffusion.Runtime;
 /// falls, at some point or from the start, into a state where the exponential inside SiLU
 /// (<c>Sleef_finz_expf16_u10avx512f</c>) takes a quarter to a third of the time and the 3×32×32 network's
 /// forward pass takes ≈ 0.9 s instead of ≈ 0.5 s, for good. With the AVX2 kernels (what PyTorch 1.13 uses on
-/// the same machine) no process showed it, and sampling ran at 0.85× PyTorch's time (benchmarks/lockstep.py).
+/// the same machine) no process showed it, and 3×32×32 sampling ran at 0.85–1.04× PyTorch's time in two
+/// lockstep runs (benchmarks/lockstep.py).
 /// libtorch reads <c>ATEN_CPU_CAPABILITY</c> once, before its first CPU kernel, so this must run before any
 /// tensor operation; the library does it in <see cref="DiffusionDevice.EnsureInitialized"/>. Set
 /// <c>ATEN_CPU_CAPABILITY</c> yourself (e.g. to <c>default</c> for libtorch's own choice) to override it.

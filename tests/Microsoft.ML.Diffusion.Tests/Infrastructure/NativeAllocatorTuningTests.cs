@@ -20,8 +20,8 @@ public class NativeAllocatorTuningTests
     {
         SkipUnlessTuned();
         DiffusionDevice.EnsureInitialized();
-        Assert.True(NativeAllocatorTuning.Applied, "EnsureInitialized should have switched off malloc's mmap and raised its trim threshold");
-        Assert.True(NativeAllocatorTuning.Apply(), "mallopt accepts both settings");
+        Assert.True(NativeAllocatorTuning.Applied, "EnsureInitialized should have switched off malloc's mmap and raised its trim threshold and top pad");
+        Assert.True(NativeAllocatorTuning.Apply(), "mallopt accepts all three settings");
     }
 
     [SkippableFact]
