@@ -1,14 +1,17 @@
-// Usage: Microsoft.ML.Diffusion.ZipProbe <model.zip> <seed,seed,...> <output column>
-// Loads the zip in a new MLContext, feeds a Seed column through it and prints each row's output
-// column as comma-separated floats, one row per line.
+// Usage: Microsoft.ML.Diffusion.ZipProbe <model.zip> <seed,seed,...> <output column> [assembly.dll ...]
+// Loads the given assemblies (e.g. one that registers a noise predictor with [assembly: NoisePredictorRegistration]),
+// then the zip in a new MLContext, feeds a Seed column through it and prints each row's output column as
+// comma-separated floats, one row per line.
+using System.Reflection;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
-if (args.Length != 3)
+if (args.Length < 3)
 {
-    Console.Error.WriteLine("usage: ZipProbe <model.zip> <seed,seed,...> <output column>");
+    Console.Error.WriteLine("usage: ZipProbe <model.zip> <seed,seed,...> <output column> [assembly.dll ...]");
     return 2;
 }
+foreach (var assembly in args.Skip(3)) Assembly.LoadFrom(assembly);
 var ml = new MLContext();
 var model = ml.Model.Load(args[0], out _);
 var seeds = args[1].Split(',').Select(s => new SeedRow { Seed = int.Parse(s) }).ToArray();

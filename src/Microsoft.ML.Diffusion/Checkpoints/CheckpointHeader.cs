@@ -7,8 +7,8 @@ namespace Microsoft.ML.Diffusion.Checkpoints;
 /// <summary>The self-describing part of a checkpoint: everything needed to rebuild the model around its weights.</summary>
 public sealed record CheckpointHeader
 {
-    /// <summary>The noise predictor's architecture.</summary>
-    public required UNetOptions Network { get; init; }
+    /// <summary>The noise predictor's configuration, with the name of its registered kind.</summary>
+    public required NoisePredictorOptions Network { get; init; }
 
     /// <summary>The noise schedule the model was trained with.</summary>
     public required NoiseScheduleOptions Schedule { get; init; }

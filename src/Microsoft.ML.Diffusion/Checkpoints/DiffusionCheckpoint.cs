@@ -100,6 +100,10 @@ public static class DiffusionCheckpoint
             {
                 throw new CheckpointFormatException($"{source} is corrupt: its header is not valid JSON ({e.Message}).", e);
             }
+            catch (Networks.UnknownNoisePredictorException e)
+            {
+                throw new CheckpointFormatException($"{source} needs a noise predictor this process does not know: {e.Message}", e);
+            }
             long weightsLength = reader.ReadInt64();
             if (weightsLength <= 0 || weightsLength > int.MaxValue)
                 throw new CheckpointFormatException($"{source} is corrupt: its weights length ({weightsLength} bytes) is not plausible.");

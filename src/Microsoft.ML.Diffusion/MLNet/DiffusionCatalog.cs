@@ -45,7 +45,7 @@ public static class DiffusionCatalog
     /// <param name="model">A fitted pipeline containing a trained diffusion model (or a loaded model zip of one).</param>
     /// <param name="outputColumnName">The image column to add.</param>
     /// <param name="seedColumnName">A column of per-row integer seeds; null seeds row i with i.</param>
-    /// <param name="sampler">DDPM, DDIM or DPM-Solver++.</param>
+    /// <param name="sampler">A <see cref="SamplerKind"/> or a registered sampler name such as "heun"; default DPM-Solver++.</param>
     /// <param name="steps">Denoising steps; null uses the sampler's usual count.</param>
     /// <param name="guidanceScale">Classifier-free guidance for conditional models (1 = as trained).</param>
     /// <example><code>
@@ -54,7 +54,7 @@ public static class DiffusionCatalog
     /// </code></example>
     public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model,
         string outputColumnName = "GeneratedImage", string? seedColumnName = null,
-        SamplerKind sampler = SamplerKind.DpmSolverPlusPlus, int? steps = null, double guidanceScale = 1.0)
+        SamplerName sampler = default, int? steps = null, double guidanceScale = 1.0)
         => DiffusionGenerate(catalog, model, new DiffusionGenerationOptions
         {
             OutputColumnName = outputColumnName, SeedColumnName = seedColumnName, Sampler = sampler, Steps = steps, GuidanceScale = guidanceScale,

@@ -30,17 +30,29 @@ public sealed class DiffusionGenerationOptions
     /// <summary>Base seed for rows when no seed column is given.</summary>
     public long Seed { get; set; }
 
-    /// <summary>The sampler.</summary>
-    public SamplerKind Sampler { get; set; } = SamplerKind.DpmSolverPlusPlus;
+    /// <summary>The sampler: a <see cref="SamplerKind"/> or any name registered with <see cref="DiffusionSamplers"/>; saved by name.</summary>
+    public SamplerName Sampler { get; set; } = SamplerKind.DpmSolverPlusPlus;
 
-    /// <summary>Denoising steps; null uses the sampler's usual count (DDPM: T, DDIM: 50, DPM-Solver++: 20).</summary>
+    /// <summary>Denoising steps; null uses the sampler's usual count (<see cref="DiffusionSamplers.DefaultSteps"/>).</summary>
     public int? Steps { get; set; }
+
+    /// <summary>How the timesteps are chosen; null uses the sampler's default.</summary>
+    public TimestepSpacing? Spacing { get; set; }
+
+    /// <summary>Added to every timestep with leading spacing (diffusers' <c>steps_offset</c>).</summary>
+    public int StepsOffset { get; set; }
 
     /// <summary>DDIM's η (0 = deterministic).</summary>
     public double Eta { get; set; }
 
     /// <summary>How x̂₀ is kept in range at each step.</summary>
     public X0Clipping Clipping { get; set; } = X0Clipping.Clip;
+
+    /// <summary>Cap for clipping and dynamic thresholding of x̂₀.</summary>
+    public double ClipRange { get; set; } = 1.0;
+
+    /// <summary>Most samples per network forward pass; larger batches (and guidance's doubled batch) are split.</summary>
+    public int ForwardBatchSize { get; set; } = Models.DiffusionModel.DefaultForwardBatchSize;
 
     /// <summary>Image or float-vector output.</summary>
     public GeneratedOutputKind OutputKind { get; set; } = GeneratedOutputKind.Image;
@@ -58,6 +70,10 @@ public sealed class DiffusionGenerationOptions
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be positive.");
         if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
         if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
+        if (!DiffusionSamplers.IsRegistered(Sampler)) throw new ArgumentException($"No sampler is registered as '{Sampler}'. Registered: {string.Join(", ", DiffusionSamplers.Names)}.", nameof(Sampler));
+        if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), StepsOffset, "StepsOffset must not be negative.");
+        if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");
+        if (ForwardBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(ForwardBatchSize), ForwardBatchSize, "ForwardBatchSize must be positive.");
         if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
     }
 }

@@ -66,7 +66,8 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
     {
         var generation = new GenerationOptions
         {
-            Sampler = Options.Sampler, Steps = Options.Steps, Eta = Options.Eta, Clipping = Options.Clipping, GuidanceScale = Options.GuidanceScale,
+            Sampler = Options.Sampler, Steps = Options.Steps, Spacing = Options.Spacing, StepsOffset = Options.StepsOffset, Eta = Options.Eta,
+            Clipping = Options.Clipping, ClipRange = Options.ClipRange, GuidanceScale = Options.GuidanceScale, ForwardBatchSize = Options.ForwardBatchSize,
         };
         float[] all;
         using (var condition = conditionColumn?.ToBatch(conditions))

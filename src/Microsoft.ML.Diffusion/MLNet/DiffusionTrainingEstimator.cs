@@ -58,7 +58,9 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
         using var __ = conditions;
         ch.Info($"Training a diffusion model on {images.shape[0]} images of {column.Channels}×{column.Size}×{column.Size} from column '{column.Name}' on {device}.");
 
-        var network = new UNetOptions
+        var network = o.Network is { } chosen
+            ? chosen with { ImageChannels = column.Channels, ImageSize = column.Size, Condition = condition?.Options ?? new() }
+            : new UNetOptions
         {
             ImageChannels = column.Channels,
             ImageSize = column.Size,
@@ -71,6 +73,14 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
             Dropout = o.Dropout,
             Condition = condition?.Options ?? new(),
         };
+        try
+        {
+            network.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentOutOfRangeException(nameof(input), $"The noise predictor cannot be built for column '{column.Name}'{(condition is null ? "" : $" and condition column '{o.ConditionColumnName}'")}: {e.Message}");
+        }
         var schedule = new NoiseScheduleOptions { Kind = o.Schedule, TrainSteps = o.DiffusionSteps };
         var trainerOptions = new DiffusionTrainerOptions
         {

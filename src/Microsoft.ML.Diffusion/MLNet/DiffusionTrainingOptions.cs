@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Schedules;
 using Microsoft.ML.Diffusion.Training;
@@ -44,6 +45,13 @@ public sealed class DiffusionTrainingOptions
 
     /// <summary>Probability of training a sample with the null condition, which classifier-free guidance needs.</summary>
     public double ConditionDropout { get; set; } = 0.1;
+
+    /// <summary>
+    /// The noise predictor to train: the options of any kind registered with <see cref="NoisePredictors"/>. Its
+    /// image shape and condition are taken from the columns. Null trains the built-in UNet described by the
+    /// UNet settings below, which are ignored otherwise.
+    /// </summary>
+    public NoisePredictorOptions? Network { get; set; }
 
     /// <summary>Channels of the UNet's first level.</summary>
     public int BaseChannels { get; set; } = 32;

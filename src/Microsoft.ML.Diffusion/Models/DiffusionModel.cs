@@ -18,7 +18,7 @@ namespace Microsoft.ML.Diffusion.Models;
 public sealed class DiffusionModel : IDisposable
 {
     /// <summary>Wraps a trained network; the model takes ownership of it.</summary>
-    public DiffusionModel(UNetNoisePredictor network, NoiseScheduleOptions schedule, PredictionType prediction, long trainingSteps = 0)
+    public DiffusionModel(NoisePredictor network, NoiseScheduleOptions schedule, PredictionType prediction, long trainingSteps = 0)
     {
         Network = network ?? throw new ArgumentNullException(nameof(network));
         Runtime.DiffusionDevice.EnsureInitialized();
@@ -31,10 +31,10 @@ public sealed class DiffusionModel : IDisposable
     }
 
     /// <summary>The noise predictor ε_θ(x_t, t).</summary>
-    public UNetNoisePredictor Network { get; }
+    public NoisePredictor Network { get; }
 
-    /// <summary>The network's architecture.</summary>
-    public UNetOptions NetworkOptions => Network.Options;
+    /// <summary>The network's configuration.</summary>
+    public NoisePredictorOptions NetworkOptions => Network.Options;
 
     /// <summary>The schedule's options.</summary>
     public NoiseScheduleOptions ScheduleOptions { get; }
@@ -52,7 +52,7 @@ public sealed class DiffusionModel : IDisposable
     public Device Device { get; }
 
     /// <summary>Image shape (C, H, W) the model generates.</summary>
-    public long[] ImageShape => [NetworkOptions.ImageChannels, NetworkOptions.ImageSize, NetworkOptions.ImageSize];
+    public long[] ImageShape => Network.ImageShape;
 
     /// <summary>
     /// Most samples per network forward pass unless told otherwise. On 2 CPU cores one forward of the bench
@@ -115,6 +115,8 @@ public sealed class DiffusionModel : IDisposable
         Eta = options.Eta,
         Clipping = options.Clipping,
         ClipRange = options.ClipRange,
+        Spacing = options.Spacing,
+        StepsOffset = options.StepsOffset,
     });
 
     /// <summary>
@@ -174,9 +176,10 @@ public sealed class DiffusionModel : IDisposable
     /// <summary>Loads a checkpoint from a stream; <paramref name="source"/> names it in error messages.</summary>
     public static DiffusionModel Load(Stream stream, Device? device = null, string source = "The checkpoint")
     {
+        DiffusionDevice.EnsureInitialized();   // native settings before the header's network is built
         var (header, weights) = DiffusionCheckpoint.Read(stream, source);
         device ??= DiffusionDevice.Resolve();
-        var network = new UNetNoisePredictor(header.Network);
+        var network = NoisePredictors.Create(header.Network);
         try
         {
             using var ms = new MemoryStream(weights, writable: false);

@@ -5,11 +5,17 @@ namespace Microsoft.ML.Diffusion.Models;
 /// <summary>How <see cref="DiffusionModel.Generate"/> samples.</summary>
 public sealed record GenerationOptions
 {
-    /// <summary>The sampler.</summary>
-    public SamplerKind Sampler { get; init; } = SamplerKind.DpmSolverPlusPlus;
+    /// <summary>The sampler: a <see cref="SamplerKind"/> or any name registered with <see cref="DiffusionSamplers"/>.</summary>
+    public SamplerName Sampler { get; init; } = SamplerKind.DpmSolverPlusPlus;
 
-    /// <summary>Denoising steps; null uses the sampler's usual count (DDPM: T, DDIM: 50, DPM-Solver++: 20).</summary>
+    /// <summary>Denoising steps; null uses the sampler's usual count (<see cref="DiffusionSamplers.DefaultSteps"/>).</summary>
     public int? Steps { get; init; }
+
+    /// <summary>How the timesteps are chosen; null uses the sampler's default.</summary>
+    public TimestepSpacing? Spacing { get; init; }
+
+    /// <summary>Added to every timestep with leading spacing (diffusers' <c>steps_offset</c>).</summary>
+    public int StepsOffset { get; init; }
 
     /// <summary>DDIM's η (0 = deterministic).</summary>
     public double Eta { get; init; }

@@ -12,7 +12,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// middle: residual, attention, residual; up path: one more block per level, each taking a skip
 /// connection from the down path, with nearest-neighbour upsampling. Output has the input's shape.
 /// </summary>
-public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
+public sealed class UNetNoisePredictor : NoisePredictor
 {
     private readonly Sequential time_embedding;
     private readonly Conv2d input_conv;
@@ -27,11 +27,8 @@ public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
     private readonly OutputProjection output_conv;
 
     /// <summary>Builds the network the options describe (weights initialised from torch's global generator).</summary>
-    public UNetNoisePredictor(UNetOptions options) : base(nameof(UNetNoisePredictor))
+    public UNetNoisePredictor(UNetOptions options) : base(nameof(UNetNoisePredictor), options)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        Options = options;
 
         int[] channels = options.LevelChannels();
         int levels = channels.Length;
@@ -99,19 +96,10 @@ public sealed class UNetNoisePredictor : Module<Tensor, Tensor, Tensor>
     }
 
     /// <summary>The options the network was built from.</summary>
-    public UNetOptions Options { get; }
+    public new UNetOptions Options => (UNetOptions)base.Options;
 
-    /// <summary>Whether the network takes a condition.</summary>
-    public bool IsConditional => condition_encoder is not null;
-
-    /// <summary>Predicts the noise (or v, or x₀) in <paramref name="x"/> (N, C, H, W) at timesteps <paramref name="timesteps"/> (N), unconditionally.</summary>
-    public override Tensor forward(Tensor x, Tensor timesteps) => Forward(x, timesteps, null);
-
-    /// <summary>
-    /// Predicts the noise (or v, or x₀) in <paramref name="x"/> at <paramref name="timesteps"/> given
-    /// <paramref name="condition"/>; a conditional network given none uses its null condition for every row.
-    /// </summary>
-    public Tensor Forward(Tensor x, Tensor timesteps, Conditioning.ConditionBatch? condition)
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor x, Tensor timesteps, Conditioning.ConditionBatch? condition)
     {
         using var scope = NewDisposeScope();
         int levels = Options.ChannelMultipliers.Length;

@@ -1,14 +1,8 @@
 namespace Microsoft.ML.Diffusion.Networks;
 
-/// <summary>The shape of a <see cref="UNetNoisePredictor"/>; saved with every checkpoint so it can be rebuilt.</summary>
-public sealed record UNetOptions
+/// <summary>The shape of a <see cref="UNetNoisePredictor"/> (registered as "unet"); saved with every checkpoint so it can be rebuilt.</summary>
+public sealed record UNetOptions : NoisePredictorOptions
 {
-    /// <summary>Image channels: 1 (grey), 3 (RGB) or 4 (RGBA).</summary>
-    public int ImageChannels { get; init; } = 1;
-
-    /// <summary>Height and width of the (square) images, e.g. 28, 32 or 64.</summary>
-    public int ImageSize { get; init; } = 28;
-
     /// <summary>Channels of the first level; each level has <c>BaseChannels × ChannelMultipliers[i]</c>.</summary>
     public int BaseChannels { get; init; } = 32;
 
@@ -30,17 +24,17 @@ public sealed record UNetOptions
     /// <summary>Dropout inside residual blocks (DDPM used 0.1 on CIFAR-10).</summary>
     public double Dropout { get; init; }
 
-    /// <summary>The condition the network takes besides the image and the step (none by default).</summary>
-    public Conditioning.ConditioningOptions Condition { get; init; } = new();
+    /// <inheritdoc/>
+    public override IReadOnlyList<Conditioning.ConditionKind> SupportedConditions =>
+        [Conditioning.ConditionKind.None, Conditioning.ConditionKind.Class, Conditioning.ConditionKind.Vector, Conditioning.ConditionKind.Text];
 
     /// <summary>Channels per level, e.g. (32, 64, 64).</summary>
     public int[] LevelChannels() => ChannelMultipliers.Select(m => BaseChannels * m).ToArray();
 
     /// <summary>Checks that the network can be built for this image size; throws naming the bad setting.</summary>
-    public void Validate()
+    public override void Validate()
     {
-        if (ImageChannels is < 1 or > 4) throw new ArgumentOutOfRangeException(nameof(ImageChannels), ImageChannels, "Images must have 1 to 4 channels.");
-        if (ImageSize < 4) throw new ArgumentOutOfRangeException(nameof(ImageSize), ImageSize, "Images must be at least 4×4.");
+        base.Validate();
         if (BaseChannels < 1) throw new ArgumentOutOfRangeException(nameof(BaseChannels), BaseChannels, "BaseChannels must be positive.");
         if (ChannelMultipliers is null || ChannelMultipliers.Length == 0 || ChannelMultipliers.Any(m => m < 1))
             throw new ArgumentException("ChannelMultipliers needs at least one positive multiplier.", nameof(ChannelMultipliers));
@@ -56,7 +50,6 @@ public sealed record UNetOptions
             if (c % AttentionHeads != 0) throw new ArgumentException($"AttentionHeads {AttentionHeads} must divide every level's channel count.", nameof(AttentionHeads));
         }
         if (BaseChannels % 2 != 0) throw new ArgumentException("BaseChannels must be even (it is also the sinusoidal embedding width).", nameof(BaseChannels));
-        (Condition ?? throw new ArgumentNullException(nameof(Condition))).Validate();
         var sizes = Enumerable.Range(0, ChannelMultipliers.Length).Select(i => ImageSize >> i).ToHashSet();
         foreach (int r in AttentionResolutions ?? [])
             if (!sizes.Contains(r)) throw new ArgumentException($"Attention resolution {r} is not one of the feature-map sizes ({string.Join(", ", sizes)}).", nameof(AttentionResolutions));

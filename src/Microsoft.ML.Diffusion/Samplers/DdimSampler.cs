@@ -13,19 +13,16 @@ public sealed class DdimSampler : DiffusionSamplerBase
     public DdimSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }
 
     /// <inheritdoc/>
-    public override SamplerKind Kind => SamplerKind.Ddim;
+    public override string Name => DiffusionSamplers.Ddim;
 
     /// <inheritdoc/>
     public override bool IsStochastic => Options.Eta > 0;
 
     /// <inheritdoc/>
-    protected override int[] ChooseTimesteps(int inferenceSteps) => LeadingTimesteps(inferenceSteps);
-
-    /// <inheritdoc/>
-    public override Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample, Generator? generator = null, Tensor? noise = null)
+    public override SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null)
     {
-        int prev = NextTimestep(stepIndex);   // validates stepIndex
-        int t = Timesteps[stepIndex];
+        int t = TimestepAt(stepIndex);   // validates stepIndex
+        int prev = NextTimestep(stepIndex);
         using var scope = NewDisposeScope();
 
         double alphaCumprod = Schedule.AlphasCumprod[t];
@@ -38,7 +35,7 @@ public sealed class DdimSampler : DiffusionSamplerBase
 
         var prevSample = Math.Sqrt(alphaCumprodPrev) * x0 + direction * eps;
         if (sigma > 0)
-            prevSample = prevSample + sigma * (Noise(sample, generator, noise));
-        return prevSample.MoveToOuterDisposeScope();
+            prevSample = prevSample + sigma * Noise(sample, noise);
+        return Output(prevSample, x0);
     }
 }

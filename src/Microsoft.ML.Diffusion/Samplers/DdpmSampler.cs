@@ -14,19 +14,16 @@ public sealed class DdpmSampler : DiffusionSamplerBase
     public DdpmSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }
 
     /// <inheritdoc/>
-    public override SamplerKind Kind => SamplerKind.Ddpm;
+    public override string Name => DiffusionSamplers.Ddpm;
 
     /// <inheritdoc/>
     public override bool IsStochastic => true;
 
     /// <inheritdoc/>
-    protected override int[] ChooseTimesteps(int inferenceSteps) => LeadingTimesteps(inferenceSteps);
-
-    /// <inheritdoc/>
-    public override Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample, Generator? generator = null, Tensor? noise = null)
+    public override SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null)
     {
-        int prev = NextTimestep(stepIndex);   // validates stepIndex
-        int t = Timesteps[stepIndex];
+        int t = TimestepAt(stepIndex);   // validates stepIndex
+        int prev = NextTimestep(stepIndex);
         using var scope = NewDisposeScope();
 
         double alphaCumprod = Schedule.AlphasCumprod[t];
@@ -42,9 +39,9 @@ public sealed class DdpmSampler : DiffusionSamplerBase
         if (t > 0)
         {
             double variance = Options.UseLargeVariance ? beta : Math.Max((1.0 - alphaCumprodPrev) / oneMinus * beta, 1e-20);
-            var z = Noise(sample, generator, noise);
+            var z = Noise(sample, noise);
             mean = mean + Math.Sqrt(variance) * z;
         }
-        return mean.MoveToOuterDisposeScope();
+        return Output(mean, x0);
     }
 }

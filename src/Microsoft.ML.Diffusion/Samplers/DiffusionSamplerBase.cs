@@ -5,21 +5,26 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Diffusion.Samplers;
 
-/// <summary>What every sampler shares: options, timesteps, and turning a model output into x̂₀ and ε̂.</summary>
+/// <summary>
+/// What samplers share: options, timesteps and their spacing, and turning a model output into x̂₀ and ε̂.
+/// Everything here is public or protected, so samplers outside the library are written the same way as the built-in ones.
+/// </summary>
 public abstract class DiffusionSamplerBase : IDiffusionSampler
 {
-    private int[] _timesteps = Array.Empty<int>();
+    private double[] _timesteps = [];
 
-    /// <summary>Creates a sampler over a schedule.</summary>
+    /// <summary>Creates a sampler over a schedule; checks that the options' spacing is one this sampler can use.</summary>
     protected DiffusionSamplerBase(NoiseSchedule schedule, SamplerOptions? options)
     {
         Schedule = schedule ?? throw new ArgumentNullException(nameof(schedule));
         Options = options ?? new SamplerOptions();
         Options.Validate();
+        if (!SupportedSpacings.Contains(Spacing))
+            throw new ArgumentException($"The {Name} sampler cannot use {Spacing} timestep spacing; it takes {string.Join(", ", SupportedSpacings)}.", nameof(options));
     }
 
     /// <inheritdoc/>
-    public abstract SamplerKind Kind { get; }
+    public abstract string Name { get; }
 
     /// <inheritdoc/>
     public NoiseSchedule Schedule { get; }
@@ -27,11 +32,20 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
     /// <inheritdoc/>
     public abstract bool IsStochastic { get; }
 
-    /// <summary>The sampler's settings.</summary>
+    /// <inheritdoc/>
     public SamplerOptions Options { get; }
 
     /// <inheritdoc/>
-    public IReadOnlyList<int> Timesteps => _timesteps;
+    public IReadOnlyList<double> Timesteps => _timesteps;
+
+    /// <summary>The spacing used when the options name none.</summary>
+    protected virtual TimestepSpacing DefaultSpacing => TimestepSpacing.Leading;
+
+    /// <summary>The spacings this sampler can use (samplers on the schedule's steps cannot use fractional Karras timesteps).</summary>
+    protected virtual IReadOnlyList<TimestepSpacing> SupportedSpacings => [TimestepSpacing.Leading, TimestepSpacing.Trailing, TimestepSpacing.Linspace, TimestepSpacing.LogSnr];
+
+    /// <summary>The spacing in effect.</summary>
+    public TimestepSpacing Spacing => Options.Spacing ?? DefaultSpacing;
 
     /// <inheritdoc/>
     public void SetTimesteps(int inferenceSteps)
@@ -43,26 +57,61 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
     }
 
     /// <inheritdoc/>
-    public abstract Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample, Generator? generator = null, Tensor? noise = null);
+    public abstract SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null);
 
-    /// <summary>The timesteps for a given count, noisiest first.</summary>
-    protected abstract int[] ChooseTimesteps(int inferenceSteps);
+    /// <summary>The network's timesteps for <paramref name="inferenceSteps"/> steps, noisiest first; by default <see cref="SpacedTimesteps"/>.</summary>
+    protected virtual double[] ChooseTimesteps(int inferenceSteps) => [.. SpacedTimesteps(inferenceSteps).Select(t => (double)t)];
 
     /// <summary>Forgets multistep history; called whenever timesteps are set.</summary>
     protected virtual void ResetHistory() { }
 
-    /// <summary>diffusers' "leading" spacing: 0, T/N, 2T/N, … reversed.</summary>
-    protected int[] LeadingTimesteps(int inferenceSteps)
+    /// <summary>
+    /// <paramref name="inferenceSteps"/> distinct whole timesteps, noisiest first, by <see cref="Spacing"/> (which must not be Karras).
+    /// </summary>
+    protected int[] SpacedTimesteps(int inferenceSteps)
     {
-        int ratio = Schedule.Length / inferenceSteps;
-        return Enumerable.Range(0, inferenceSteps).Select(i => i * ratio).Reverse().ToArray();
+        int steps = Schedule.Length;
+        int[] result = Spacing switch
+        {
+            TimestepSpacing.Leading => [.. Enumerable.Range(0, inferenceSteps).Select(i => i * (steps / inferenceSteps) + Options.StepsOffset).Reverse()],
+            TimestepSpacing.Trailing => [.. Enumerable.Range(0, inferenceSteps).Select(i => (int)Math.Round(steps - i * ((double)steps / inferenceSteps)) - 1)],
+            TimestepSpacing.Linspace => [.. Enumerable.Range(0, inferenceSteps).Select(i => (int)Math.Round(inferenceSteps == 1 ? 0 : (steps - 1) * (double)i / (inferenceSteps - 1))).Reverse()],
+            TimestepSpacing.LogSnr => NoiseLevels.LogSnrTimesteps(Schedule, inferenceSteps),
+            _ => throw new InvalidOperationException($"{Spacing} spacing has fractional timesteps; the {Name} sampler needs whole ones."),
+        };
+        if (result.Any(t => t < 0 || t >= steps))
+            throw new ArgumentOutOfRangeException(nameof(inferenceSteps), inferenceSteps, $"{Spacing} spacing with StepsOffset {Options.StepsOffset} gives timesteps outside [0, {steps}).");
+        return result;
     }
 
-    /// <summary>The timestep that follows <c>Timesteps[stepIndex]</c>; −1 past the last (the clean end).</summary>
+    /// <summary>
+    /// For samplers that work in σ (<see cref="NoiseLevels"/>): <paramref name="inferenceSteps"/> noise levels, noisiest first, with
+    /// their timesteps, and σ = 0 appended to the levels as the clean end. Karras spacing gives Karras levels at fractional
+    /// timesteps; the other spacings give the σ of their whole timesteps.
+    /// </summary>
+    protected (double[] Timesteps, double[] Sigmas) SigmaSteps(int inferenceSteps)
+    {
+        if (Spacing == TimestepSpacing.Karras)
+        {
+            var karras = NoiseLevels.Karras(Schedule, inferenceSteps);
+            return ([.. karras.Select(s => NoiseLevels.TimestepOf(Schedule, s))], [.. karras, 0.0]);
+        }
+        var whole = SpacedTimesteps(inferenceSteps);
+        return ([.. whole.Select(t => (double)t)], [.. whole.Select(t => NoiseLevels.Sigma(Schedule, t)), 0.0]);
+    }
+
+    /// <summary>The whole timestep at <paramref name="stepIndex"/>; throws a clear error when no timesteps are set or the index is out of range.</summary>
+    protected int TimestepAt(int stepIndex)
+    {
+        CheckStepIndex(stepIndex);
+        return (int)_timesteps[stepIndex];
+    }
+
+    /// <summary>The whole timestep after <c>Timesteps[stepIndex]</c>; −1 past the last (the clean end).</summary>
     protected int NextTimestep(int stepIndex)
     {
         CheckStepIndex(stepIndex);
-        return stepIndex + 1 < _timesteps.Length ? _timesteps[stepIndex + 1] : -1;
+        return stepIndex + 1 < _timesteps.Length ? (int)_timesteps[stepIndex + 1] : -1;
     }
 
     /// <summary>Throws a clear error when no timesteps are set or the index is out of range.</summary>
@@ -73,13 +122,16 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
             throw new ArgumentOutOfRangeException(nameof(stepIndex), stepIndex, $"The step index must lie in [0, {_timesteps.Length}).");
     }
 
+    /// <summary>x̂₀ and ε̂ at whole timestep <paramref name="t"/>; see <see cref="Decompose(Tensor, Tensor, double)"/>.</summary>
+    protected (Tensor PredictedSample, Tensor PredictedNoise) Decompose(Tensor modelOutput, Tensor sample, int t)
+        => Decompose(modelOutput, sample, Schedule.AlphasCumprod[t]);
+
     /// <summary>
-    /// x̂₀ (clipped or thresholded as configured) and ε̂ at timestep <paramref name="t"/>. When x̂₀ is
+    /// x̂₀ (clipped or thresholded as configured) and ε̂ for a sample x = √ᾱ x₀ + √(1 − ᾱ) ε. When x̂₀ is
     /// clipped, ε̂ is recomputed from it so that the step stays consistent with the clipped prediction.
     /// </summary>
-    protected (Tensor PredictedSample, Tensor PredictedNoise) Decompose(Tensor modelOutput, Tensor sample, int t)
+    protected (Tensor PredictedSample, Tensor PredictedNoise) Decompose(Tensor modelOutput, Tensor sample, double alphaCumprod)
     {
-        double alphaCumprod = Schedule.AlphasCumprod[t];
         var x0 = PredictionConverter.ToSample(Options.Prediction, modelOutput, sample, alphaCumprod);
         switch (Options.Clipping)
         {
@@ -113,14 +165,18 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
         return x0.clamp(-s, s) / s;
     }
 
-    /// <summary>The explicit noise if given, else standard normal noise shaped like <paramref name="like"/>.</summary>
-    protected static Tensor Noise(Tensor like, Generator? generator, Tensor? noise)
+    /// <summary>The given noise, checked against the sample's shape, or standard normal noise from torch's global generator.</summary>
+    protected static Tensor Noise(Tensor like, Tensor? noise)
     {
-        if (noise is null) return randn(like.shape, dtype: like.dtype, device: like.device, generator: generator);
+        if (noise is null) return randn(like.shape, dtype: like.dtype, device: like.device);
         if (!noise.shape.SequenceEqual(like.shape))
             throw new ArgumentException($"The noise has shape [{string.Join(", ", noise.shape)}] but the sample has [{string.Join(", ", like.shape)}].", nameof(noise));
         return noise;
     }
+
+    /// <summary>The step's output, moved out of the step's dispose scope to the caller.</summary>
+    protected static SamplerStepOutput Output(Tensor previousSample, Tensor predictedOriginal)
+        => new(previousSample.MoveToOuterDisposeScope(), predictedOriginal.MoveToOuterDisposeScope());
 
     /// <inheritdoc/>
     public virtual void Dispose() => ResetHistory();

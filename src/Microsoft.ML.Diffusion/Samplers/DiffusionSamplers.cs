@@ -1,25 +1,80 @@
+using System.Collections.Concurrent;
 using Microsoft.ML.Diffusion.Schedules;
 
 namespace Microsoft.ML.Diffusion.Samplers;
 
-/// <summary>Creates a sampler by kind, so callers can choose one from configuration.</summary>
+/// <summary>
+/// The registry of samplers by name, so a sampler can be chosen from configuration, saved with a generation stage
+/// and added without changing the library: <see cref="Register"/> a factory under a new name and every entry point
+/// (<see cref="Models.DiffusionModel.Generate"/>, <c>DiffusionGenerate</c>, the command line) can use it.
+/// </summary>
 public static class DiffusionSamplers
 {
-    /// <summary>A new sampler of <paramref name="kind"/> over <paramref name="schedule"/>.</summary>
-    public static IDiffusionSampler Create(SamplerKind kind, NoiseSchedule schedule, SamplerOptions? options = null) => kind switch
+    /// <summary>DDPM ancestral sampling.</summary>
+    public const string Ddpm = "ddpm";
+    /// <summary>DDIM.</summary>
+    public const string Ddim = "ddim";
+    /// <summary>DPM-Solver++(2M).</summary>
+    public const string DpmSolverPlusPlus = "dpm-solver++";
+    /// <summary>Euler ancestral on Karras noise levels.</summary>
+    public const string EulerAncestral = "euler-ancestral";
+    /// <summary>Heun's method on Karras noise levels.</summary>
+    public const string Heun = "heun";
+
+    private sealed record Entry(Func<NoiseSchedule, SamplerOptions, IDiffusionSampler> Create, Func<NoiseSchedule, int> DefaultSteps);
+
+    private static readonly ConcurrentDictionary<string, Entry> Registry = new(StringComparer.Ordinal);
+
+    static DiffusionSamplers()
     {
-        SamplerKind.Ddpm => new DdpmSampler(schedule, options),
-        SamplerKind.Ddim => new DdimSampler(schedule, options),
-        SamplerKind.DpmSolverPlusPlus => new DpmSolverPlusPlusSampler(schedule, options),
+        Register(Ddpm, (s, o) => new DdpmSampler(s, o), s => s.Length);
+        Register(Ddim, (s, o) => new DdimSampler(s, o), s => Math.Min(50, s.Length));
+        Register(DpmSolverPlusPlus, (s, o) => new DpmSolverPlusPlusSampler(s, o), s => Math.Min(20, s.Length));
+        Register(EulerAncestral, (s, o) => new EulerAncestralSampler(s, o), s => Math.Min(30, s.Length));
+        Register(Heun, (s, o) => new HeunSampler(s, o), s => Math.Min(15, s.Length));
+    }
+
+    /// <summary>
+    /// Registers (or replaces) a sampler under <paramref name="name"/> (lower case, as written into model zips).
+    /// <paramref name="defaultSteps"/> gives the step count used when none is asked for.
+    /// </summary>
+    public static void Register(string name, Func<NoiseSchedule, SamplerOptions, IDiffusionSampler> create, Func<NoiseSchedule, int> defaultSteps)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(create);
+        ArgumentNullException.ThrowIfNull(defaultSteps);
+        if (name != name.Trim().ToLowerInvariant()) throw new ArgumentException($"Sampler names are lower case without surrounding spaces; got '{name}'.", nameof(name));
+        Registry[name] = new Entry(create, defaultSteps);
+    }
+
+    /// <summary>The registered names.</summary>
+    public static IReadOnlyCollection<string> Names => Registry.Keys.Order(StringComparer.Ordinal).ToArray();
+
+    /// <summary>Whether <paramref name="name"/> is registered.</summary>
+    public static bool IsRegistered(SamplerName name) => Registry.ContainsKey(name.Value);
+
+    /// <summary>A new sampler <paramref name="name"/> over <paramref name="schedule"/>.</summary>
+    public static IDiffusionSampler Create(SamplerName name, NoiseSchedule schedule, SamplerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(schedule);
+        return Find(name).Create(schedule, options ?? new SamplerOptions());
+    }
+
+    /// <summary>The step count sampler <paramref name="name"/> is designed for (DDPM: all T; DDIM 50; DPM-Solver++ 20; Euler ancestral 30; Heun 15).</summary>
+    public static int DefaultSteps(SamplerName name, NoiseSchedule schedule) => Find(name).DefaultSteps(schedule);
+
+    /// <summary>The registered name of a built-in sampler.</summary>
+    public static string NameOf(SamplerKind kind) => kind switch
+    {
+        SamplerKind.Ddpm => Ddpm,
+        SamplerKind.Ddim => Ddim,
+        SamplerKind.DpmSolverPlusPlus => DpmSolverPlusPlus,
+        SamplerKind.EulerAncestral => EulerAncestral,
+        SamplerKind.Heun => Heun,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown sampler kind."),
     };
 
-    /// <summary>The step count each sampler is designed for: DDPM all T steps, DDIM 50, DPM-Solver++ 20.</summary>
-    public static int DefaultSteps(SamplerKind kind, NoiseSchedule schedule) => kind switch
-    {
-        SamplerKind.Ddpm => schedule.Length,
-        SamplerKind.Ddim => Math.Min(50, schedule.Length),
-        SamplerKind.DpmSolverPlusPlus => Math.Min(20, schedule.Length),
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown sampler kind."),
-    };
+    private static Entry Find(SamplerName name)
+        => Registry.TryGetValue(name.Value, out var entry) ? entry
+            : throw new ArgumentException($"No sampler is registered as '{name.Value}'. Registered: {string.Join(", ", Names)}.", nameof(name));
 }

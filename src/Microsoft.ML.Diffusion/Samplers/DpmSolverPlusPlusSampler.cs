@@ -17,44 +17,24 @@ public sealed class DpmSolverPlusPlusSampler : DiffusionSamplerBase
     public DpmSolverPlusPlusSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }
 
     /// <inheritdoc/>
-    public override SamplerKind Kind => SamplerKind.DpmSolverPlusPlus;
+    public override string Name => DiffusionSamplers.DpmSolverPlusPlus;
 
     /// <inheritdoc/>
     public override bool IsStochastic => false;
 
     /// <summary>
-    /// Timesteps evenly spaced in log-SNR λ from t = T − 1 down to t = 0 (the DPM-Solver paper's
-    /// "logSNR" spacing), each rounded to the nearest integer step. diffusers' default stops at
-    /// round((T−1)/N) and jumps to σ = 0 from there, which returns E[x₀ | x_t] from a still-noisy x_t
-    /// and shrinks fine detail (for N(μ, 0.1²) data at N = 20 it halves the standard deviation);
-    /// ending at t = 0 keeps that last jump negligible, and even λ steps keep the solver's error even.
+    /// Evenly spaced in log-SNR λ from t = T − 1 down to t = 0 (<see cref="TimestepSpacing.LogSnr"/>). diffusers' default
+    /// stops at round((T−1)/N) and jumps to σ = 0 from there, which returns E[x₀ | x_t] from a still-noisy x_t and shrinks
+    /// fine detail (for N(μ, 0.1²) data at N = 20 it halves the standard deviation); ending at t = 0 keeps that last
+    /// jump negligible, and even λ steps keep the solver's error even.
     /// </summary>
-    protected override int[] ChooseTimesteps(int inferenceSteps)
-    {
-        int last = Schedule.Length - 1;
-        if (inferenceSteps == 1) return [last];
-        double lambdaMin = Lambda(last), lambdaMax = Lambda(0);
-        var result = new int[inferenceSteps];
-        int t = last;
-        for (int i = 0; i < inferenceSteps; i++)
-        {
-            double target = lambdaMin + (lambdaMax - lambdaMin) * i / (inferenceSteps - 1);
-            // λ decreases with t: walk t down until λ(t) passes the target, then take the nearer side.
-            while (t > 0 && Lambda(t - 1) <= target) t--;
-            if (t > 0 && Math.Abs(Lambda(t - 1) - target) < Math.Abs(Lambda(t) - target)) t--;
-            int previous = i == 0 ? int.MaxValue : result[i - 1];
-            // Keep timesteps strictly decreasing, while leaving room for the remaining steps.
-            result[i] = Math.Max(Math.Min(t, previous - 1), inferenceSteps - 1 - i);
-            t = result[i];
-        }
-        return result;
-    }
+    protected override TimestepSpacing DefaultSpacing => TimestepSpacing.LogSnr;
 
     /// <inheritdoc/>
-    public override Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample, Generator? generator = null, Tensor? noise = null)
+    public override SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null)
     {
-        int t = NextTimestep(stepIndex);   // validates stepIndex
-        int s = Timesteps[stepIndex];
+        int s = TimestepAt(stepIndex);   // validates stepIndex
+        int t = NextTimestep(stepIndex);
         using var scope = NewDisposeScope();
 
         var (x0, _) = Decompose(modelOutput, sample, s);
@@ -86,7 +66,7 @@ public sealed class DpmSolverPlusPlusSampler : DiffusionSamplerBase
         _previousX0?.Dispose();
         _previousX0 = x0.detach().DetachFromDisposeScope();
         _previousLambda = lambdaS;
-        return result.MoveToOuterDisposeScope();
+        return Output(result, x0);
     }
 
     private double Lambda(int t)

@@ -4,34 +4,41 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Diffusion.Samplers;
 
 /// <summary>
-/// One reverse-process sampler, in diffusers' shape: choose the timesteps, then step from x_t to the
-/// next (less noisy) sample once per timestep, feeding it the noise predictor's output at that step.
+/// One reverse-process sampler, in diffusers' shape: choose the timesteps, then step from the current sample to
+/// the next (less noisy) one once per timestep, feeding it the noise predictor's output there. Implement it (most
+/// easily by deriving from <see cref="DiffusionSamplerBase"/>) and register a factory with <see cref="DiffusionSamplers"/>.
 /// </summary>
 public interface IDiffusionSampler : IDisposable
 {
-    /// <summary>The sampler's kind.</summary>
-    SamplerKind Kind { get; }
+    /// <summary>The name the sampler is registered under.</summary>
+    string Name { get; }
 
     /// <summary>The training schedule the sampler walks back along.</summary>
     NoiseSchedule Schedule { get; }
 
-    /// <summary>Whether <see cref="Step"/> adds fresh noise (and so needs a generator or explicit noise).</summary>
+    /// <summary>The sampler's configuration.</summary>
+    SamplerOptions Options { get; }
+
+    /// <summary>Whether <see cref="Step"/> adds fresh noise (and so needs noise from the caller).</summary>
     bool IsStochastic { get; }
 
-    /// <summary>The timesteps to visit, noisiest first; set by <see cref="SetTimesteps"/>.</summary>
-    IReadOnlyList<int> Timesteps { get; }
+    /// <summary>
+    /// The timesteps at which the network is evaluated, noisiest first, one per call of <see cref="Step"/>; set by
+    /// <see cref="SetTimesteps"/>. Whole numbers for samplers on the schedule's steps; fractional for noise levels
+    /// between them (Karras spacing). A timestep may repeat (Heun evaluates twice at most noise levels).
+    /// </summary>
+    IReadOnlyList<double> Timesteps { get; }
 
-    /// <summary>Chooses <paramref name="inferenceSteps"/> timesteps and resets any multistep history.</summary>
+    /// <summary>Chooses the timesteps for <paramref name="inferenceSteps"/> steps and resets any multistep history.</summary>
     void SetTimesteps(int inferenceSteps);
 
     /// <summary>
-    /// One step from <paramref name="sample"/> (x at <c>Timesteps[stepIndex]</c>) to the next sample.
-    /// Steps must be taken in order, starting at index 0 after <see cref="SetTimesteps"/>.
+    /// One step from <paramref name="sample"/> (x at <c>Timesteps[stepIndex]</c>) to the next sample. Steps must be
+    /// taken in order, starting at index 0 after <see cref="SetTimesteps"/>. The caller owns the output.
     /// </summary>
-    /// <param name="modelOutput">The noise predictor's output for <paramref name="sample"/> at this step.</param>
+    /// <param name="modelOutput">The noise predictor's output for <paramref name="sample"/> at this timestep.</param>
     /// <param name="stepIndex">Index into <see cref="Timesteps"/>.</param>
     /// <param name="sample">The current sample x_t.</param>
-    /// <param name="generator">Source of the step's fresh noise, where the sampler adds any.</param>
-    /// <param name="noise">Explicit noise z to use instead of drawing from <paramref name="generator"/>.</param>
-    Tensor Step(Tensor modelOutput, int stepIndex, Tensor sample, Generator? generator = null, Tensor? noise = null);
+    /// <param name="noise">The fresh standard normal noise a stochastic sampler adds at this step.</param>
+    SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null);
 }

@@ -1,6 +1,6 @@
 namespace Microsoft.ML.Diffusion.Samplers;
 
-/// <summary>The reverse-process samplers the library ships.</summary>
+/// <summary>Shortcuts for the samplers the library ships; any registered name (<see cref="DiffusionSamplers"/>) works where a <see cref="SamplerName"/> is taken.</summary>
 public enum SamplerKind
 {
     /// <summary>DDPM ancestral sampling (Ho et al. 2020, Algorithm 2); usually run with all T steps.</summary>
@@ -9,4 +9,8 @@ public enum SamplerKind
     Ddim,
     /// <summary>DPM-Solver++(2M) (Lu et al. 2022): second-order multistep solver, good in 10–25 steps.</summary>
     DpmSolverPlusPlus,
+    /// <summary>Euler ancestral (k-diffusion's sample_euler_ancestral) on Karras noise levels.</summary>
+    EulerAncestral,
+    /// <summary>Heun's second-order method (Karras et al. 2022, Algorithm 1) on Karras noise levels: two network evaluations per step but the last.</summary>
+    Heun,
 }

@@ -2,7 +2,7 @@ using Microsoft.ML.Diffusion.Process;
 
 namespace Microsoft.ML.Diffusion.Samplers;
 
-/// <summary>Settings shared by every sampler.</summary>
+/// <summary>Settings shared by every sampler: its JSON configuration, saved with a generation stage.</summary>
 public sealed record SamplerOptions
 {
     /// <summary>What the noise predictor outputs (must match how it was trained).</summary>
@@ -25,11 +25,18 @@ public sealed record SamplerOptions
     /// </summary>
     public bool UseLargeVariance { get; init; }
 
+    /// <summary>How the timesteps are chosen; null uses the sampler's own default.</summary>
+    public TimestepSpacing? Spacing { get; init; }
+
+    /// <summary>Added to every timestep with <see cref="TimestepSpacing.Leading"/> spacing (diffusers' <c>steps_offset</c>).</summary>
+    public int StepsOffset { get; init; }
+
     /// <summary>Checks the values and throws naming the bad one.</summary>
     public void Validate()
     {
         if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");
         if (!(ThresholdPercentile > 0 && ThresholdPercentile <= 1)) throw new ArgumentOutOfRangeException(nameof(ThresholdPercentile), ThresholdPercentile, "ThresholdPercentile must lie in (0, 1].");
+        if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), StepsOffset, "StepsOffset must not be negative.");
         if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
     }
 }

@@ -12,11 +12,11 @@ public static class SamplingLoop
 {
     /// <summary>Runs the sampler from <paramref name="initialNoise"/> to a clean sample.</summary>
     /// <param name="denoiser">The noise predictor.</param>
-    /// <param name="sampler">The sampler, used with <paramref name="steps"/> timesteps.</param>
+    /// <param name="sampler">The sampler, used with <paramref name="steps"/> steps.</param>
     /// <param name="initialNoise">x_T (N, C, H, W); left untouched.</param>
-    /// <param name="steps">Number of denoising steps.</param>
+    /// <param name="steps">Number of denoising steps (a sampler may evaluate the network more often, e.g. Heun).</param>
     /// <param name="noiseSource">Source of the noise stochastic samplers add at each step (required for them).</param>
-    /// <param name="onStep">Called after each step with (steps done, total).</param>
+    /// <param name="onStep">Called after each network evaluation with (evaluations done, total).</param>
     /// <param name="cancellationToken">Checked between steps.</param>
     /// <returns>The generated samples, owned by the caller.</returns>
     public static Tensor Run(Denoiser denoiser, IDiffusionSampler sampler, Tensor initialNoise, int steps,
@@ -26,21 +26,24 @@ public static class SamplingLoop
         ArgumentNullException.ThrowIfNull(sampler);
         ArgumentNullException.ThrowIfNull(initialNoise);
         if (sampler.IsStochastic && noiseSource is null)
-            throw new ArgumentException($"The {sampler.Kind} sampler adds noise at each step; pass a noise source.", nameof(noiseSource));
+            throw new ArgumentException($"The {sampler.Name} sampler adds noise at each step; pass a noise source.", nameof(noiseSource));
         sampler.SetTimesteps(steps);
         using var inference = inference_mode();
         var x = initialNoise.clone().DetachFromDisposeScope();
         try
         {
             var timesteps = sampler.Timesteps;
+            // Whole timesteps go to the network as integers, as in training; fractional ones (Karras levels) as floats.
+            bool whole = timesteps.All(t => t == Math.Floor(t));
             for (int i = 0; i < timesteps.Count; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
-                var t = full(x.shape[0], timesteps[i], dtype: int64, device: x.device);
+                var t = whole ? full(x.shape[0], (long)timesteps[i], dtype: int64, device: x.device) : full(x.shape[0], timesteps[i], dtype: float32, device: x.device);
                 var output = denoiser(x, t);
                 var noise = sampler.IsStochastic ? noiseSource!.Next(x.shape, x.device) : null;
-                var next = sampler.Step(output, i, x, noise: noise).DetachFromDisposeScope();
+                using var step = sampler.Step(output, i, x, noise);
+                var next = step.PreviousSample.alias().DetachFromDisposeScope();
                 x.Dispose();
                 x = next;
                 onStep?.Invoke(i + 1, timesteps.Count);

@@ -17,8 +17,8 @@ namespace Microsoft.ML.Diffusion.Training;
 /// </summary>
 public sealed class DiffusionTrainer : IDisposable
 {
-    private readonly UNetNoisePredictor _network;
-    private readonly UNetNoisePredictor? _emaNetwork;
+    private readonly NoisePredictor _network;
+    private readonly NoisePredictor? _emaNetwork;
     private readonly ExponentialMovingAverage? _ema;
     private readonly TorchSharp.Modules.AdamW _optimizer;
     private readonly ForwardProcess _forward;
@@ -29,7 +29,7 @@ public sealed class DiffusionTrainer : IDisposable
     private long _epochPosition;     // how far into it the next batch starts
 
     /// <summary>Creates a trainer with freshly initialised weights (seeded by <see cref="DiffusionTrainerOptions.Seed"/>).</summary>
-    public DiffusionTrainer(UNetOptions network, NoiseScheduleOptions? schedule = null, DiffusionTrainerOptions? options = null, Device? device = null)
+    public DiffusionTrainer(NoisePredictorOptions network, NoiseScheduleOptions? schedule = null, DiffusionTrainerOptions? options = null, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(network);
         Options = options ?? new DiffusionTrainerOptions();
@@ -41,11 +41,11 @@ public sealed class DiffusionTrainer : IDisposable
 
         // Weight initialisation and dropout draw from torch's global generator: seed it here.
         manual_seed(Options.Seed);
-        _network = new UNetNoisePredictor(network);
+        _network = NoisePredictors.Create(network);
         _network.to(Device);
         if (Options.EmaDecay > 0)
         {
-            _emaNetwork = new UNetNoisePredictor(network);
+            _emaNetwork = NoisePredictors.Create(network);
             _emaNetwork.to(Device);
             _emaNetwork.eval();
             foreach (var p in _emaNetwork.parameters()) p.requires_grad = false;
@@ -70,7 +70,7 @@ public sealed class DiffusionTrainer : IDisposable
     public Device Device { get; }
 
     /// <summary>The network being trained (raw weights, not the EMA).</summary>
-    public UNetNoisePredictor Network => _network;
+    public NoisePredictor Network => _network;
 
     /// <summary>Optimiser steps taken so far.</summary>
     public long StepsDone { get; private set; }
@@ -215,7 +215,7 @@ public sealed class DiffusionTrainer : IDisposable
     /// </summary>
     public void LoadState(string path) => TrainerStateFile.Read(path, this);
 
-    internal UNetNoisePredictor? EmaNetwork => _emaNetwork;
+    internal NoisePredictor? EmaNetwork => _emaNetwork;
 
     internal TorchSharp.Modules.AdamW Optimizer => _optimizer;
 
@@ -240,12 +240,15 @@ public sealed class DiffusionTrainer : IDisposable
     public DiffusionModel ToModel()
     {
         var source = _emaNetwork ?? _network;
-        var copy = new UNetNoisePredictor(_network.Options);
+        var copy = NoisePredictors.Create(_network.Options);
         copy.to(Device);
         using (no_grad())
+        using (NewDisposeScope())   // releases the wrappers copy_ returns
         {
-            foreach (var (dst, src) in copy.parameters().Zip(source.parameters()))
-                dst.copy_(src);
+            // The state, not only the parameters: a network may keep buffers (e.g. running statistics).
+            var from = source.state_dict();
+            foreach (var (name, dst) in copy.state_dict())
+                dst.copy_(from[name]);
         }
         return new DiffusionModel(copy, ScheduleOptions, Options.Prediction, StepsDone);
     }

@@ -19,7 +19,7 @@ internal static class TrainerStateFile
     private sealed record Header
     {
         public int FormatVersion { get; init; }
-        public required UNetOptions Network { get; init; }
+        public required NoisePredictorOptions Network { get; init; }
         public required NoiseScheduleOptions Schedule { get; init; }
         public required DiffusionTrainerOptions Options { get; init; }
         public long StepsDone { get; init; }

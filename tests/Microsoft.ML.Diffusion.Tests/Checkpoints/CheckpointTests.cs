@@ -1,6 +1,7 @@
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Tests.Training;
 using Microsoft.ML.Diffusion.Training;
@@ -29,7 +30,7 @@ public sealed class CheckpointTests : IDisposable
         model.Save(path);
         using var loaded = DiffusionModel.Load(path, CPU);
 
-        Assert.Equal(model.NetworkOptions.LevelChannels(), loaded.NetworkOptions.LevelChannels());
+        Assert.Equal(((UNetOptions)model.NetworkOptions).LevelChannels(), ((UNetOptions)loaded.NetworkOptions).LevelChannels());
         Assert.Equal(model.ScheduleOptions, loaded.ScheduleOptions);
         Assert.Equal(10, loaded.TrainingSteps);
         foreach (var kind in new[] { SamplerKind.Ddpm, SamplerKind.Ddim, SamplerKind.DpmSolverPlusPlus })
@@ -73,7 +74,7 @@ public sealed class CheckpointTests : IDisposable
         ms.Position = 0;
         var (header, weights) = DiffusionCheckpoint.Read(ms);
         using var lying = new MemoryStream();
-        DiffusionCheckpoint.Write(lying, header with { Network = header.Network with { BaseChannels = 32 } }, weights);
+        DiffusionCheckpoint.Write(lying, header with { Network = (UNetOptions)header.Network with { BaseChannels = 32 } }, weights);
         lying.Position = 0;
         var e = Assert.Throws<CheckpointFormatException>(() => DiffusionModel.Load(lying, CPU));
         Assert.Contains("do not fit", e.Message);

@@ -26,7 +26,7 @@ public class SamplerStepReferenceTests
             using var output = tensor(ReferenceData.Floats(c.GetProperty("model_output")), shape);
             using var noise = tensor(ReferenceData.Floats(c.GetProperty("noise")), shape);
             using var prev = sampler.Step(output, index, sample, noise: noise);
-            Assertions.Close(ReferenceData.Floats(c.GetProperty("prev_sample")), prev.data<float>().ToArray(), 1e-4, 1e-5, $"ddpm t={t} clip={clip}");
+            Assertions.Close(ReferenceData.Floats(c.GetProperty("prev_sample")), prev.PreviousSample.data<float>().ToArray(), 1e-4, 1e-5, $"ddpm t={t} clip={clip}");
             checkedCases++;
         }
         Assert.Equal(8, checkedCases);
@@ -46,13 +46,13 @@ public class SamplerStepReferenceTests
             double eta = c.GetProperty("eta").GetDouble();
             using var sampler = new DdimSampler(NoiseSchedule.Linear(), new SamplerOptions { Eta = eta, Clipping = X0Clipping.None });
             sampler.SetTimesteps(steps);
-            Assert.Equal(expectedTimesteps, sampler.Timesteps);
+            Assert.Equal(expectedTimesteps.Select(t => (double)t), sampler.Timesteps);
             int index = sampler.Timesteps.ToList().IndexOf(t);
             using var sample = tensor(ReferenceData.Floats(c.GetProperty("sample")), shape);
             using var output = tensor(ReferenceData.Floats(c.GetProperty("model_output")), shape);
             using var noise = tensor(ReferenceData.Floats(c.GetProperty("noise")), shape);
             using var prev = sampler.Step(output, index, sample, noise: noise);
-            Assertions.Close(ReferenceData.Floats(c.GetProperty("prev_sample")), prev.data<float>().ToArray(), 1e-4, 1e-5, $"ddim t={t} eta={eta}");
+            Assertions.Close(ReferenceData.Floats(c.GetProperty("prev_sample")), prev.PreviousSample.data<float>().ToArray(), 1e-4, 1e-5, $"ddim t={t} eta={eta}");
             checkedCases++;
         }
         Assert.Equal(6, checkedCases);
@@ -64,8 +64,8 @@ public class SamplerStepReferenceTests
         using var sampler = new DpmSolverPlusPlusSampler(NoiseSchedule.Linear());
         sampler.SetTimesteps(20);
         Assert.Equal(20, sampler.Timesteps.Count);
-        Assert.Equal(999, sampler.Timesteps[0]);
-        Assert.Equal(0, sampler.Timesteps[^1]);   // the last step goes from t = 0 to σ = 0
+        Assert.Equal(999.0, sampler.Timesteps[0]);
+        Assert.Equal(0.0, sampler.Timesteps[^1]);   // the last step goes from t = 0 to σ = 0
         Assert.Equal(sampler.Timesteps.Count, sampler.Timesteps.Distinct().Count());
         Assert.False(sampler.IsStochastic);
     }
@@ -95,6 +95,6 @@ public class SamplerStepReferenceTests
         double a = schedule.AlphasCumprod[999], aPrev = schedule.AlphasCumprod[998];
         double epsHat = (0.5 - Math.Sqrt(a) * 1.0) / Math.Sqrt(1 - a);
         double expected = Math.Sqrt(aPrev) * 1.0 + Math.Sqrt(1 - aPrev) * epsHat;
-        Assert.Equal(expected, prev[0, 0, 0, 0].item<float>(), 4);
+        Assert.Equal(expected, prev.PreviousSample[0, 0, 0, 0].item<float>(), 4);
     }
 }

@@ -14,7 +14,7 @@ internal sealed class GenerateCommand
     private readonly Option<string> _model = new("--model") { Description = "The model zip written by 'mldiffusion train'.", Required = true };
     private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 16 };
     private readonly Option<long> _seed = new("--seed") { Description = "Seed of the first image; image i uses seed + i.", DefaultValueFactory = _ => 0 };
-    private readonly Option<string> _sampler = new Option<string>("--sampler") { Description = "ddpm, ddim or dpm (DPM-Solver++).", DefaultValueFactory = _ => "dpm" }
+    private readonly Option<string> _sampler = new Option<string>("--sampler") { Description = "ddpm, ddim, dpm (DPM-Solver++), euler-ancestral (euler-a), heun, or another registered sampler.", DefaultValueFactory = _ => "dpm" }
         .AcceptOnlyFromAmong(Names.Samplers);
     private readonly Option<int?> _steps = new("--steps") { Description = "Denoising steps (default: DDPM all T, DDIM 50, DPM-Solver++ 20)." };
     private readonly Option<double> _eta = new("--eta") { Description = "DDIM's η: 0 is deterministic, 1 is DDPM-like.", DefaultValueFactory = _ => 0.0 };
@@ -53,7 +53,7 @@ internal sealed class GenerateCommand
         string outPath = parse.GetValue(_out)!;
         if (string.IsNullOrWhiteSpace(outPath) || Directory.Exists(outPath)) throw new UsageException($"--out must name a PNG file, not '{outPath}'.");
         long seed = parse.GetValue(_seed);
-        if (eta > 0 && sampler != SamplerKind.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(sampler)} ignores it.");
+        if (eta > 0 && sampler != (SamplerName)SamplerKind.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(sampler)} ignores it.");
 
         var ml = new MLContext(seed: 0);
         using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());

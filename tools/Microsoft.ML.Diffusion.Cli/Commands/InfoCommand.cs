@@ -1,3 +1,5 @@
+using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Networks;
 using System.CommandLine;
 using System.Globalization;
 using Microsoft.ML.Diffusion.Cli.Output;
@@ -39,14 +41,15 @@ internal sealed class InfoCommand
         Row("Input columns", string.Join(", ", loaded.InputSchema.Where(c => !c.IsHidden).Select(c => $"{c.Name} ({c.Type})")));
         if (loaded.ImageColumnName is { } column) Row("Trained on column", column);
         Row("Image shape (C×H×W)", $"{net.ImageChannels}×{net.ImageSize}×{net.ImageSize}");
-        Row("UNet base channels", net.BaseChannels.ToString(inv));
-        Row("UNet channel multipliers", string.Join(",", net.ChannelMultipliers));
-        Row("UNet level channels", string.Join(",", net.LevelChannels()));
-        Row("Residual blocks per level", net.ResidualBlocksPerLevel.ToString(inv));
-        Row("Attention resolutions", net.AttentionResolutions.Length == 0 ? "none" : string.Join(",", net.AttentionResolutions));
-        Row("Attention heads", net.AttentionHeads.ToString(inv));
-        Row("GroupNorm groups", net.NormGroups.ToString(inv));
-        Row("Dropout", net.Dropout.ToString(inv));
+        Row("Noise predictor", NoisePredictors.NameOf(net.GetType()));
+        // Every setting of the network's configuration, whatever kind it is, as its model file stores it.
+        var settings = System.Text.Json.JsonSerializer.SerializeToElement(net, net.GetType(), DiffusionCheckpoint.JsonOptions);
+        foreach (var setting in settings.EnumerateObject())
+        {
+            if (setting.Name is nameof(net.ImageChannels) or nameof(net.ImageSize) or nameof(net.Condition)) continue;
+            Row(setting.Name, setting.Value.ValueKind == System.Text.Json.JsonValueKind.Array
+                ? string.Join(",", setting.Value.EnumerateArray().Select(v => v.ToString())) : setting.Value.ToString());
+        }
         Row("Noise schedule", schedule.Kind switch
         {
             NoiseScheduleKind.Cosine => string.Create(inv, $"Cosine (offset {schedule.CosineOffset}, max β {schedule.MaxBeta})"),

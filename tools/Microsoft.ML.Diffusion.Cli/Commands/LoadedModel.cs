@@ -61,7 +61,7 @@ internal sealed class LoadedModel : IDisposable
     /// Generates <paramref name="count"/> images through the ML.NET DiffusionGenerate stage, seeds
     /// <paramref name="seed"/> … seed + count − 1, as planar C×H×W pixels in [0, 255].
     /// </summary>
-    public float[][] Generate(MLContext ml, CliContext ctx, int count, long seed, SamplerKind sampler, int? steps, double eta, int batchSize)
+    public float[][] Generate(MLContext ml, CliContext ctx, int count, long seed, SamplerName sampler, int? steps, double eta, int batchSize)
     {
         var seeds = ml.Data.LoadFromEnumerable(Enumerable.Range(0, count).Select(i => new SeedRow { Seed = seed + i }).ToList());
         var generate = ml.Transforms.DiffusionGenerate(Transformer, new DiffusionGenerationOptions
@@ -108,24 +108,30 @@ internal sealed class LoadedModel : IDisposable
     }
 }
 
-/// <summary>Command-line names of the library's enums.</summary>
+/// <summary>Command-line names of the library's samplers: every registered name, plus "dpm" for DPM-Solver++.</summary>
 internal static class Names
 {
-    public static readonly string[] Samplers = ["ddpm", "ddim", "dpm"];
-
-    public static SamplerKind Sampler(string name) => name.ToLowerInvariant() switch
+    private static readonly Dictionary<string, string> Aliases = new(StringComparer.OrdinalIgnoreCase)
     {
-        "ddpm" => SamplerKind.Ddpm,
-        "ddim" => SamplerKind.Ddim,
-        "dpm" or "dpm++" or "dpmsolver" => SamplerKind.DpmSolverPlusPlus,
-        _ => throw new UsageException($"Unknown sampler '{name}'; use ddpm, ddim or dpm."),
+        ["dpm"] = DiffusionSamplers.DpmSolverPlusPlus, ["dpm++"] = DiffusionSamplers.DpmSolverPlusPlus, ["euler-a"] = DiffusionSamplers.EulerAncestral,
     };
 
-    public static string Of(SamplerKind kind) => kind switch
+    public static string[] Samplers => [.. DiffusionSamplers.Names, .. Aliases.Keys];
+
+    public static SamplerName Sampler(string name)
     {
-        SamplerKind.Ddpm => "DDPM",
-        SamplerKind.Ddim => "DDIM",
-        SamplerKind.DpmSolverPlusPlus => "DPM-Solver++(2M)",
-        _ => kind.ToString(),
+        var resolved = new SamplerName(Aliases.GetValueOrDefault(name, name));
+        return DiffusionSamplers.IsRegistered(resolved) ? resolved
+            : throw new UsageException($"Unknown sampler '{name}'; use one of {string.Join(", ", Samplers)}.");
+    }
+
+    public static string Of(SamplerName name) => name.Value switch
+    {
+        DiffusionSamplers.Ddpm => "DDPM",
+        DiffusionSamplers.Ddim => "DDIM",
+        DiffusionSamplers.DpmSolverPlusPlus => "DPM-Solver++(2M)",
+        DiffusionSamplers.EulerAncestral => "Euler ancestral",
+        DiffusionSamplers.Heun => "Heun",
+        var other => other,
     };
 }

@@ -1,0 +1,125 @@
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Process;
+using Microsoft.ML.Diffusion.Samplers;
+using Microsoft.ML.Diffusion.Schedules;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Tests.Samplers;
+
+/// <summary>The sampler contract: spacings as diffusers defines them, Karras levels, the registry, and a sampler added from outside.</summary>
+public class SamplerContractTests
+{
+    private static double[] Timesteps(SamplerName name, TimestepSpacing? spacing, int steps, int offset = 0)
+    {
+        using var sampler = DiffusionSamplers.Create(name, NoiseSchedule.Linear(), new SamplerOptions { Spacing = spacing, StepsOffset = offset });
+        sampler.SetTimesteps(steps);
+        return [.. sampler.Timesteps];
+    }
+
+    [Fact]
+    public void SpacingsMatchDiffusersTimestepSpacing()
+    {
+        // diffusers: leading (arange(N) * (T // N))[::-1] + steps_offset; trailing round(arange(T, 0, -T/N)) − 1; linspace round(linspace(0, T−1, N))[::-1].
+        Assert.Equal([900.0, 800, 700, 600, 500, 400, 300, 200, 100, 0], Timesteps(SamplerKind.Ddim, TimestepSpacing.Leading, 10));
+        Assert.Equal([901.0, 801, 701, 601, 501, 401, 301, 201, 101, 1], Timesteps(SamplerKind.Ddim, TimestepSpacing.Leading, 10, offset: 1));
+        Assert.Equal([999.0, 899, 799, 699, 599, 499, 399, 299, 199, 99], Timesteps(SamplerKind.Ddpm, TimestepSpacing.Trailing, 10));
+        Assert.Equal([999.0, 888, 777, 666, 555, 444, 333, 222, 111, 0], Timesteps(SamplerKind.Ddim, TimestepSpacing.Linspace, 10));
+        Assert.Equal([999.0, 666, 333, 0], Timesteps(SamplerKind.DpmSolverPlusPlus, TimestepSpacing.Linspace, 4));
+    }
+
+    [Fact]
+    public void KarrasLevelsRunFromSigmaMaxToSigmaMinWithRhoSeven()
+    {
+        var schedule = NoiseSchedule.Linear();
+        var sigmas = NoiseLevels.Karras(schedule, 10);
+        Assert.Equal(NoiseLevels.Sigma(schedule, 999), sigmas[0], 9);
+        Assert.Equal(NoiseLevels.Sigma(schedule, 0), sigmas[^1], 9);
+        double max = Math.Pow(sigmas[0], 1 / 7.0), min = Math.Pow(sigmas[^1], 1 / 7.0);
+        Assert.Equal(Math.Pow(max + 4 / 9.0 * (min - max), 7), sigmas[4], 9);
+        foreach (int t in new[] { 0, 1, 17, 500, 998, 999 }) Assert.Equal(t, NoiseLevels.TimestepOf(schedule, NoiseLevels.Sigma(schedule, t)), 6);
+
+        var karras = Timesteps(SamplerKind.EulerAncestral, null, 10);
+        Assert.Equal(999.0, karras[0], 6);
+        Assert.Equal(0.0, karras[^1], 6);
+        Assert.Contains(karras, t => t != Math.Floor(t));   // fractional in between
+    }
+
+    [Fact]
+    public void HeunEvaluatesTwiceAtEveryLevelButTheFirst()
+    {
+        var t = Timesteps(SamplerKind.Heun, TimestepSpacing.Leading, 4);
+        Assert.Equal([750.0, 500, 500, 250, 250, 0, 0], t);
+    }
+
+    [Fact]
+    public void DiscreteSamplersRefuseFractionalSpacingAndBadOffsetsNameTheProblem()
+    {
+        var e = Assert.Throws<ArgumentException>(() => DiffusionSamplers.Create(SamplerKind.Ddim, NoiseSchedule.Linear(), new SamplerOptions { Spacing = TimestepSpacing.Karras }));
+        Assert.Contains("Karras", e.Message);
+        using var sampler = DiffusionSamplers.Create(SamplerKind.Ddim, NoiseSchedule.Linear(), new SamplerOptions { StepsOffset = 150 });
+        Assert.Contains("StepsOffset 150", Assert.Throws<ArgumentOutOfRangeException>(() => sampler.SetTimesteps(10)).Message);
+        Assert.Contains("'no-such'", Assert.Throws<ArgumentException>(() => DiffusionSamplers.Create("no-such", NoiseSchedule.Linear())).Message);
+    }
+
+    [Fact]
+    public void NamesComeFromStringsKindsAndTheEnumNamesOldZipsHold()
+    {
+        Assert.Equal("dpm-solver++", default(SamplerName).Value);
+        Assert.Equal("dpm-solver++", ((SamplerName)SamplerKind.DpmSolverPlusPlus).Value);
+        Assert.Equal("euler-ancestral", new SamplerName("EulerAncestral").Value);
+        Assert.Equal("heun", ((SamplerName)"Heun").Value);
+        var options = System.Text.Json.JsonSerializer.Deserialize<Microsoft.ML.Diffusion.MLNet.DiffusionGenerationOptions>("{\"Sampler\":\"Ddim\"}", Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions)!;
+        Assert.Equal((SamplerName)SamplerKind.Ddim, options.Sampler);
+        Assert.Contains("\"Sampler\":\"ddim\"", System.Text.Json.JsonSerializer.Serialize(options, Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions));
+    }
+
+    [Fact]
+    public void EveryStepReturnsThePredictedCleanImage()
+    {
+        var schedule = NoiseSchedule.Linear();
+        foreach (var name in new SamplerName[] { SamplerKind.Ddpm, SamplerKind.Ddim, SamplerKind.DpmSolverPlusPlus, SamplerKind.EulerAncestral, SamplerKind.Heun })
+        {
+            using var sampler = DiffusionSamplers.Create(name, schedule, new SamplerOptions { Clipping = X0Clipping.None, Spacing = TimestepSpacing.Trailing });
+            sampler.SetTimesteps(5);
+            using var x = full(1, 1, 2, 2, 0.5f);
+            using var eps = zeros(1, 1, 2, 2);
+            using var noise = zeros(1, 1, 2, 2);
+            using var step = sampler.Step(eps, 0, x, noise);
+            // ε̂ = 0 at x = 0.5 means x̂₀ = x / √ᾱ at the first timestep's noise level (t = 999 with trailing spacing).
+            double sigma = Math.Sqrt((1 - schedule.AlphasCumprod[999]) / schedule.AlphasCumprod[999]);
+            Assert.Equal(0.5 * Math.Sqrt(1 + sigma * sigma), step.PredictedOriginal[0, 0, 0, 0].item<float>(), 3);
+        }
+    }
+
+    /// <summary>A sampler written against the public contract only: DDIM (η = 0) with trailing spacing.</summary>
+    private sealed class TrailingDdim(NoiseSchedule schedule, SamplerOptions options) : DiffusionSamplerBase(schedule, options with { Spacing = TimestepSpacing.Trailing })
+    {
+        public override string Name => "tests-trailing-ddim";
+
+        public override bool IsStochastic => false;
+
+        public override SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null)
+        {
+            int t = TimestepAt(stepIndex), prev = NextTimestep(stepIndex);
+            using var scope = NewDisposeScope();
+            var (x0, eps) = Decompose(modelOutput, sample, t);
+            double aPrev = Schedule.AlphaCumprodAt(prev);
+            return Output(Math.Sqrt(aPrev) * x0 + Math.Sqrt(1 - aPrev) * eps, x0);
+        }
+    }
+
+    [Fact]
+    public void ASamplerRegisteredFromOutsideRunsThroughGenerate()
+    {
+        DiffusionSamplers.Register("tests-trailing-ddim", (s, o) => new TrailingDdim(s, o), _ => 10);
+        Assert.Contains("tests-trailing-ddim", DiffusionSamplers.Names);
+        manual_seed(1);
+        using var model = new DiffusionModel(new UNetNoisePredictor(new UNetOptions { ImageSize = 8, BaseChannels = 8, ChannelMultipliers = [1], AttentionResolutions = [] }),
+            new NoiseScheduleOptions(), PredictionType.Epsilon);
+        using var custom = model.Generate(new GenerationOptions { Sampler = "tests-trailing-ddim" }, [1, 2]);
+        using var ddim = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 10, Spacing = TimestepSpacing.Trailing }, [1, 2]);
+        Assert.Equal(0f, (custom - ddim).abs().max().item<float>(), 5);
+    }
+}
