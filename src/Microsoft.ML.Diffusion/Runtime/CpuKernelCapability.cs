@@ -22,7 +22,7 @@ namespace Microsoft.ML.Diffusion.Runtime;
 /// <see cref="DiffusionDevice.EnsureInitialized"/> first (or set the variable before starting) wherever
 /// seeded results must match across processes bit for bit.
 /// </remarks>
-public static class CpuKernelCapability
+internal static class CpuKernelCapability
 {
     /// <summary>The environment variable libtorch reads.</summary>
     public const string Variable = "ATEN_CPU_CAPABILITY";

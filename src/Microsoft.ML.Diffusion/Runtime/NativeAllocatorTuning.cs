@@ -15,14 +15,10 @@ namespace Microsoft.ML.Diffusion.Runtime;
 /// from a heap and, once freed, is reused. Trimming only past 1 GiB of free memory keeps the main heap
 /// mapped; a 64 MiB top pad (the size of a thread arena's heap) keeps glibc from unmapping a thread arena's
 /// heap the moment it is empty, which it otherwise does whatever the trim threshold. The cost: the process
-/// keeps memory it has freed, up to its peak, instead of returning it. Set <see cref="DisableVariable"/> to 1
-/// to keep glibc's defaults.
+/// keeps memory it has freed, up to its peak, instead of returning it. <see cref="NativeRuntimeOptions.TuneAllocator"/> turns it off.
 /// </remarks>
-public static class NativeAllocatorTuning
+internal static class NativeAllocatorTuning
 {
-    /// <summary>Environment variable that, set to 1, leaves the allocator alone.</summary>
-    public const string DisableVariable = "MLDIFFUSION_KEEP_MALLOC_DEFAULTS";
-
     /// <summary>Free memory at a heap's top beyond which glibc returns it to the kernel.</summary>
     public const int TrimThresholdBytes = 1 << 30;
 
@@ -36,10 +32,10 @@ public static class NativeAllocatorTuning
     /// <summary>Whether the settings were made in this process.</summary>
     public static bool Applied { get; private set; }
 
-    /// <summary>Turns off malloc's use of mmap and raises its trim threshold and top pad on Linux with glibc, unless disabled; false where it did nothing.</summary>
+    /// <summary>Turns off malloc's use of mmap and raises its trim threshold and top pad on Linux with glibc; false where it did nothing.</summary>
     public static bool Apply()
     {
-        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(DisableVariable) == "1") return false;
+        if (!OperatingSystem.IsLinux()) return false;
         try
         {
             // All three, even if one fails: each helps on its own. Blocks larger than a thread arena's heap

@@ -12,7 +12,7 @@ public class NativeAllocatorTuningTests
     {
         Skip.IfNot(OperatingSystem.IsLinux() && (File.Exists("/lib/x86_64-linux-gnu/libc.so.6") || File.Exists("/lib/aarch64-linux-gnu/libc.so.6")),
             "glibc's malloc is tuned on Linux with glibc only");
-        Skip.If(Environment.GetEnvironmentVariable(NativeAllocatorTuning.DisableVariable) == "1", "disabled by the environment");
+        Skip.If(Environment.GetEnvironmentVariable(NativeRuntimeOptions.KeepMallocDefaultsVariable) == "1", "disabled by the environment");
     }
 
     [SkippableFact]
