@@ -16,6 +16,10 @@ public sealed record CheckpointHeader
     /// <summary>What the network predicts.</summary>
     public PredictionType Prediction { get; init; }
 
+    /// <summary>The file's format version (set when a file is read; not part of the JSON header).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public int FormatVersion { get; init; } = DiffusionCheckpoint.FormatVersion;
+
     /// <summary>Optimiser steps the weights have seen.</summary>
     public long TrainingSteps { get; init; }
 }

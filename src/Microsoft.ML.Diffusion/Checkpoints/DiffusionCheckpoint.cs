@@ -6,15 +6,16 @@ using System.Text.Json.Serialization;
 namespace Microsoft.ML.Diffusion.Checkpoints;
 
 /// <summary>
-/// The checkpoint file format: one self-describing file holding a JSON header (architecture, schedule,
-/// prediction type) and the weights, with a length and SHA-256 so truncation or corruption is caught
-/// before any weight is loaded. Layout: magic "MLDIFFCK", int32 format version, int32 header length,
-/// UTF-8 JSON header, int64 weights length, 32-byte SHA-256 of the weights, weights (TorchSharp format).
+/// The checkpoint file format (docs/model-format.md): one self-describing file holding a JSON header (network kind and
+/// configuration, schedule, prediction type) and the weights, with a length and SHA-256 so truncation or corruption is
+/// caught before any weight is loaded. Layout: magic "MLDIFFCK", int32 format version, int32 header length, UTF-8 JSON
+/// header, int64 weights length, 32-byte SHA-256 of the weights, weights (format 2: safetensors; format 1: TorchSharp's
+/// module format).
 /// </summary>
 public static class DiffusionCheckpoint
 {
     /// <summary>The format version this library writes and the newest it reads.</summary>
-    public const int FormatVersion = 1;
+    public const int FormatVersion = 2;
 
     private static readonly byte[] Magic = "MLDIFFCK"u8.ToArray();
     private const int MaxHeaderBytes = 1 << 20;
@@ -27,7 +28,7 @@ public static class DiffusionCheckpoint
     };
 
     /// <summary>Writes a checkpoint to <paramref name="stream"/>.</summary>
-    public static void Write(Stream stream, CheckpointHeader header, byte[] weights)
+    internal static void Write(Stream stream, CheckpointHeader header, byte[] weights)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(header);
@@ -47,7 +48,7 @@ public static class DiffusionCheckpoint
     /// Writes a checkpoint file atomically: to a temporary file beside it, flushed to disk, then renamed
     /// over the target, so a crash mid-write never destroys the previous file.
     /// </summary>
-    public static void WriteFile(string path, CheckpointHeader header, byte[] weights)
+    internal static void WriteFile(string path, CheckpointHeader header, byte[] weights)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = Path.GetFullPath(path);
@@ -120,7 +121,7 @@ public static class DiffusionCheckpoint
             {
                 throw new CheckpointFormatException($"{source} describes an invalid model: {e.Message}", e);
             }
-            return (header, weights);
+            return (header with { FormatVersion = version }, weights);
         }
         catch (EndOfStreamException e)
         {

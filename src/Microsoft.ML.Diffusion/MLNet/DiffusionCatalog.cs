@@ -1,10 +1,10 @@
-using Microsoft.ML;
+using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Runtime;
 
-namespace Microsoft.ML.Diffusion.MLNet;
+namespace Microsoft.ML;
 
 /// <summary>Diffusion-model stages for ML.NET pipelines, as extension methods on <c>mlContext.Transforms</c>.</summary>
 public static class DiffusionCatalog

@@ -1,6 +1,6 @@
-using Microsoft.ML;
+using Microsoft.ML.Diffusion.MLNet;
 
-namespace Microsoft.ML.Diffusion.MLNet;
+namespace Microsoft.ML;
 
 /// <summary>Conveniences on <see cref="MLContext"/>.</summary>
 public static class MLContextExtensions

@@ -182,26 +182,26 @@ public sealed class DiffusionModel : IDisposable
         var network = NoisePredictors.Create(header.Network);
         try
         {
-            using var ms = new MemoryStream(weights, writable: false);
-            using var reader = new BinaryReader(ms);
-            network.load(reader, strict: true);
+            var state = header.FormatVersion >= 2 ? SafeTensors.Read(weights, source) : LegacyWeights.Read(weights, header.Network, source);
+            try
+            {
+                ModuleWeights.Load(network, state, source);
+            }
+            finally
+            {
+                foreach (var t in state.Values) t.Dispose();
+            }
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch
         {
             network.Dispose();
-            throw new CheckpointFormatException($"{source} has weights that do not fit the architecture its header describes: {e.Message}", e);
+            throw;
         }
         network.to(device);
         return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps);
     }
 
-    private byte[] WeightsBytes()
-    {
-        using var ms = new MemoryStream();
-        using (var writer = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
-            Network.save(writer);
-        return ms.ToArray();
-    }
+    private byte[] WeightsBytes() => ModuleWeights.Save(Network);
 
     /// <inheritdoc/>
     public void Dispose() => Network.Dispose();

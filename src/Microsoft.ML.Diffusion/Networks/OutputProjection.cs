@@ -6,32 +6,33 @@ using static TorchSharp.torch.nn;
 namespace Microsoft.ML.Diffusion.Networks;
 
 /// <summary>
-/// The UNet's final 3×3 convolution to the image's channels. libtorch 2.10's CPU kernel computes wrong
-/// (run-to-run different, sometimes NaN) input gradients for 3×3 convolutions with 8 or fewer output
-/// channels when more than one thread is used, so the convolution is computed with at least
-/// <see cref="MinimumComputedChannels"/> output channels and the first <c>channels</c> are kept. The
-/// extra channels are zero-initialised and receive no gradient, so they stay inert.
+/// The UNet's final 3×3 convolution to the image's channels, with weights of the natural shape (C, in, 3, 3).
+/// libtorch 2.10's CPU kernel computes wrong (run-to-run different, sometimes NaN) input gradients for 3×3
+/// convolutions with 8 or fewer output channels when more than one thread is used, so the forward pass pads the
+/// weights with zero filters to <see cref="MinimumComputedChannels"/> outputs and keeps the first C: the
+/// workaround lives here, at run time, and never reaches a model file.
 /// </summary>
-public sealed class OutputProjection : Module<Tensor, Tensor>
+internal sealed class OutputProjection : Module<Tensor, Tensor>
 {
     /// <summary>Output channels actually computed (the smallest count measured safe was 12).</summary>
     public const int MinimumComputedChannels = 16;
 
-    private readonly Conv2d conv;
-    private readonly long _channels;
+    private readonly Parameter weight;
+    private readonly Parameter bias;
 
-    /// <summary>Creates the projection from <paramref name="inChannels"/> to <paramref name="channels"/> channels.</summary>
+    /// <summary>Creates the projection from <paramref name="inChannels"/> to <paramref name="channels"/> channels, zero-initialised.</summary>
     public OutputProjection(int inChannels, int channels) : base(nameof(OutputProjection))
     {
-        _channels = channels;
-        conv = Conv2d(inChannels, Math.Max(channels, MinimumComputedChannels), 3, padding: 1);
-        // Zero-initialised (as in DDPM's code): the untrained network predicts 0, a calm start for the loss.
-        using (NewDisposeScope())   // releases the wrappers zero_ returns
-        using (no_grad())
+        using (NewDisposeScope())
         {
-            conv.weight!.zero_();
-            conv.bias!.zero_();
+            // A throw-away layer of the computed width draws from torch's global generator as a plain Conv2d would, so
+            // seeded networks get the same weights in every other layer as they always have.
+            Conv2d(inChannels, Math.Max(channels, MinimumComputedChannels), 3, padding: 1).Dispose();
         }
+        // Zero-initialised (as in DDPM's code): the untrained network predicts 0, a calm start for the loss. Detached, so that
+        // the caller's construction scope (the UNet builds inside one) does not dispose them.
+        weight = (Parameter)Parameter(zeros(channels, inChannels, 3, 3).DetachFromDisposeScope()).DetachFromDisposeScope();
+        bias = (Parameter)Parameter(zeros(channels).DetachFromDisposeScope()).DetachFromDisposeScope();
         RegisterComponents();
     }
 
@@ -39,7 +40,10 @@ public sealed class OutputProjection : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = conv.forward(x);
-        return (y.shape[1] == _channels ? y : y.narrow(1, 0, _channels)).MoveToOuterDisposeScope();
+        long channels = weight.shape[0], padding = MinimumComputedChannels - channels;
+        var w = padding > 0 ? cat([weight, zeros([padding, .. weight.shape[1..]], dtype: weight.dtype, device: weight.device)], 0) : weight;
+        var b = padding > 0 ? cat([bias, zeros(padding, dtype: bias.dtype, device: bias.device)], 0) : bias;
+        var y = functional.conv2d(x, w, b, padding: [1, 1]);
+        return (padding > 0 ? y.narrow(1, 0, channels) : y).MoveToOuterDisposeScope();
     }
 }

@@ -14,7 +14,7 @@ namespace Microsoft.ML.Diffusion.Training;
 /// </summary>
 internal static class TrainerStateFile
 {
-    public const int FormatVersion = 1;
+    public const int FormatVersion = 2;
 
     private sealed record Header
     {
@@ -86,10 +86,20 @@ internal static class TrainerStateFile
             Same(header.Schedule, trainer.ScheduleOptions, "noise schedule", source);
             Same(header.Options with { Seed = 0 }, trainer.Options with { Seed = 0 }, "training options", source);
 
-            using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "network.bin", source)))) trainer.Network.load(r, strict: true);
-            if (trainer.EmaNetwork is not null)
-                using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "ema.bin", source)))) trainer.EmaNetwork.load(r, strict: true);
-            using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "optimizer.bin", source)))) trainer.Optimizer.load_state_dict(r);
+            if (header.FormatVersion >= 2)
+            {
+                using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "network.bin", source)))) trainer.Network.load(r, strict: true);
+                if (trainer.EmaNetwork is not null)
+                    using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "ema.bin", source)))) trainer.EmaNetwork.load(r, strict: true);
+                using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "optimizer.bin", source)))) trainer.Optimizer.load_state_dict(r);
+            }
+            else
+            {
+                // Format 1 stored the output convolution padded to 16 channels: its weights are brought to today's shapes, and
+                // AdamW's moments, whose shapes no longer fit, start afresh (training continues, not bit for bit).
+                LoadLegacy(trainer.Network, ReadEntry(zip, "network.bin", source), trainer.Network.Options, source);
+                if (trainer.EmaNetwork is not null) LoadLegacy(trainer.EmaNetwork, ReadEntry(zip, "ema.bin", source), trainer.Network.Options, source);
+            }
             byte[] generatorState = ReadEntry(zip, "generator.bin", source);
             using (var state = tensor(generatorState, dtype: ScalarType.Byte)) trainer.Generator.set_state(state);
             Tensor? order = null;
@@ -103,6 +113,19 @@ internal static class TrainerStateFile
         catch (Exception e) when (e is InvalidDataException or JsonException or EndOfStreamException)
         {
             throw new CheckpointFormatException($"{source} is corrupt or truncated: {e.Message}", e);
+        }
+    }
+
+    private static void LoadLegacy(NoisePredictor network, byte[] weights, NoisePredictorOptions options, string source)
+    {
+        var state = LegacyWeights.Read(weights, options, source);
+        try
+        {
+            ModuleWeights.Load(network, state, source);
+        }
+        finally
+        {
+            foreach (var t in state.Values) t.Dispose();
         }
     }
 
