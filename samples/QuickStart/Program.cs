@@ -3,11 +3,11 @@
 //
 //   dotnet run --project samples/QuickStart -c Release [-- --steps 1500 --out out/quickstart]
 using System.Diagnostics;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Imaging;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Training;
 
