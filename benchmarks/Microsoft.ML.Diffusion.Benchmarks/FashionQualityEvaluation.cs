@@ -1,9 +1,8 @@
 using System.Diagnostics;
 using Microsoft.ML.Diffusion.Conditioning;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Evaluation;
-using Microsoft.ML.Diffusion.Imaging;
 using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using static TorchSharp.torch;
 
@@ -37,14 +36,14 @@ internal static class FashionQualityEvaluation
         using var classifier = ImageClassifier.Load(classifierResult.Path);
 
         using var reference = train.narrow(0, 0, ReferenceImages);
-        using var evaluator = SampleQualityEvaluator.FromClassifier(classifier, reference);
+        using var evaluator = classifier.CreateQualityEvaluator(reference);
         int perClass = options.QualitySamples / FashionMnist.ClassCount;
         int count = perClass * FashionMnist.ClassCount;
         var intended = Enumerable.Range(0, count).Select(i => (long)(i % FashionMnist.ClassCount)).ToArray();
         var rows = new List<QualityRow>();
 
         // The floor: real test images, class-balanced and ordered like the generated ones.
-        using (var floorImages = BalancedTestImages(test, testLabels, perClass))
+        using (var floorImages = ClassInterleavedImages.Select(test, testLabels, FashionMnist.ClassCount, perClass))
         {
             var floor = evaluator.Evaluate(floorImages, intended);
             rows.Add(new QualityRow("real test images", null, null, null, null, count, floor.FrechetDistance, floor.Precision, floor.Recall, floor.ClassAccuracy!.Value, 0));
@@ -65,7 +64,7 @@ internal static class FashionQualityEvaluation
                     report.FrechetDistance, report.Precision, report.Recall, report.ClassAccuracy!.Value, seconds));
                 log($"[quality] {snapshot.Steps} steps, guidance {w}: FD {report.FrechetDistance:F3}, precision {report.Precision:P1}, recall {report.Recall:P1}, class accuracy {report.ClassAccuracy:P1} ({seconds:F0} s to sample)");
                 if (gridDirectory is not null && snapshot == snapshots[^1])
-                    SaveClassGrid(images, perClass, Path.Combine(gridDirectory, $"fashion-class-{snapshot.Steps}-steps-guidance-{w:0.#}.png"));
+                    ClassInterleavedImages.SaveGrid(images, FashionMnist.ClassCount, perClass, Path.Combine(gridDirectory, $"fashion-class-{snapshot.Steps}-steps-guidance-{w:0.#}.png"), columns: 10);
             }
         }
         return new QualityReport(DateTimeOffset.UtcNow.ToString("O"), versions, "DPM-Solver++(2M)", Sampling.Steps!.Value, ReferenceImages, classifierResult, rows.ToArray());
@@ -97,14 +96,6 @@ internal static class FashionQualityEvaluation
         return result;
     }
 
-    private static Tensor BalancedTestImages(Tensor test, long[] labels, int perClass)
-    {
-        var byClass = Enumerable.Range(0, FashionMnist.ClassCount).Select(c => Enumerable.Range(0, labels.Length).Where(i => labels[i] == c).Take(perClass).ToArray()).ToArray();
-        var order = Enumerable.Range(0, perClass * FashionMnist.ClassCount).Select(i => (long)byClass[i % FashionMnist.ClassCount][i / FashionMnist.ClassCount]).ToArray();
-        using var index = tensor(order);
-        return test.index_select(0, index);
-    }
-
     private static Tensor Generate(DiffusionModel model, long[] seeds, long[] classes, double guidance)
     {
         const int batch = 100;
@@ -125,16 +116,5 @@ internal static class FashionQualityEvaluation
         {
             foreach (var p in parts) p.Dispose();
         }
-    }
-
-    // Rows are classes (T-shirt … ankle boot), columns the first 10 seeds of each class.
-    private static void SaveClassGrid(Tensor images, int perClass, string path)
-    {
-        int columns = Math.Min(10, perClass);
-        var order = Enumerable.Range(0, FashionMnist.ClassCount).SelectMany(c => Enumerable.Range(0, columns).Select(j => (long)(j * FashionMnist.ClassCount + c))).ToArray();
-        using var index = tensor(order);
-        using var grid = images.index_select(0, index);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        ImageGrid.SavePng(grid, path, columns: columns, scale: 2);
     }
 }

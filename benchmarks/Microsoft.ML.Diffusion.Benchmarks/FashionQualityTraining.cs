@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.Diffusion.Conditioning;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Training;
 using static TorchSharp.torch;
 

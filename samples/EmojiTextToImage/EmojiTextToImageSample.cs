@@ -3,9 +3,8 @@ using System.Globalization;
 using System.Text;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
-using Microsoft.ML.Diffusion.Imaging;
 using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Transforms;
 using Microsoft.ML.Transforms.Image;
@@ -126,7 +125,7 @@ public static class EmojiTextToImageSample
             }).Fit(prompts);
             var pixels = Column(generate.Transform(prompts), "Generated");
             string grid = Path.Combine(outputFolder, $"generated-guidance-{guidance.ToString("0.#", CultureInfo.InvariantCulture)}.png");
-            SaveGrid(pixels, seedsPerPrompt, grid);
+            PixelRows.SaveGrid(pixels, 3, ImageSize, ImageSize, grid, seedsPerPrompt, GridScale);
             grids.Add(grid);
             log($"Guidance {guidance}: {grid}");
         }
@@ -137,7 +136,7 @@ public static class EmojiTextToImageSample
         var preview = app.Transforms.LoadImages("Image", imageFolder: null, nameof(EmojiRow.ImagePath))
             .Append(app.Transforms.ResizeImages("Image", ImageSize, ImageSize))
             .Append(app.Transforms.ExtractPixels("Pixels", "Image", ImagePixelExtractingEstimator.ColorBits.All));   // planes A, R, G, B
-        SaveGrid(Column(preview.Fit(real).Transform(real), "Pixels").Select(OverWhite).ToArray(), 1, realGrid);
+        PixelRows.SaveGrid(Column(preview.Fit(real).Transform(real), "Pixels").Select(OverWhite).ToArray(), 3, ImageSize, ImageSize, realGrid, 1, GridScale);
 
         string promptsFile = Path.Combine(outputFolder, "prompts.txt");
         File.WriteAllText(promptsFile, Describe(prompted, seedsPerPrompt, samplerSteps, options.TrainingSteps, rows.Count));
@@ -174,17 +173,6 @@ public static class EmojiTextToImageSample
 
     private static float[][] Column(IDataView view, string column)
         => view.GetColumn<VBuffer<float>>(column).Select(v => v.DenseValues().ToArray()).ToArray();
-
-    private static void SaveGrid(float[][] pixels, int columns, string path)
-    {
-        int length = pixels[0].Length;
-        var flat = new float[pixels.Length * length];
-        for (int i = 0; i < pixels.Length; i++)
-            for (int j = 0; j < length; j++)
-                flat[i * length + j] = pixels[i][j] / 127.5f - 1f;   // 0–255 → ImageGrid's −1–1
-        using var images = tensor(flat, [pixels.Length, 3, ImageSize, ImageSize]);
-        ImageGrid.SavePng(images, path, columns, GridScale);
-    }
 
     private sealed class PromptRow
     {

@@ -8,7 +8,7 @@
 //    a UNet conditioned on the caption through a small text encoder, and saves the model zip;
 // 3. loads the zip and draws 16 fixed prompts × 4 seeds at guidance 3 and 1 with DiffusionGenerate, and
 //    writes PNG grids of them, a grid of the real emoji for the same prompts, and prompts.txt.
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samples;
 
 int steps = EmojiTextToImageSample.DefaultSteps;

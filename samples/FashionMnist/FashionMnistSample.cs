@@ -1,10 +1,9 @@
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Evaluation;
-using Microsoft.ML.Diffusion.Imaging;
 using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using static TorchSharp.torch;
 
@@ -118,9 +117,10 @@ public static class FashionMnistSample
                 // The loaded chain tokenizes the prompts (text) or passes rows through (class); generation follows it.
                 var prepared = loaded.Transform(requests);
                 var generated = generate.Fit(prepared).Transform(prepared);
-                using var images = ToTensor(generated.GetColumn<VBuffer<float>>("Generated"), count);
+                var pixels = generated.GetColumn<VBuffer<float>>("Generated").Select(v => v.DenseValues().ToArray()).ToArray();
+                using var images = PixelRows.ToTensor(pixels, 1, FashionMnist.ImageSize, FashionMnist.ImageSize);
                 string grid = Path.Combine(outDir, $"generated-guidance-{w:0.#}.png");
-                SaveClassGrid(images, options.SamplesPerClass, grid);
+                ClassInterleavedImages.SaveGrid(images, FashionMnist.ClassCount, options.SamplesPerClass, grid);
                 grids.Add(grid);
                 string score = "";
                 if (classifier is not null)
@@ -140,13 +140,8 @@ public static class FashionMnistSample
         using (var test = FashionMnist.LoadTensor(FashionMnistSplit.Test, out long[] labels))
         {
             // The first SamplesPerClass test images of each class, ordered like the generated rows (row i is class i % 10).
-            var byClass = Enumerable.Range(0, FashionMnist.ClassCount)
-                .Select(c => Enumerable.Range(0, labels.Length).Where(j => labels[j] == c).Take(options.SamplesPerClass).ToArray()).ToArray();
-            var order = Enumerable.Range(0, options.SamplesPerClass * FashionMnist.ClassCount)
-                .Select(i => (long)byClass[i % FashionMnist.ClassCount][i / FashionMnist.ClassCount]).ToArray();
-            using var index = tensor(order);
-            using var real = test.index_select(0, index);
-            SaveClassGrid(real, options.SamplesPerClass, realGrid);
+            using var real = ClassInterleavedImages.Select(test, labels, FashionMnist.ClassCount, options.SamplesPerClass);
+            ClassInterleavedImages.SaveGrid(real, FashionMnist.ClassCount, options.SamplesPerClass, realGrid);
         }
         log.WriteLine($"Rows of each grid: {string.Join(", ", FashionMnist.ClassNames)} ({clock.Elapsed.TotalSeconds:F0} s in all)");
         return new Result(outDir, modelZip, grids, realGrid, trainingSeconds, classifierAccuracy, accuracies);
@@ -162,31 +157,6 @@ public static class FashionMnistSample
         accuracy = classifier.Accuracy(test, testLabels);
         log.WriteLine($"Classifier: {epochs} epochs in {clock.Elapsed.TotalSeconds:F0} s, test accuracy {accuracy:P2}");
         return classifier;
-    }
-
-    // ExtractPixels-style 0–255 vectors → (N, 1, 28, 28) in [−1, 1].
-    private static Tensor ToTensor(IEnumerable<VBuffer<float>> rows, int count)
-    {
-        const int area = FashionMnist.ImageSize * FashionMnist.ImageSize;
-        var flat = new float[count * area];
-        int i = 0;
-        foreach (var row in rows)
-        {
-            var values = row.DenseValues().ToArray();
-            for (int j = 0; j < area; j++) flat[i * area + j] = values[j] / 127.5f - 1f;
-            i++;
-        }
-        return tensor(flat, [count, 1, FashionMnist.ImageSize, FashionMnist.ImageSize]);
-    }
-
-    // Images are ordered class-major within each seed (row i is class i % 10); the grid has a row per class.
-    private static void SaveClassGrid(Tensor images, int perClass, string path)
-    {
-        var order = Enumerable.Range(0, FashionMnist.ClassCount)
-            .SelectMany(c => Enumerable.Range(0, perClass).Select(j => (long)(j * FashionMnist.ClassCount + c))).ToArray();
-        using var index = tensor(order);
-        using var grid = images.index_select(0, index);
-        ImageGrid.SavePng(grid, path, columns: perClass, scale: 2);
     }
 
     private sealed class Request

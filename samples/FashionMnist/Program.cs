@@ -7,7 +7,7 @@
 // Needs Debian's dataset-fashion-mnist (bash eng/install-data.sh). --evaluate also trains the
 // project's CNN classifier (3 epochs) and prints the fraction of samples it assigns to the prompted class.
 using System.Globalization;
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samples;
 
 var options = new FashionMnistSampleOptions();

@@ -1,9 +1,8 @@
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
-using Microsoft.ML.Diffusion.Imaging;
 using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Transforms.Image;
 using static TorchSharp.torch;
@@ -89,9 +88,9 @@ public static class PipelineCompositionSample
         var preview = ml.Transforms.LoadImages("Image", imageFolder, nameof(ImagePath.Path))
             .Append(ml.Transforms.ResizeImages("Image", Size, Size))
             .Append(ml.Transforms.ExtractPixels("Pixels", "Image"));                                                     // what the model was trained on
-        SaveGrid(Column(preview.Fit(paths).Transform(paths), "Pixels").Take(Samples).ToArray(), 3, trainingGrid);
-        SaveGrid(colour, 3, colourGrid);
-        SaveGrid(grey, 1, greyGrid);
+        PixelRows.SaveGrid(Column(preview.Fit(paths).Transform(paths), "Pixels").Take(Samples).ToArray(), 3, Size, Size, trainingGrid, columns: 8, scale: 4);
+        PixelRows.SaveGrid(colour, 3, Size, Size, colourGrid, columns: 8, scale: 4);
+        PixelRows.SaveGrid(grey, 1, Size, Size, greyGrid, columns: 8, scale: 4);
         log.WriteLine($"Grids: {trainingGrid}, {colourGrid}, {greyGrid} ({clock.Elapsed.TotalSeconds:F0} s in all)");
 
         return new Result(outDir, modelZip, generationZip, trainingGrid, colourGrid, greyGrid, features[0].Length,
@@ -114,17 +113,6 @@ public static class PipelineCompositionSample
                 rows[i].Add(buffer.DenseValues().ToArray());
             }
         return rows.Select(r => r.ToArray()).ToArray();
-    }
-
-    private static void SaveGrid(float[][] pixels, int channels, string path)
-    {
-        int length = pixels[0].Length;
-        var flat = new float[pixels.Length * length];
-        for (int i = 0; i < pixels.Length; i++)
-            for (int j = 0; j < length; j++)
-                flat[i * length + j] = pixels[i][j] / 127.5f - 1f;   // ExtractPixels' 0–255 → ImageGrid's −1–1
-        using var images = tensor(flat, [pixels.Length, channels, Size, Size]);
-        ImageGrid.SavePng(images, path, columns: 8, scale: 4);
     }
 
     private static string[] WriteShapeImages(string folder, int count)

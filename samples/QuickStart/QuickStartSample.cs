@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Imaging;
 using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.Runtime;

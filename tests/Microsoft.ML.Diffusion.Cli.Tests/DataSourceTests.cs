@@ -5,7 +5,7 @@ using static Microsoft.ML.Diffusion.Cli.Tests.CliRunner;
 
 namespace Microsoft.ML.Diffusion.Cli.Tests;
 
-/// <summary>The IDX reader, and training from IDX files and image folders through the CLI.</summary>
+/// <summary>Training from IDX files and image folders through the CLI.</summary>
 public sealed class DataSourceTests : IDisposable
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("mldiffusion-cli-data-").FullName;
@@ -13,29 +13,6 @@ public sealed class DataSourceTests : IDisposable
     private string In(string name) => Path.Combine(_folder, name);
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
-
-    [Theory]
-    [InlineData("images.idx")]
-    [InlineData("images-idx3-ubyte.gz")]
-    public void IdxFilesRoundTripPlainAndGzipped(string name)
-    {
-        var written = TestImages.WriteIdx(In(name), count: 5, size: 12);
-        var read = IdxReader.Read(In(name));
-        Assert.Equal((5, 12, 12), (read.Count, read.Height, read.Width));
-        Assert.Equal(written.Pixels, read.Pixels);
-        Assert.Equal(2, IdxReader.Read(In(name), maxImages: 2).Count);
-    }
-
-    [Fact]
-    public void ATruncatedIdxFileIsReportedAsSuch()
-    {
-        TestImages.WriteIdx(In("full.idx"), count: 4, size: 10);
-        var bytes = File.ReadAllBytes(In("full.idx"));
-        File.WriteAllBytes(In("short.idx"), bytes[..(16 + 250)]);
-        var e = Assert.Throws<InvalidDataException>(() => IdxReader.Read(In("short.idx")));
-        Assert.Contains("truncated", e.Message);
-        Assert.Contains("after 2 of them", e.Message);
-    }
 
     [Fact]
     public void TrainsFromAGzippedIdxFileResizedToTheRequestedSize()

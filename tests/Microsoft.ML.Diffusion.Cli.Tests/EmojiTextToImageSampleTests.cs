@@ -1,4 +1,4 @@
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samples;
 using SkiaSharp;
 using Xunit;

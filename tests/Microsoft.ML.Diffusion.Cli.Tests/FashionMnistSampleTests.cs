@@ -1,4 +1,4 @@
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samples;
 using Xunit;
 using static Microsoft.ML.Diffusion.Cli.Tests.CliRunner;

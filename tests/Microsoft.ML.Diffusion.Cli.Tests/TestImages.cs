@@ -1,6 +1,5 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Cli.Data;
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 
 namespace Microsoft.ML.Diffusion.Cli.Tests;
 
@@ -26,11 +25,9 @@ public static class TestImages
     }
 
     /// <summary>An IDX file of <paramref name="count"/> grey size×size shapes (gzip-compressed when the path ends in .gz).</summary>
-    public static IdxImages WriteIdx(string path, int count, int size)
+    public static void WriteIdx(string path, int count, int size)
     {
         var shapes = SyntheticShapes.GeneratePixels(count, size, seed: 4);
-        var images = new IdxImages(count, size, size, shapes.SelectMany(p => p.Select(v => (byte)(v * 255))).ToArray());
-        IdxReader.Write(path, images);
-        return images;
+        IdxFile.WriteImages(path, shapes.SelectMany(p => p.Select(v => (byte)(v * 255))).ToArray(), count, size, size);
     }
 }

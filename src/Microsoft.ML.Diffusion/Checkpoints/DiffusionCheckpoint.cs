@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.ML.Diffusion.IO;
 
 namespace Microsoft.ML.Diffusion.Checkpoints;
 
@@ -49,26 +50,7 @@ public static class DiffusionCheckpoint
     /// over the target, so a crash mid-write never destroys the previous file.
     /// </summary>
     internal static void WriteFile(string path, CheckpointHeader header, byte[] weights)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                Write(fs, header, weights);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
+        => AtomicFile.Write(path, stream => Write(stream, header, weights));
 
     /// <summary>Reads and verifies a checkpoint; <paramref name="source"/> names it in error messages.</summary>
     public static (CheckpointHeader Header, byte[] Weights) Read(Stream stream, string source = "the checkpoint")

@@ -43,13 +43,6 @@ public sealed class SampleQualityEvaluator : IDisposable
         return new SampleQualityEvaluator(images => RunModule(featureExtractor, images, batchSize), realImages, null, neighbours);
     }
 
-    /// <summary>An evaluator that uses an <see cref="ImageClassifier"/>'s penultimate layer as features and its predictions for class accuracy.</summary>
-    public static SampleQualityEvaluator FromClassifier(ImageClassifier classifier, Tensor realImages, int neighbours = 3)
-    {
-        ArgumentNullException.ThrowIfNull(classifier);
-        return new SampleQualityEvaluator(images => classifier.Features(images), realImages, images => classifier.Predict(images), neighbours);
-    }
-
     /// <summary>Shape (C, H, W) of the real images; generated images must match it.</summary>
     public long[] RealImageShape { get; }
 
@@ -64,7 +57,7 @@ public sealed class SampleQualityEvaluator : IDisposable
             throw new ArgumentException($"Generated images have shape ({string.Join(", ", generatedImages.shape.Skip(1))}) but the real ones ({string.Join(", ", RealImageShape)}).", nameof(generatedImages));
         if (intendedClasses is not null)
         {
-            if (_classify is null) throw new InvalidOperationException("Class accuracy needs a classifier; create the evaluator with FromClassifier or pass a classify function.");
+            if (_classify is null) throw new InvalidOperationException("Class accuracy needs a classifier; pass a classify function when creating the evaluator.");
             if (intendedClasses.Count != generatedImages.shape[0])
                 throw new ArgumentException($"There are {generatedImages.shape[0]} images but {intendedClasses.Count} intended classes.", nameof(intendedClasses));
         }

@@ -32,7 +32,7 @@ internal sealed class ConditionColumn
         ConditioningOptions options = type switch
         {
             KeyDataViewType key => new() { Kind = ConditionKind.Class, ClassCount = CheckedCount(key, name) },
-            NumberDataViewType when IsInteger(type) => new() { Kind = ConditionKind.Class, ClassCount = classCount ?? throw new ArgumentOutOfRangeException(nameof(name), $"Condition column '{name}' holds integer class labels; set ClassCount (or convert it to a key column with MapValueToKey).") },
+            NumberDataViewType when IntegerColumn.IsInteger(type) => new() { Kind = ConditionKind.Class, ClassCount = classCount ?? throw new ArgumentOutOfRangeException(nameof(name), $"Condition column '{name}' holds integer class labels; set ClassCount (or convert it to a key column with MapValueToKey).") },
             VectorDataViewType { ItemType: NumberDataViewType } v when v.ItemType == NumberDataViewType.Single && v.IsKnownSize => new() { Kind = ConditionKind.Vector, VectorSize = v.Size },
             VectorDataViewType { ItemType: KeyDataViewType k } => new() { Kind = ConditionKind.Text, VocabularySize = CheckedCount(k, name) + 1, MaxTokens = maxTokens, TextWidth = textWidth, TextLayers = textLayers, TextHeads = textHeads },
             _ => throw new ArgumentOutOfRangeException(nameof(name), $"Condition column '{name}' must be a key or integer column (classes), a known-size vector of Single (e.g. FeaturizeText) or a vector of keys (TokenizeIntoWords + MapValueToKey), but it is {type}."),
@@ -53,7 +53,7 @@ internal sealed class ConditionColumn
         };
         bool ok = model.Kind switch
         {
-            ConditionKind.Class => (type is KeyDataViewType k && (int)k.Count == model.ClassCount) || (type is NumberDataViewType && IsInteger(type)),
+            ConditionKind.Class => (type is KeyDataViewType k && (int)k.Count == model.ClassCount) || (type is NumberDataViewType && IntegerColumn.IsInteger(type)),
             ConditionKind.Vector => type is VectorDataViewType v && v.ItemType == NumberDataViewType.Single && v.Size == model.VectorSize,
             ConditionKind.Text => type is VectorDataViewType { ItemType: KeyDataViewType tk } && (int)tk.Count + 1 == model.VocabularySize,
             _ => false,
@@ -68,10 +68,6 @@ internal sealed class ConditionColumn
 
     private static int CheckedCount(KeyDataViewType key, string name)
         => key.Count is > 0 and < int.MaxValue ? (int)key.Count : throw new ArgumentOutOfRangeException(nameof(name), $"Condition column '{name}' is a key type with no known count.");
-
-    private static bool IsInteger(DataViewType t)
-        => t == NumberDataViewType.Int32 || t == NumberDataViewType.Int64 || t == NumberDataViewType.UInt32 || t == NumberDataViewType.UInt64
-        || t == NumberDataViewType.Int16 || t == NumberDataViewType.UInt16 || t == NumberDataViewType.Byte || t == NumberDataViewType.SByte;
 
     /// <summary>
     /// A reader of the current row's condition: a class label (as long[1]), a vector (float[]) or token
@@ -96,7 +92,7 @@ internal sealed class ConditionColumn
             }
             case ConditionKind.Class:
             {
-                var convert = IntegerReader(row, column);
+                var convert = IntegerColumn.CreateReader(row, column);
                 return () =>
                 {
                     long label = convert();
@@ -137,19 +133,6 @@ internal sealed class ConditionColumn
                 };
             }
         }
-    }
-
-    private static Func<long> IntegerReader(DataViewRow row, DataViewSchema.Column column)
-    {
-        var t = column.Type;
-        if (t == NumberDataViewType.Int32) { var g = row.GetGetter<int>(column); int v = 0; return () => { g(ref v); return v; }; }
-        if (t == NumberDataViewType.Int64) { var g = row.GetGetter<long>(column); long v = 0; return () => { g(ref v); return v; }; }
-        if (t == NumberDataViewType.UInt32) { var g = row.GetGetter<uint>(column); uint v = 0; return () => { g(ref v); return v; }; }
-        if (t == NumberDataViewType.UInt64) { var g = row.GetGetter<ulong>(column); ulong v = 0; return () => { g(ref v); return (long)Math.Min(v, long.MaxValue); }; }
-        if (t == NumberDataViewType.Int16) { var g = row.GetGetter<short>(column); short v = 0; return () => { g(ref v); return v; }; }
-        if (t == NumberDataViewType.UInt16) { var g = row.GetGetter<ushort>(column); ushort v = 0; return () => { g(ref v); return v; }; }
-        if (t == NumberDataViewType.Byte) { var g = row.GetGetter<byte>(column); byte v = 0; return () => { g(ref v); return v; }; }
-        { var g = row.GetGetter<sbyte>(column); sbyte v = 0; return () => { g(ref v); return v; }; }
     }
 
     /// <summary>A condition batch from rows read by <see cref="CreateReader"/>.</summary>

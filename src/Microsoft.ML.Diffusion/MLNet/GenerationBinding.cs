@@ -64,10 +64,7 @@ internal sealed class GenerationBinding
     public int Width { get; }
 
     public static bool IsSeedType(DataViewType type)
-        => type == NumberDataViewType.Int32 || type == NumberDataViewType.Int64 || type == NumberDataViewType.UInt32
-        || type == NumberDataViewType.UInt64 || type == NumberDataViewType.Int16 || type == NumberDataViewType.UInt16
-        || type == NumberDataViewType.Byte || type == NumberDataViewType.SByte
-        || type == NumberDataViewType.Single || type == NumberDataViewType.Double;
+        => IntegerColumn.IsInteger(type) || type == NumberDataViewType.Single || type == NumberDataViewType.Double;
 
     /// <summary>Reads the seed of <paramref name="row"/>'s current position.</summary>
     public Func<long> CreateSeedReader(DataViewRow row)
@@ -77,23 +74,9 @@ internal sealed class GenerationBinding
         var column = row.Schema[SeedColumn.Value.Index];
         string name = column.Name;
         var type = column.Type;
-        if (type == NumberDataViewType.Int32) return Reader<int>(row, column, v => v);
-        if (type == NumberDataViewType.Int64) return Reader<long>(row, column, v => v);
-        if (type == NumberDataViewType.UInt32) return Reader<uint>(row, column, v => v);
-        if (type == NumberDataViewType.UInt64) return Reader<ulong>(row, column, v => unchecked((long)v));
-        if (type == NumberDataViewType.Int16) return Reader<short>(row, column, v => v);
-        if (type == NumberDataViewType.UInt16) return Reader<ushort>(row, column, v => v);
-        if (type == NumberDataViewType.Byte) return Reader<byte>(row, column, v => v);
-        if (type == NumberDataViewType.SByte) return Reader<sbyte>(row, column, v => v);
-        if (type == NumberDataViewType.Single) return Reader<float>(row, column, v => WholeNumber(v, name, row));
-        return Reader<double>(row, column, v => WholeNumber(v, name, row));
-    }
-
-    private static Func<long> Reader<T>(DataViewRow row, DataViewSchema.Column column, Func<T, long> convert)
-    {
-        var getter = row.GetGetter<T>(column);
-        T value = default!;
-        return () => { getter(ref value); return convert(value); };
+        if (IntegerColumn.IsInteger(type)) return IntegerColumn.CreateReader(row, column);
+        if (type == NumberDataViewType.Single) return IntegerColumn.Reader<float>(row, column, v => WholeNumber(v, name, row));
+        return IntegerColumn.Reader<double>(row, column, v => WholeNumber(v, name, row));
     }
 
     private static long WholeNumber(double v, string name, DataViewRow row)

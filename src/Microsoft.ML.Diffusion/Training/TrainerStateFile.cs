@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text.Json;
 using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.IO;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Schedules;
 using TorchSharp;
@@ -29,45 +30,31 @@ internal static class TrainerStateFile
 
     public static void Write(string path, DiffusionTrainer trainer)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            using (var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true))
             {
-                using (var zip = new ZipArchive(fs, ZipArchiveMode.Create, leaveOpen: true))
+                var (order, position) = trainer.EpochState;
+                var header = new Header
                 {
-                    var (order, position) = trainer.EpochState;
-                    var header = new Header
-                    {
-                        FormatVersion = FormatVersion,
-                        Network = trainer.Network.Options,
-                        Schedule = trainer.ScheduleOptions,
-                        Options = trainer.Options,
-                        StepsDone = trainer.StepsDone,
-                        EpochPosition = position,
-                        HasEpochOrder = order is not null,
-                    };
-                    Entry(zip, "trainer.json", s => JsonSerializer.Serialize(s, header, DiffusionCheckpoint.JsonOptions));
-                    Entry(zip, "network.bin", s => { using var w = new BinaryWriter(s); trainer.Network.save(w); });
-                    if (trainer.EmaNetwork is not null)
-                        Entry(zip, "ema.bin", s => { using var w = new BinaryWriter(s); trainer.EmaNetwork.save(w); });
-                    Entry(zip, "optimizer.bin", s => { using var w = new BinaryWriter(s); trainer.Optimizer.save_state_dict(w); });
-                    Entry(zip, "generator.bin", s => { using var state = trainer.Generator.get_state(); s.Write(state.data<byte>().ToArray()); });
-                    if (order is not null)
-                        Entry(zip, "order.bin", s => { var values = order.data<long>().ToArray(); s.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())); });
-                }
-                fs.Flush(flushToDisk: true);
+                    FormatVersion = FormatVersion,
+                    Network = trainer.Network.Options,
+                    Schedule = trainer.ScheduleOptions,
+                    Options = trainer.Options,
+                    StepsDone = trainer.StepsDone,
+                    EpochPosition = position,
+                    HasEpochOrder = order is not null,
+                };
+                Entry(zip, "trainer.json", s => JsonSerializer.Serialize(s, header, DiffusionCheckpoint.JsonOptions));
+                Entry(zip, "network.bin", s => { using var w = new BinaryWriter(s); trainer.Network.save(w); });
+                if (trainer.EmaNetwork is not null)
+                    Entry(zip, "ema.bin", s => { using var w = new BinaryWriter(s); trainer.EmaNetwork.save(w); });
+                Entry(zip, "optimizer.bin", s => { using var w = new BinaryWriter(s); trainer.Optimizer.save_state_dict(w); });
+                Entry(zip, "generator.bin", s => { using var state = trainer.Generator.get_state(); s.Write(state.data<byte>().ToArray()); });
+                if (order is not null)
+                    Entry(zip, "order.bin", s => { var values = order.data<long>().ToArray(); s.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())); });
             }
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+        });
     }
 
     public static void Read(string path, DiffusionTrainer trainer)

@@ -1,7 +1,7 @@
 using Microsoft.ML.Diffusion.Checkpoints;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Tests.Training;
 using Microsoft.ML.Diffusion.Training;

@@ -1,7 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Conditioning;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Xunit;
 

@@ -1,6 +1,6 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.SampleData;
 
 namespace Microsoft.ML.Diffusion.Tests.MLNet;
 

@@ -1,8 +1,8 @@
 using Microsoft.ML.Diffusion.Checkpoints;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Training;
 using Xunit;
@@ -42,8 +42,8 @@ public class DiffusionTrainerTests(ITestOutputHelper output)
         var seeds = Enumerable.Range(0, 32).Select(i => (long)i).ToArray();
         using var samples = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 25 }, seeds);
         using var noise = randn(32, 1, 16, 16, generator: new Generator(99)).clamp(-1, 1);
-        double sampleDistance = MeanNearestNeighbourRms(samples, data);
-        double noiseDistance = MeanNearestNeighbourRms(noise, data);
+        double sampleDistance = NearestNeighbourDistance.MeanRms(samples, data);
+        double noiseDistance = NearestNeighbourDistance.MeanRms(noise, data);
         output.WriteLine($"nearest-neighbour RMS: samples {sampleDistance:F3}, noise {noiseDistance:F3}");
         Assert.True(sampleDistance < 0.5 * noiseDistance, $"samples ({sampleDistance:F3}) should be much closer to the data than noise ({noiseDistance:F3})");
     }
@@ -172,14 +172,5 @@ public class DiffusionTrainerTests(ITestOutputHelper output)
         using var data = SyntheticShapes.Generate(32, 16);
         trainer.Train(data, 12);
         Assert.Equal(1e-3, trainer.CurrentLearningRate, 12);
-    }
-
-    internal static double MeanNearestNeighbourRms(Tensor images, Tensor data)
-    {
-        using var scope = NewDisposeScope();
-        var a = images.reshape(images.shape[0], -1);
-        var b = data.reshape(data.shape[0], -1);
-        var d2 = (a.pow(2).sum(1, keepdim: true) - 2 * a.matmul(b.t()) + b.pow(2).sum(1).unsqueeze(0)).clamp_min(0);
-        return (d2.min(1).values / a.shape[1]).sqrt().mean().item<float>();
     }
 }

@@ -4,6 +4,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Cli.Data;
 using Microsoft.ML.Diffusion.Cli.Output;
 using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Transforms.Image;
 using Spectre.Console;
 using static TorchSharp.torch;
@@ -12,9 +13,9 @@ namespace Microsoft.ML.Diffusion.Cli.Commands;
 
 /// <summary>
 /// <c>mldiffusion evaluate</c>: simple, honest numbers for generated images against a real image set —
-/// the mean RMS distance from each image to its nearest real image (the measure the library's trainer
-/// tests use), for generated images, clipped Gaussian noise and real images themselves (leave-one-out),
-/// plus pixel mean and standard deviation. They say whether samples look like the data, not how
+/// the mean RMS distance from each image to its nearest real image (<see cref="NearestNeighbourDistance"/>,
+/// the measure the library's trainer tests use), for generated images, clipped Gaussian noise and real
+/// images themselves (leave-one-out), plus pixel mean and standard deviation. They say whether samples look like the data, not how
 /// diverse they are: a model that memorised a few training images would also score well.
 /// </summary>
 internal sealed class EvaluateCommand
@@ -134,14 +135,15 @@ internal sealed class EvaluateCommand
     internal static Report Measure(float[][] generated, float[][] real, long seed)
     {
         using var scope = NewDisposeScope();
-        var gen = ToSymmetric(generated);
-        var data = ToSymmetric(real);
+        // Flat rows suffice: the distances and statistics do not depend on the image shape.
+        var gen = PixelRows.ToTensor(generated, 1, 1, generated[0].Length);
+        var data = PixelRows.ToTensor(real, 1, 1, real[0].Length);
         var noise = randn(gen.shape, generator: new Generator(unchecked((ulong)seed))).clamp(-1, 1);
         int held = Math.Min(generated.Length, real.Length);
 
-        double genRms = MeanNearestNeighbourRms(gen, data, excludeSelf: false);
-        double noiseRms = MeanNearestNeighbourRms(noise, data, excludeSelf: false);
-        double realRms = MeanNearestNeighbourRms(data[..held], data, excludeSelf: true);
+        double genRms = UnitRms(gen, data, excludeSelf: false);
+        double noiseRms = UnitRms(noise, data, excludeSelf: false);
+        double realRms = UnitRms(data[..held], data, excludeSelf: true);
         Row Stats(string name, Tensor x, double rms)
         {
             var unit = (x + 1) / 2;
@@ -155,28 +157,7 @@ internal sealed class EvaluateCommand
         ], genRms / noiseRms);
     }
 
-    private static Tensor ToSymmetric(float[][] rows)
-    {
-        int d = rows[0].Length;
-        var flat = new float[rows.Length * d];
-        for (int i = 0; i < rows.Length; i++)
-            for (int j = 0; j < d; j++)
-                flat[i * d + j] = rows[i][j] / 127.5f - 1f;
-        return tensor(flat, [rows.Length, d]);
-    }
-
-    /// <summary>
-    /// Mean over <paramref name="images"/> of the RMS distance to the nearest row of <paramref name="data"/>
-    /// (as in the library's DiffusionTrainerTests, but in [0, 1] pixel units); with <paramref name="excludeSelf"/>, image i (which is
-    /// data row i) is not its own neighbour.
-    /// </summary>
-    internal static double MeanNearestNeighbourRms(Tensor images, Tensor data, bool excludeSelf)
-    {
-        using var scope = NewDisposeScope();
-        var a = images.reshape(images.shape[0], -1);
-        var b = data.reshape(data.shape[0], -1);
-        var d2 = (a.pow(2).sum(1, keepdim: true) - 2 * a.matmul(b.t()) + b.pow(2).sum(1).unsqueeze(0)).clamp_min(0);
-        if (excludeSelf) d2 = d2 + eye(a.shape[0], b.shape[0]) * 1e12f;   // row i is data row i: not its own neighbour
-        return (d2.min(1).values / a.shape[1]).sqrt().mean().item<float>() / 2;   // [−1, 1] distances in [0, 1] units
-    }
+    // Distances of [−1, 1] images, reported in [0, 1] pixel units.
+    private static double UnitRms(Tensor images, Tensor data, bool excludeSelf)
+        => NearestNeighbourDistance.MeanRms(images, data, excludeSelf) / 2;
 }

@@ -2,9 +2,8 @@ using System.CommandLine;
 using System.Globalization;
 using Microsoft.ML.Diffusion.Cli.Output;
 using Microsoft.ML.Diffusion.MLNet;
-using Microsoft.ML.Diffusion.Imaging;
+using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
-using static TorchSharp.torch;
 
 namespace Microsoft.ML.Diffusion.Cli.Commands;
 
@@ -63,7 +62,7 @@ internal sealed class GenerateCommand
         try
         {
             var pixels = loaded.Generate(ml, ctx, count, seed, sampler, steps, eta, batch);
-            SaveGrid(pixels, shape, outPath, columns, scale);
+            PixelRows.SaveGrid(pixels, (int)shape[0], (int)shape[1], (int)shape[2], outPath, columns, scale);
         }
         catch (Exception e) when (Errors.IsCancellation(e))
         {
@@ -73,17 +72,5 @@ internal sealed class GenerateCommand
         int gridColumns = Math.Min(columns, count), rows = (count + gridColumns - 1) / gridColumns;
         ctx.Line($"Wrote {count} images (seeds {seed}–{seed + count - 1}) as a {gridColumns}×{rows} grid to '{outPath}'.");
         return ExitCodes.Success;
-    }
-
-    /// <summary>Pixels (planar C×H×W in [0, 255]) to a PNG grid through the library's ImageGrid.</summary>
-    internal static void SaveGrid(float[][] pixels, long[] shape, string path, int columns, int scale)
-    {
-        int length = pixels[0].Length;
-        var flat = new float[pixels.Length * length];
-        for (int i = 0; i < pixels.Length; i++)
-            for (int j = 0; j < length; j++)
-                flat[i * length + j] = pixels[i][j] / 127.5f - 1f;
-        using var images = tensor(flat, [pixels.Length, shape[0], shape[1], shape[2]]);
-        ImageGrid.SavePng(images, path, columns, scale);
     }
 }

@@ -1,5 +1,5 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using SkiaSharp;
 
 namespace Microsoft.ML.Diffusion.Cli.Data;
@@ -58,18 +58,20 @@ internal static class ImageSources
     public static float[][] Idx(string path, int size, int? maxImages)
     {
         if (!File.Exists(path)) throw new UsageException($"IDX file '{path}' does not exist.");
-        IdxImages images;
+        byte[] pixels;
+        int count, height, width;
         try
         {
-            images = IdxReader.Read(path, maxImages);
+            (pixels, count, height, width) = IdxFile.ReadImages(path, maxImages);
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {
             throw new CliRuntimeException(e.Message, e);
         }
-        var rows = new float[images.Count][];
-        for (int i = 0; i < images.Count; i++)
-            rows[i] = Resize(images.Image(i), images.Height, images.Width, size);
+        int area = height * width;
+        var rows = new float[count][];
+        for (int i = 0; i < count; i++)
+            rows[i] = Resize(pixels.AsSpan(i * area, area), height, width, size);
         return rows;
     }
 
@@ -79,8 +81,8 @@ internal static class ImageSources
         if (!File.Exists(path)) throw new UsageException($"IDX file '{path}' does not exist.");
         try
         {
-            var first = IdxReader.Read(path, maxImages: 1);
-            return first.Height == first.Width ? first.Height : null;
+            var (_, _, height, width) = IdxFile.ReadImages(path, maxImages: 1);
+            return height == width ? height : null;
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {

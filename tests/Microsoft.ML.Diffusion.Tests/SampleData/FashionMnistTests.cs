@@ -1,9 +1,9 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace Microsoft.ML.Diffusion.Tests.Data;
+namespace Microsoft.ML.Diffusion.Tests.SampleData;
 
 public sealed class FashionMnistTests(ITestOutputHelper output) : IDisposable
 {

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.SampleData;
 
 /// <summary>One emoji as a row of an ML.NET data view: a 64×64 image file and the text that describes it.</summary>
 public sealed class EmojiRow

@@ -1,11 +1,11 @@
 using System.Text.Json;
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using SkiaSharp;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace Microsoft.ML.Diffusion.Tests.Data;
+namespace Microsoft.ML.Diffusion.Tests.SampleData;
 
 public sealed class EmojiDatasetTests(ITestOutputHelper output) : IDisposable
 {

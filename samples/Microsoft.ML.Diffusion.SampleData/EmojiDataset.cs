@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.SampleData;
 
 /// <summary>
 /// Emoji as text/image pairs, from the npm package <c>emoji-datasource-google</c> (version

@@ -1,11 +1,11 @@
 using System.Diagnostics;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Evaluation;
+using Microsoft.ML.Diffusion.SampleData;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Diffusion.Tests.Evaluation;
+namespace Microsoft.ML.Diffusion.Tests.SampleData;
 
 public sealed class ImageClassifierTests(ITestOutputHelper output) : IDisposable
 {

@@ -1,7 +1,7 @@
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.SampleData;
 using Xunit;
 
-namespace Microsoft.ML.Diffusion.Tests.Data;
+namespace Microsoft.ML.Diffusion.Tests.SampleData;
 
 public sealed class IdxFileTests : IDisposable
 {

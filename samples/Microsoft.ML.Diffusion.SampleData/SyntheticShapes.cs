@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.SampleData;
 
 /// <summary>
 /// A tiny built-in data set that needs no download: white discs and squares of random size and

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.SampleData;
 
 /// <summary>
 /// Reads and writes IDX files, the format of MNIST and Fashion-MNIST: a big-endian header with a magic

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Diffusion.Evaluation;
+namespace Microsoft.ML.Diffusion.SampleData;
 
 /// <summary>The shape and training settings of an <see cref="ImageClassifier"/>.</summary>
 public sealed record ImageClassifierOptions
@@ -41,11 +41,3 @@ public sealed record ImageClassifierOptions
         if (!(WeightDecay >= 0) || double.IsInfinity(WeightDecay)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "WeightDecay must not be negative.");
     }
 }
-
-/// <summary>Progress of <see cref="ImageClassifier.Train"/>, reported after every optimiser step.</summary>
-/// <param name="Epoch">The epoch, from 1.</param>
-/// <param name="Step">Steps done so far, from 1.</param>
-/// <param name="TotalSteps">Steps the whole run will take.</param>
-/// <param name="Loss">This step's cross-entropy loss.</param>
-/// <param name="Elapsed">Time since training began.</param>
-public sealed record ClassifierTrainingProgress(int Epoch, int Step, int TotalSteps, double Loss, TimeSpan Elapsed);

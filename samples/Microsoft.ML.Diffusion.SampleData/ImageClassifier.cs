@@ -1,12 +1,14 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
+using Microsoft.ML.Diffusion.Evaluation;
+using Microsoft.ML.Diffusion.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Diffusion.Evaluation;
+namespace Microsoft.ML.Diffusion.SampleData;
 
 /// <summary>
 /// A small convolutional image classifier, used to evaluate generated images (classification accuracy
@@ -134,6 +136,13 @@ public sealed class ImageClassifier : IDisposable
         return (double)correct / predicted.Length;
     }
 
+    /// <summary>
+    /// A sample-quality evaluator over <paramref name="realImages"/> that uses this classifier's penultimate
+    /// layer as the feature space and its predictions for class accuracy.
+    /// </summary>
+    public SampleQualityEvaluator CreateQualityEvaluator(Tensor realImages, int neighbours = 3)
+        => new(images => Features(images), realImages, images => Predict(images), neighbours);
+
     private Tensor Batched(Tensor images, int batchSize, Func<Tensor, Tensor> apply)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -161,14 +170,14 @@ public sealed class ImageClassifier : IDisposable
         return images.shape[0];
     }
 
-    /// <summary>Saves the classifier: a JSON header (options, steps) followed by the weights.</summary>
+    /// <summary>
+    /// Saves the classifier atomically (a crash mid-write keeps the previous file): a JSON header (options,
+    /// steps) followed by the weights.
+    /// </summary>
     public void Save(string path)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        string temp = path + ".tmp";
-        using (var stream = File.Create(temp))
-            Save(stream);
-        File.Move(temp, path, overwrite: true);
+        AtomicFile.Write(path, Save);
     }
 
     /// <summary>Saves the classifier to a stream.</summary>
