@@ -74,7 +74,8 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
         Succeeded(info);
         Assert.Matches(@"Training steps\s*│\s*20\s", info.Output);
         Assert.Matches(@"Image shape \(C×H×W\)\s*│\s*1×16×16", info.Output);
-        Assert.Matches(@"UNet channel multipliers\s*│\s*1,2\s", info.Output);
+        Assert.Matches(@"Noise predictor\s*│\s*unet\s", info.Output);
+        Assert.Matches(@"ChannelMultipliers\s*│\s*1,2\s", info.Output);
         Assert.Matches(@"Noise schedule\s*│\s*Linear", info.Output);
         Assert.Matches(@"Prediction type\s*│\s*Epsilon", info.Output);
         var parameters = Regex.Match(info.Output, @"Parameters\s*│\s*([\d,]+)");
