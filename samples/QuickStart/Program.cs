@@ -2,11 +2,11 @@
 // saves it as a zip, a fresh MLContext loads it, and generation pipelines write one PNG grid per sampler.
 // About 5 minutes on 2 CPU cores.
 //
-//   dotnet run --project samples/QuickStart -c Release [-- --steps 1500 --out out/quickstart]
+//   dotnet run --project samples/QuickStart -c Release [-- --steps 1100 --out out/quickstart]
 //
 // 1. the shapes (512 images, 16×16 grey) become an IDataView of float vectors;
 // 2. TrainDiffusion fits the model and ml.Model.Save writes shapes-model.zip;
-// 3. a fresh MLContext loads the zip and, for DPM-Solver++ (20 steps), DDIM (50) and DDPM (all 1000),
+// 3. a fresh MLContext loads the zip and, for DPM-Solver++ (20 steps), DDIM (50), Euler ancestral (30) and Heun (15),
 //    runs DiffusionGenerate → ResizeImages (64×64) → ConvertToGrayscale → ExtractPixels into a PNG grid.
 using Microsoft.ML.Diffusion.Samples;
 

@@ -26,7 +26,7 @@ public sealed class QuickStartOptions
     /// <summary>Images per grid (one per seed 0, 1, …).</summary>
     public int Samples { get; set; } = 32;
 
-    /// <summary>Diffusion steps T, which is also the number of steps DDPM samples with.</summary>
+    /// <summary>Diffusion steps T.</summary>
     public int DiffusionSteps { get; set; } = 1000;
 
     /// <summary>Side of the grid cells: ResizeImages upscales the 16×16 samples to it.</summary>
@@ -43,7 +43,7 @@ public sealed class QuickStartOptions
 /// </summary>
 public static class QuickStartSample
 {
-    public const int DefaultSteps = 1500;
+    public const int DefaultSteps = 1100;
     public const int ImageSize = 16;   // what the model sees
 
     /// <summary>One sampler's grid.</summary>
@@ -103,7 +103,8 @@ public static class QuickStartSample
         {
             (SamplerKind.DpmSolverPlusPlus, "dpmsolver", 20),
             (SamplerKind.Ddim, "ddim", 50),
-            (SamplerKind.Ddpm, "ddpm", options.DiffusionSteps),
+            (SamplerKind.EulerAncestral, "euler-ancestral", 30),
+            (SamplerKind.Heun, "heun", 15),
         })
         {
             var samplerClock = Stopwatch.StartNew();

@@ -27,7 +27,7 @@ public sealed class QuickStartSampleTests(Xunit.Abstractions.ITestOutputHelper o
         Assert.Equal(4, DiffusionModelTransformer.FindModel(reloaded).TrainingSteps);
         Assert.NotNull(schema.GetColumnOrNull("Pixels"));
 
-        Assert.Equal(["samples-dpmsolver-20-steps.png", "samples-ddim-50-steps.png", "samples-ddpm-50-steps.png"],
+        Assert.Equal(["samples-dpmsolver-20-steps.png", "samples-ddim-50-steps.png", "samples-euler-ancestral-30-steps.png", "samples-heun-15-steps.png"],
             result.Grids.Select(g => Path.GetFileName(g.Path)));
         foreach (var grid in result.Grids)
             Assert.Equal(GridSize(4, columns: 8, size: 32, scale: 1), PngSize(grid.Path));
