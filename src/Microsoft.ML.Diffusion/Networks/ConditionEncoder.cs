@@ -11,7 +11,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// embedding (all kinds) and, for text, a token context for cross-attention. Rows marked null get a
 /// learned null condition, which is what classifier-free guidance contrasts against.
 /// </summary>
-public sealed class ConditionEncoder : nn.Module
+internal sealed class ConditionEncoder : nn.Module
 {
     private readonly ConditioningOptions _options;
     private readonly Embedding? class_embedding;

@@ -9,7 +9,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// Cross-attention from the pixels of a feature map (queries) to the tokens of a text context (keys
 /// and values), with GroupNorm in front and a residual connection: how the prompt steers the UNet.
 /// </summary>
-public sealed class CrossAttention : Module<Tensor, Tensor, Tensor, Tensor>
+internal sealed class CrossAttention : Module<Tensor, Tensor, Tensor, Tensor>
 {
     private readonly GroupNorm norm;
     private readonly Conv2d query;

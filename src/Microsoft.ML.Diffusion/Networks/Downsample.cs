@@ -5,7 +5,7 @@ using static TorchSharp.torch.nn;
 namespace Microsoft.ML.Diffusion.Networks;
 
 /// <summary>Halves the feature map with a strided 3×3 convolution (learned, unlike pooling).</summary>
-public sealed class Downsample : Module<Tensor, Tensor>
+internal sealed class Downsample : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv;
 

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Diffusion.Networks;
 
 /// <summary>Normalisation layers built the way every module here needs them.</summary>
-public static class NormLayers
+internal static class NormLayers
 {
     /// <summary>
     /// A GroupNorm with its affine parameters set to the identity (weight 1, bias 0). TorchSharp 0.107's

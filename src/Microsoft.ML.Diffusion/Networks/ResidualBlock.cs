@@ -9,7 +9,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// DDPM's residual block: GroupNorm → SiLU → 3×3 conv, plus a projection of the time embedding added
 /// per channel, then GroupNorm → SiLU → dropout → 3×3 conv, and a skip (1×1 conv when widths differ).
 /// </summary>
-public sealed class ResidualBlock : Module<Tensor, Tensor, Tensor>
+internal sealed class ResidualBlock : Module<Tensor, Tensor, Tensor>
 {
     private readonly GroupNorm norm1;
     private readonly Conv2d conv1;

@@ -9,7 +9,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// Multi-head self-attention over the pixels of a feature map (DDPM's attention block at 16×16),
 /// with GroupNorm in front and a residual connection around it.
 /// </summary>
-public sealed class SelfAttention : Module<Tensor, Tensor>
+internal sealed class SelfAttention : Module<Tensor, Tensor>
 {
     private readonly GroupNorm norm;
     private readonly Conv2d qkv;

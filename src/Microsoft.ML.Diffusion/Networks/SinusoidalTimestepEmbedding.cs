@@ -7,7 +7,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// Transformer-style sinusoidal features of the timestep t (Vaswani et al.; DDPM appendix B):
 /// [sin(t·ω_k), cos(t·ω_k)] with ω_k = 10000^(−k/half). This is how the one network knows the noise level.
 /// </summary>
-public sealed class SinusoidalTimestepEmbedding : nn.Module<Tensor, Tensor>
+internal sealed class SinusoidalTimestepEmbedding : nn.Module<Tensor, Tensor>
 {
     private readonly Tensor frequencies;
 

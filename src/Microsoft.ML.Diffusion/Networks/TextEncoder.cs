@@ -9,7 +9,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// A small transformer encoder for prompts, trained with the diffusion model: token and position
 /// embeddings, then pre-norm self-attention + MLP layers. Padding (id 0) is masked out of attention.
 /// </summary>
-public sealed class TextEncoder : Module<Tensor, Tensor>
+internal sealed class TextEncoder : Module<Tensor, Tensor>
 {
     private readonly Embedding token_embedding;
     private readonly Parameter position_embedding;
@@ -44,7 +44,7 @@ public sealed class TextEncoder : Module<Tensor, Tensor>
 }
 
 /// <summary>One pre-norm transformer layer of the <see cref="TextEncoder"/>.</summary>
-public sealed class TextEncoderLayer : Module<Tensor, Tensor, Tensor>
+internal sealed class TextEncoderLayer : Module<Tensor, Tensor, Tensor>
 {
     private readonly LayerNorm norm1;
     private readonly Linear qkv;

@@ -8,7 +8,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// One residual block, followed by self-attention at the resolutions that have it and, in
 /// text-conditional models, cross-attention to the prompt there too.
 /// </summary>
-public sealed class UNetBlock : nn.Module
+internal sealed class UNetBlock : nn.Module
 {
     private readonly ResidualBlock residual;
     private readonly Module<Tensor, Tensor> attention;

@@ -6,7 +6,7 @@ using static TorchSharp.torch.nn;
 namespace Microsoft.ML.Diffusion.Networks;
 
 /// <summary>Doubles the feature map: nearest-neighbour upsampling, then a 3×3 convolution.</summary>
-public sealed class Upsample : Module<Tensor, Tensor>
+internal sealed class Upsample : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv;
 

@@ -7,7 +7,7 @@ namespace Microsoft.ML.Diffusion.Training;
 /// Keeps θ_ema ← d·θ_ema + (1 − d)·θ after each optimiser step. Sampling from the averaged weights gives
 /// markedly better images than the raw weights (DDPM used d = 0.9999).
 /// </summary>
-public sealed class ExponentialMovingAverage
+internal sealed class ExponentialMovingAverage
 {
     private readonly nn.Module _source;
     private readonly nn.Module _average;
