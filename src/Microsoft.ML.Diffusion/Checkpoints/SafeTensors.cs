@@ -76,12 +76,12 @@ internal static class SafeTensors
             {
                 if (name == "__metadata__") continue;
                 var entry = node as JsonObject ?? throw new CheckpointFormatException($"{source}: tensor '{name}' has no description.");
-                string dtype = entry["dtype"]?.GetValue<string>() ?? throw new CheckpointFormatException($"{source}: tensor '{name}' has no dtype.");
+                string dtype = entry["dtype"] is JsonValue d && d.TryGetValue<string>(out var text) ? text : throw new CheckpointFormatException($"{source}: tensor '{name}' has no dtype.");
                 var type = Names.FirstOrDefault(kv => kv.Value == dtype).Key;
                 if (!Names.ContainsValue(dtype)) throw new CheckpointFormatException($"{source}: tensor '{name}' has dtype {dtype}, which this library cannot read.");
-                long[] shape = [.. (entry["shape"] as JsonArray ?? throw new CheckpointFormatException($"{source}: tensor '{name}' has no shape.")).Select(d => d!.GetValue<long>())];
-                var offsets = entry["data_offsets"] as JsonArray ?? throw new CheckpointFormatException($"{source}: tensor '{name}' has no data offsets.");
-                long begin = offsets[0]!.GetValue<long>(), end = offsets[1]!.GetValue<long>();
+                long[] shape = [.. (entry["shape"] as JsonArray ?? throw new CheckpointFormatException($"{source}: tensor '{name}' has no shape.")).Select(d => Integer(d, source, name, "shape"))];
+                var offsets = entry["data_offsets"] is JsonArray { Count: 2 } pair ? pair : throw new CheckpointFormatException($"{source}: tensor '{name}' has no data offsets (two numbers).");
+                long begin = Integer(offsets[0], source, name, "data offsets"), end = Integer(offsets[1], source, name, "data offsets");
                 long expected = shape.Aggregate(1L, (a, b) => a * b) * ElementSize(type);
                 if (begin < 0 || end < begin || dataStart + end > file.Length)
                     throw new CheckpointFormatException($"{source} is truncated: tensor '{name}' needs bytes {begin}–{end} of the data, which has {file.Length - dataStart}.");
@@ -92,13 +92,21 @@ internal static class SafeTensors
                 result[name] = tensor.DetachFromDisposeScope();
             }
         }
-        catch
+        catch (Exception e)
         {
             foreach (var t in result.Values) t.Dispose();
+            // A header entry of the wrong JSON type (a string where a number belongs, a missing offset) is a corrupt file too.
+            if (e is InvalidOperationException or FormatException)
+                throw new CheckpointFormatException($"{source} has a malformed safetensors header: {e.Message}", e);
             throw;
         }
         return result;
     }
+
+    private static long Integer(JsonNode? node, string source, string name, string field) =>
+        node is JsonValue value && value.TryGetValue<long>(out long number)
+            ? number
+            : throw new CheckpointFormatException($"{source}: tensor '{name}' has {node?.ToJsonString() ?? "null"} in its {field}, where a whole number belongs.");
 
     private static int ElementSize(ScalarType type) => type switch
     {

@@ -19,7 +19,9 @@ internal sealed class NoisePredictorOptionsJsonConverter : JsonConverter<NoisePr
         string name = NoisePredictors.UNet;
         if (node.TryGetPropertyValue(TypeProperty, out var type))
         {
-            name = type?.GetValue<string>() ?? throw new JsonException($"The noise predictor's \"{TypeProperty}\" is null.");
+            name = type is JsonValue value && value.TryGetValue<string>(out var text)
+                ? text
+                : throw new JsonException($"The noise predictor's \"{TypeProperty}\" must be a registered name (a string), not {type?.ToJsonString() ?? "null"}.");
             node.Remove(TypeProperty);
         }
         var optionsType = NoisePredictors.OptionsTypeOf(name);

@@ -41,8 +41,9 @@ internal sealed class OutputProjection : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long channels = weight.shape[0], padding = MinimumComputedChannels - channels;
-        var w = padding > 0 ? cat([weight, zeros([padding, .. weight.shape[1..]], dtype: weight.dtype, device: weight.device)], 0) : weight;
-        var b = padding > 0 ? cat([bias, zeros(padding, dtype: bias.dtype, device: bias.device)], 0) : bias;
+        // Zero filters appended along the output dimension (pad's last pair addresses the first dimension).
+        var w = padding > 0 ? functional.pad(weight, [0, 0, 0, 0, 0, 0, 0, padding]) : weight;
+        var b = padding > 0 ? functional.pad(bias, [0, padding]) : bias;
         var y = functional.conv2d(x, w, b, padding: [1, 1]);
         return (padding > 0 ? y.narrow(1, 0, channels) : y).MoveToOuterDisposeScope();
     }

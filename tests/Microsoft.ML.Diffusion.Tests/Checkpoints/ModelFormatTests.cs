@@ -107,5 +107,19 @@ public class ModelFormatTests
         byte[] safetensors = SafeTensors.Write(state.Select(kv => (kv.Key, kv.Value)));
         e = Assert.Throws<CheckpointFormatException>(() => SafeTensors.Read(safetensors[..^10], "weights.safetensors"));
         Assert.Contains("weights.safetensors is truncated", e.Message);
+
+        byte[] Header(string json)
+        {
+            byte[] text = System.Text.Encoding.UTF8.GetBytes(json);
+            return [.. BitConverter.GetBytes((ulong)text.Length), .. text, .. new byte[16]];
+        }
+        e = Assert.Throws<CheckpointFormatException>(() => SafeTensors.Read(Header("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}"), "w.safetensors"));
+        Assert.Contains("tensor 'w' has \"2\" in its shape", e.Message);
+        e = Assert.Throws<CheckpointFormatException>(() => SafeTensors.Read(Header("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}"), "w.safetensors"));
+        Assert.Contains("tensor 'w' has no data offsets", e.Message);
+        e = Assert.Throws<CheckpointFormatException>(() => SafeTensors.Read(Header("{\"w\":{\"dtype\":5,\"shape\":[2],\"data_offsets\":[0,8]}}"), "w.safetensors"));
+        Assert.Contains("tensor 'w' has no dtype", e.Message);
+        using var read = SafeTensors.Read(Header("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}"), "w.safetensors")["w"];
+        Assert.Equal([2L], read.shape);
     }
 }

@@ -27,12 +27,14 @@ public class NativeRuntimeOptionsTests
 
             Environment.SetEnvironmentVariable(NativeRuntimeOptions.ThreadsVariable, "two");
             Assert.Contains("'two'", Assert.Throws<InvalidOperationException>(() => defaults.WithEnvironment()).Message);
+
+            foreach (var name in names) Environment.SetEnvironmentVariable(name, null);
+            Assert.Equal(defaults, defaults.WithEnvironment() with { });   // nothing set: the options as given
         }
         finally
         {
             foreach (var (name, value) in saved) Environment.SetEnvironmentVariable(name, value);
         }
-        Assert.Equal(defaults, defaults.WithEnvironment() with { });   // nothing set: the options as given
     }
 
     [Fact]

@@ -105,5 +105,9 @@ public sealed class CustomNetworkTests : IDisposable
         Assert.Contains("'no-such-network'", e.Message);
         Assert.Contains(NoisePredictors.UNet, e.Message);
         Assert.Contains(TinyConvOptions.Name, NoisePredictors.Names);
+
+        var notAName = Assert.Throws<System.Text.Json.JsonException>(() => System.Text.Json.JsonSerializer.Deserialize<NoisePredictorOptions>(
+            "{\"Type\":7,\"ImageChannels\":1}", DiffusionCheckpoint.JsonOptions));
+        Assert.Contains("\"Type\" must be a registered name (a string), not 7", notAName.Message);
     }
 }
