@@ -71,8 +71,7 @@ public static class DiffusionCatalog
         // A conditional model reads the column it was trained with unless told otherwise (on a copy: the caller's options stay as given).
         if (options.ConditionColumnName is null && DiffusionModelTransformer.TryFindStage(model) is DiffusionModelTransformer trained)
         {
-            options = options.Clone();
-            options.ConditionColumnName = trained.ConditionColumnName;
+            options = options with { ConditionColumnName = trained.ConditionColumnName };
         }
         return new(CatalogUtils.GetEnvironment(catalog), found, options);
     }

@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Runtime;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms.Image;
 
@@ -20,7 +21,7 @@ public sealed class DiffusionGenerationEstimator : IEstimator<DiffusionGeneratio
     {
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionGenerationEstimator));
         _model = model ?? throw new ArgumentNullException(nameof(model));
-        _options = options?.Clone() ?? throw new ArgumentNullException(nameof(options));
+        _options = options is null ? throw new ArgumentNullException(nameof(options)) : options with { };
         _options.Validate();
     }
 
@@ -28,7 +29,11 @@ public sealed class DiffusionGenerationEstimator : IEstimator<DiffusionGeneratio
     public DiffusionGenerationTransformer Fit(IDataView input)
     {
         _host.CheckValue(input, nameof(input));
-        var transformer = new DiffusionGenerationTransformer(_host, _model, _options, ownsModel: false);
+        // A device of its own: the transformer generates with (and owns) a copy of the model there.
+        var device = _options.Device is { } requested ? DiffusionDevice.Resolve(requested) : _model.Device;
+        var transformer = DiffusionDevice.Same(device, _model.Device)
+            ? new DiffusionGenerationTransformer(_host, _model, _options, ownsModel: false)
+            : new DiffusionGenerationTransformer(_host, _model.CopyTo(device), _options, ownsModel: true);
         transformer.GetOutputSchema(input.Schema);   // fail now, with the column named, not at the first row
         return transformer;
     }

@@ -1,9 +1,14 @@
-using Microsoft.ML.Diffusion.Samplers;
+using System.Text.Json.Serialization;
+using Microsoft.ML.Diffusion.Models;
 
 namespace Microsoft.ML.Diffusion.MLNet;
 
-/// <summary>Options for <see cref="DiffusionCatalog.DiffusionGenerate(TransformsCatalog, ITransformer, DiffusionGenerationOptions)"/>.</summary>
-public sealed class DiffusionGenerationOptions
+/// <summary>
+/// Options for <see cref="DiffusionCatalog.DiffusionGenerate(TransformsCatalog, ITransformer, DiffusionGenerationOptions)"/>:
+/// every sampling setting of <see cref="GenerationOptions"/> plus the stage's columns, output and batching. Saved with
+/// the stage in model zips (all but <see cref="Device"/>).
+/// </summary>
+public sealed record DiffusionGenerationOptions : GenerationOptions
 {
     /// <summary>Name of the generated column.</summary>
     public string OutputColumnName { get; set; } = "GeneratedImage";
@@ -21,38 +26,8 @@ public sealed class DiffusionGenerationOptions
     /// </summary>
     public string? ConditionColumnName { get; set; }
 
-    /// <summary>
-    /// Classifier-free guidance scale w: ε = ε_uncond + w (ε_cond − ε_uncond). 1 follows the condition
-    /// as trained, 0 ignores it, 3–5 follow it more closely.
-    /// </summary>
-    public double GuidanceScale { get; set; } = 1.0;
-
     /// <summary>Base seed for rows when no seed column is given.</summary>
     public long Seed { get; set; }
-
-    /// <summary>The sampler: a <see cref="SamplerKind"/> or any name registered with <see cref="DiffusionSamplers"/>; saved by name.</summary>
-    public SamplerName Sampler { get; set; } = SamplerKind.DpmSolverPlusPlus;
-
-    /// <summary>Denoising steps; null uses the sampler's usual count (<see cref="DiffusionSamplers.DefaultSteps"/>).</summary>
-    public int? Steps { get; set; }
-
-    /// <summary>How the timesteps are chosen; null uses the sampler's default.</summary>
-    public TimestepSpacing? Spacing { get; set; }
-
-    /// <summary>Added to every timestep with leading spacing (diffusers' <c>steps_offset</c>).</summary>
-    public int StepsOffset { get; set; }
-
-    /// <summary>DDIM's η (0 = deterministic).</summary>
-    public double Eta { get; set; }
-
-    /// <summary>How x̂₀ is kept in range at each step.</summary>
-    public X0Clipping Clipping { get; set; } = X0Clipping.Clip;
-
-    /// <summary>Cap for clipping and dynamic thresholding of x̂₀.</summary>
-    public double ClipRange { get; set; } = 1.0;
-
-    /// <summary>Most samples per network forward pass; larger batches (and guidance's doubled batch) are split.</summary>
-    public int ForwardBatchSize { get; set; } = Models.DiffusionModel.DefaultForwardBatchSize;
 
     /// <summary>Image or float-vector output.</summary>
     public GeneratedOutputKind OutputKind { get; set; } = GeneratedOutputKind.Image;
@@ -60,20 +35,19 @@ public sealed class DiffusionGenerationOptions
     /// <summary>Rows generated together in one sampler run.</summary>
     public int BatchSize { get; set; } = 64;
 
-    // A snapshot, so changing these options after building a stage does not change it.
-    internal DiffusionGenerationOptions Clone() => (DiffusionGenerationOptions)MemberwiseClone();
+    /// <summary>
+    /// Where the stage generates: "cpu", "cuda", "cuda:N" or "auto". Null generates where the model is: where it was
+    /// trained, or for a loaded zip where the loading <see cref="MLContext"/> puts it (<see cref="MLContext.GpuDeviceId"/>
+    /// and <see cref="MLContext.FallbackToCpu"/>). A machine's choice, so it is not saved in the zip.
+    /// </summary>
+    [JsonIgnore]
+    public string? Device { get; set; }
 
-    /// <summary>Checks the values and throws naming the bad one.</summary>
-    public void Validate()
+    /// <inheritdoc/>
+    public override void Validate()
     {
         if (string.IsNullOrWhiteSpace(OutputColumnName)) throw new ArgumentException("OutputColumnName must be set.", nameof(OutputColumnName));
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be positive.");
-        if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
-        if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
-        if (!DiffusionSamplers.IsRegistered(Sampler)) throw new ArgumentException($"No sampler is registered as '{Sampler}'. Registered: {string.Join(", ", DiffusionSamplers.Names)}.", nameof(Sampler));
-        if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), StepsOffset, "StepsOffset must not be negative.");
-        if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");
-        if (ForwardBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(ForwardBatchSize), ForwardBatchSize, "ForwardBatchSize must be positive.");
-        if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
+        base.Validate();
     }
 }

@@ -29,15 +29,18 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
         _ownsModel = ownsModel;
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionGenerationTransformer));
         Model = model ?? throw new ArgumentNullException(nameof(model));
-        options.Validate();
-        Options = options.Clone();
+        Settings = options with { };
+        Settings.Validate();
     }
 
     /// <summary>The model that generates.</summary>
     public DiffusionModel Model { get; }
 
     /// <summary>The generation settings (a copy; changing it does not affect this transformer).</summary>
-    public DiffusionGenerationOptions Options { get; }
+    public DiffusionGenerationOptions Options => Settings with { };
+
+    // The transformer's own snapshot of the options.
+    internal DiffusionGenerationOptions Settings { get; }
 
     /// <inheritdoc/>
     public bool IsRowToRowMapper => true;
@@ -64,14 +67,9 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
     /// <summary>One sampler run for a batch of seeds; planar (C, H, W) pixels in [−1, 1] per image.</summary>
     internal float[][] GenerateBatch(IReadOnlyList<long> seeds, ConditionColumn? conditionColumn, IReadOnlyList<object> conditions)
     {
-        var generation = new GenerationOptions
-        {
-            Sampler = Options.Sampler, Steps = Options.Steps, Spacing = Options.Spacing, StepsOffset = Options.StepsOffset, Eta = Options.Eta,
-            Clipping = Options.Clipping, ClipRange = Options.ClipRange, GuidanceScale = Options.GuidanceScale, ForwardBatchSize = Options.ForwardBatchSize,
-        };
         float[] all;
         using (var condition = conditionColumn?.ToBatch(conditions))
-        using (var images = Model.Generate(generation, seeds, onStep: (_, _) => _host.CheckAlive(), condition: condition))
+        using (var images = Model.Generate(Settings, seeds, onStep: (_, _) => _host.CheckAlive(), condition: condition))
             all = images.cpu().data<float>().ToArray();
         int length = all.Length / seeds.Count;
         var result = new float[seeds.Count][];
@@ -86,7 +84,7 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
         _host.CheckValue(ctx, nameof(ctx));
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
-        ModelPersistence.SaveSettings(ctx, Options);
+        ModelPersistence.SaveSettings(ctx, Settings);
         ModelPersistence.SaveModel(ctx, Model);
     }
 
@@ -96,7 +94,7 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
         Contracts.CheckValue(env, nameof(env));
         ModelPersistence.CheckVersion(ctx, GetVersionInfo(), "diffusion generation stage");
         var options = ModelPersistence.LoadSettings<DiffusionGenerationOptions>(ctx, "diffusion generation stage");
-        var model = ModelPersistence.LoadModel(ctx, "auto", "diffusion generation stage");
+        var model = ModelPersistence.LoadModel(ctx, env, "diffusion generation stage");
         return new DiffusionGenerationTransformer(env, model, options, ownsModel: true);
     }
 

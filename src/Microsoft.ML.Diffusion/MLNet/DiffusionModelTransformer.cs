@@ -72,7 +72,7 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
         Contracts.CheckValue(env, nameof(env));
         ModelPersistence.CheckVersion(ctx, GetVersionInfo(), "diffusion model stage");
         var settings = ModelPersistence.LoadSettings<Settings>(ctx, "diffusion model stage");
-        var model = ModelPersistence.LoadModel(ctx, "auto", "diffusion model stage");
+        var model = ModelPersistence.LoadModel(ctx, env, "diffusion model stage");
         return new DiffusionModelTransformer(env, model, settings.ImageColumnName, settings.ConditionColumnName);
     }
 

@@ -25,7 +25,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
     internal DiffusionTrainingEstimator(IHostEnvironment env, DiffusionTrainingOptions options)
     {
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionTrainingEstimator));
-        _options = options?.Clone() ?? throw new ArgumentNullException(nameof(options));
+        _options = options?.Snapshot() ?? throw new ArgumentNullException(nameof(options));
         if (options.ImageChannels is not (1 or 3 or 4))
             throw new ArgumentOutOfRangeException(nameof(options), options.ImageChannels, "ImageChannels must be 1, 3 or 4.");
         if (options.TrainingSteps < 0) throw new ArgumentOutOfRangeException(nameof(options), options.TrainingSteps, "TrainingSteps must not be negative.");
@@ -82,19 +82,8 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
             throw new ArgumentOutOfRangeException(nameof(input), $"The noise predictor cannot be built for column '{column.Name}'{(condition is null ? "" : $" and condition column '{o.ConditionColumnName}'")}: {e.Message}");
         }
         var schedule = new NoiseScheduleOptions { Kind = o.Schedule, TrainSteps = o.DiffusionSteps };
-        var trainerOptions = new DiffusionTrainerOptions
-        {
-            Prediction = o.Prediction,
-            BatchSize = o.BatchSize,
-            LearningRate = o.LearningRate,
-            WarmupSteps = o.WarmupSteps,
-            WeightDecay = o.WeightDecay,
-            GradientClipNorm = o.GradientClipNorm,
-            EmaDecay = o.EmaDecay,
-            RandomHorizontalFlip = o.RandomHorizontalFlip,
-            ConditionDropout = o.ConditionDropout,
-            Seed = o.Seed ?? _host.Rand.Next(),
-        };
+        // The hyper-parameters as given (this stage's own settings ride along unused), seeded from the MLContext when unset.
+        var trainerOptions = o with { Seed = o.Seed ?? _host.Rand.Next() };
 
         using var trainer = new DiffusionTrainer(network, schedule, trainerOptions, device);
         if (o.CheckpointPath is not null && o.ResumeFromCheckpoint && File.Exists(o.CheckpointPath))

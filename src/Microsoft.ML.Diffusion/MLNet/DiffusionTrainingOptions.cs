@@ -5,8 +5,12 @@ using Microsoft.ML.Diffusion.Training;
 
 namespace Microsoft.ML.Diffusion.MLNet;
 
-/// <summary>Options for <see cref="DiffusionCatalog.TrainDiffusion(TransformsCatalog, DiffusionTrainingOptions)"/>.</summary>
-public sealed class DiffusionTrainingOptions
+/// <summary>
+/// Options for <see cref="DiffusionCatalog.TrainDiffusion(TransformsCatalog, DiffusionTrainingOptions)"/>: every
+/// hyper-parameter of <see cref="DiffusionTrainerOptions"/> plus the stage's columns, network, schedule, length,
+/// device and checkpoints.
+/// </summary>
+public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
 {
     /// <summary>The image column: an image of fixed size (LoadImages + ResizeImages) or a float vector of pixels (ExtractPixels).</summary>
     public string ImageColumnName { get; set; } = "Image";
@@ -43,8 +47,6 @@ public sealed class DiffusionTrainingOptions
     /// <summary>Attention heads of the text encoder.</summary>
     public int TextHeads { get; set; } = 4;
 
-    /// <summary>Probability of training a sample with the null condition, which classifier-free guidance needs.</summary>
-    public double ConditionDropout { get; set; } = 0.1;
 
     /// <summary>
     /// The noise predictor to train: the options of any kind registered with <see cref="NoisePredictors"/>. Its
@@ -80,35 +82,17 @@ public sealed class DiffusionTrainingOptions
     /// <summary>Diffusion steps T.</summary>
     public int DiffusionSteps { get; set; } = 1000;
 
-    /// <summary>What the network learns to predict.</summary>
-    public PredictionType Prediction { get; set; } = PredictionType.Epsilon;
 
     /// <summary>Optimiser steps to train for (in total, counting steps restored from a checkpoint).</summary>
     public int TrainingSteps { get; set; } = 2000;
 
-    /// <summary>Images per step.</summary>
-    public int BatchSize { get; set; } = 64;
 
-    /// <summary>Peak AdamW learning rate.</summary>
-    public double LearningRate { get; set; } = 2e-4;
 
-    /// <summary>Linear warm-up steps.</summary>
-    public int WarmupSteps { get; set; } = 100;
 
-    /// <summary>AdamW weight decay.</summary>
-    public double WeightDecay { get; set; }
 
-    /// <summary>Gradient-norm clipping (0 disables).</summary>
-    public double GradientClipNorm { get; set; } = 1.0;
 
-    /// <summary>EMA decay of the sampling weights (0 disables).</summary>
-    public double EmaDecay { get; set; } = 0.999;
 
-    /// <summary>Random left–right flips of training images.</summary>
-    public bool RandomHorizontalFlip { get; set; }
 
-    /// <summary>Seed for weights, batches and noise; null draws one from the MLContext's seed.</summary>
-    public int? Seed { get; set; }
 
     /// <summary>"auto" (CUDA when available), "cpu" or "cuda[:N]".</summary>
     public string Device { get; set; } = "auto";
@@ -135,11 +119,9 @@ public sealed class DiffusionTrainingOptions
     public bool ResumeFromCheckpoint { get; set; } = true;
 
     // A snapshot for the estimator, so changing these options after building a pipeline does not change it.
-    internal DiffusionTrainingOptions Clone()
+    internal DiffusionTrainingOptions Snapshot() => this with
     {
-        var copy = (DiffusionTrainingOptions)MemberwiseClone();
-        copy.ChannelMultipliers = (int[])ChannelMultipliers.Clone();
-        copy.AttentionResolutions = (int[]?)AttentionResolutions?.Clone();
-        return copy;
-    }
+        ChannelMultipliers = (int[])ChannelMultipliers.Clone(),
+        AttentionResolutions = (int[]?)AttentionResolutions?.Clone(),
+    };
 }

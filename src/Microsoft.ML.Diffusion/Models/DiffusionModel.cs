@@ -133,6 +133,7 @@ public sealed class DiffusionModel : IDisposable
         CancellationToken cancellationToken = default, ConditionBatch? condition = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         ArgumentNullException.ThrowIfNull(seeds);
         if (seeds.Count == 0) throw new ArgumentException("At least one seed is needed.", nameof(seeds));
         if (condition is not null && !Network.IsConditional)
@@ -140,10 +141,6 @@ public sealed class DiffusionModel : IDisposable
         if (condition is not null && condition.Count != seeds.Count)
             throw new ArgumentException($"There are {condition.Count} conditions for {seeds.Count} seeds.", nameof(condition));
         condition?.Validate(NetworkOptions.Condition);
-        if (!(options.GuidanceScale >= 0) || double.IsInfinity(options.GuidanceScale))
-            throw new ArgumentOutOfRangeException(nameof(options), options.GuidanceScale, "GuidanceScale must be a non-negative number.");
-        if (options.ForwardBatchSize < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), options.ForwardBatchSize, "ForwardBatchSize must be positive.");
         using var noise = NoiseSource.PerSample(seeds);
         using var sampler = CreateSampler(options);
         using var scope = NewDisposeScope();
@@ -153,6 +150,15 @@ public sealed class DiffusionModel : IDisposable
         var denoiser = onDevice is null ? AsDenoiser(options.ForwardBatchSize) : AsDenoiser(onDevice, options.GuidanceScale, options.ForwardBatchSize);
         using var result = SamplingLoop.Run(denoiser, sampler, x, steps, noise, onStep, cancellationToken);
         return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>An independent copy of this model on <paramref name="device"/>, owned by the caller.</summary>
+    internal DiffusionModel CopyTo(Device device)
+    {
+        using var buffer = new MemoryStream();
+        Save(buffer);
+        buffer.Position = 0;
+        return Load(buffer, device, "A copy of the model");
     }
 
     /// <summary>The model's checkpoint bytes' header.</summary>

@@ -2,40 +2,55 @@ using Microsoft.ML.Diffusion.Samplers;
 
 namespace Microsoft.ML.Diffusion.Models;
 
-/// <summary>How <see cref="DiffusionModel.Generate"/> samples.</summary>
-public sealed record GenerationOptions
+/// <summary>
+/// How images are sampled: the settings of <see cref="DiffusionModel.Generate"/>, and the sampling half of the
+/// ML.NET stage's options (<see cref="MLNet.DiffusionGenerationOptions"/> derives from it).
+/// </summary>
+public record GenerationOptions
 {
     /// <summary>The sampler: a <see cref="SamplerKind"/> or any name registered with <see cref="DiffusionSamplers"/>.</summary>
-    public SamplerName Sampler { get; init; } = SamplerKind.DpmSolverPlusPlus;
+    public SamplerName Sampler { get; set; } = SamplerKind.DpmSolverPlusPlus;
 
     /// <summary>Denoising steps; null uses the sampler's usual count (<see cref="DiffusionSamplers.DefaultSteps"/>).</summary>
-    public int? Steps { get; init; }
+    public int? Steps { get; set; }
 
     /// <summary>How the timesteps are chosen; null uses the sampler's default.</summary>
-    public TimestepSpacing? Spacing { get; init; }
+    public TimestepSpacing? Spacing { get; set; }
 
     /// <summary>Added to every timestep with leading spacing (diffusers' <c>steps_offset</c>).</summary>
-    public int StepsOffset { get; init; }
+    public int StepsOffset { get; set; }
 
     /// <summary>DDIM's η (0 = deterministic).</summary>
-    public double Eta { get; init; }
+    public double Eta { get; set; }
 
     /// <summary>How x̂₀ is kept in range at each step.</summary>
-    public X0Clipping Clipping { get; init; } = X0Clipping.Clip;
+    public X0Clipping Clipping { get; set; } = X0Clipping.Clip;
 
-    /// <summary>Cap for clipping and dynamic thresholding.</summary>
-    public double ClipRange { get; init; } = 1.0;
+    /// <summary>Cap for clipping and dynamic thresholding of x̂₀.</summary>
+    public double ClipRange { get; set; } = 1.0;
 
     /// <summary>
     /// Classifier-free guidance scale w for conditional models: ε = ε_uncond + w (ε_cond − ε_uncond).
-    /// 1 uses the conditional prediction alone, 0 ignores the condition, larger values follow it more
+    /// 1 uses the conditional prediction alone, 0 ignores the condition, larger values (3–5) follow it more
     /// closely. Both passes run as one forward of twice the batch.
     /// </summary>
-    public double GuidanceScale { get; init; } = 1.0;
+    public double GuidanceScale { get; set; } = 1.0;
 
     /// <summary>
     /// Most samples per network forward pass; larger batches (and the doubled batch of guidance) are split.
     /// Splitting changes only float rounding, and speed (see <see cref="DiffusionModel.DefaultForwardBatchSize"/>).
     /// </summary>
-    public int ForwardBatchSize { get; init; } = DiffusionModel.DefaultForwardBatchSize;
+    public int ForwardBatchSize { get; set; } = DiffusionModel.DefaultForwardBatchSize;
+
+    /// <summary>Checks the values and throws naming the bad one.</summary>
+    public virtual void Validate()
+    {
+        if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
+        if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
+        if (!DiffusionSamplers.IsRegistered(Sampler)) throw new ArgumentException($"No sampler is registered as '{Sampler}'. Registered: {string.Join(", ", DiffusionSamplers.Names)}.", nameof(Sampler));
+        if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), StepsOffset, "StepsOffset must not be negative.");
+        if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");
+        if (ForwardBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(ForwardBatchSize), ForwardBatchSize, "ForwardBatchSize must be positive.");
+        if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
+    }
 }

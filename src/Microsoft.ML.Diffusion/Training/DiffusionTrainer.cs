@@ -17,6 +17,7 @@ namespace Microsoft.ML.Diffusion.Training;
 /// </summary>
 public sealed class DiffusionTrainer : IDisposable
 {
+    private readonly DiffusionTrainerOptions _options;
     private readonly NoisePredictor _network;
     private readonly NoisePredictor? _emaNetwork;
     private readonly ExponentialMovingAverage? _ema;
@@ -32,33 +33,34 @@ public sealed class DiffusionTrainer : IDisposable
     public DiffusionTrainer(NoisePredictorOptions network, NoiseScheduleOptions? schedule = null, DiffusionTrainerOptions? options = null, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(network);
-        Options = options ?? new DiffusionTrainerOptions();
-        Options.Validate();
+        // A snapshot of the hyper-parameters alone (not of a derived options type): later changes to the caller's options do not reach the trainer.
+        _options = options is null ? new DiffusionTrainerOptions() : options.HyperParameters();
+        _options.Validate();
         DiffusionDevice.EnsureInitialized();
         ScheduleOptions = schedule ?? new NoiseScheduleOptions();
         Schedule = NoiseSchedule.Create(ScheduleOptions);
         Device = device ?? DiffusionDevice.Resolve();
 
         // Weight initialisation and dropout draw from torch's global generator: seed it here.
-        manual_seed(Options.Seed);
+        manual_seed(_options.Seed ?? 0);
         _network = NoisePredictors.Create(network);
         _network.to(Device);
-        if (Options.EmaDecay > 0)
+        if (_options.EmaDecay > 0)
         {
             _emaNetwork = NoisePredictors.Create(network);
             _emaNetwork.to(Device);
             _emaNetwork.eval();
             foreach (var p in _emaNetwork.parameters()) p.requires_grad = false;
-            _ema = new ExponentialMovingAverage(_network, _emaNetwork, Options.EmaDecay);
+            _ema = new ExponentialMovingAverage(_network, _emaNetwork, _options.EmaDecay);
         }
-        _optimizer = optim.AdamW(_network.parameters(), Options.LearningRate, weight_decay: Options.WeightDecay);
+        _optimizer = optim.AdamW(_network.parameters(), _options.LearningRate, weight_decay: _options.WeightDecay);
         _forward = new ForwardProcess(Schedule, Device);
-        _generator = new Generator(unchecked((ulong)Options.Seed), CPU);
+        _generator = new Generator(unchecked((ulong)(_options.Seed ?? 0)), CPU);
         _lossSum = zeros(1, dtype: float32, device: Device).DetachFromDisposeScope();
     }
 
     /// <summary>The training hyper-parameters.</summary>
-    public DiffusionTrainerOptions Options { get; }
+    public DiffusionTrainerOptions Options => _options with { };   // a copy: the trainer's own settings stay as they were
 
     /// <summary>The schedule's options.</summary>
     public NoiseScheduleOptions ScheduleOptions { get; }
@@ -76,9 +78,9 @@ public sealed class DiffusionTrainer : IDisposable
     public long StepsDone { get; private set; }
 
     /// <summary>The learning rate for the next step (linear warm-up, then constant).</summary>
-    public double CurrentLearningRate => Options.WarmupSteps == 0
-        ? Options.LearningRate
-        : Options.LearningRate * Math.Min(1.0, (StepsDone + 1.0) / Options.WarmupSteps);
+    public double CurrentLearningRate => _options.WarmupSteps == 0
+        ? _options.LearningRate
+        : _options.LearningRate * Math.Min(1.0, (StepsDone + 1.0) / _options.WarmupSteps);
 
     /// <summary>
     /// One step of Algorithm 1 on a batch of clean images (N, C, H, W) scaled to [−1, 1]. The loss is kept
@@ -93,7 +95,7 @@ public sealed class DiffusionTrainer : IDisposable
         _network.train();
         long n = x0.shape[0];
         var batch = x0.to(Device);
-        if (Options.RandomHorizontalFlip)
+        if (_options.RandomHorizontalFlip)
         {
             var flip = (rand(n, generator: _generator) < 0.5).to(Device).view(-1, 1, 1, 1);
             batch = where(flip, batch.flip(3), batch);
@@ -101,12 +103,12 @@ public sealed class DiffusionTrainer : IDisposable
         var t = randint(0, Schedule.Length, [n], dtype: int64, generator: _generator).to(Device);
         var noise = randn(batch.shape, dtype: float32, generator: _generator).to(Device);
         var xt = _forward.AddNoise(batch, t, noise);
-        var target = _forward.Target(Options.Prediction, batch, noise, t);
+        var target = _forward.Target(_options.Prediction, batch, noise, t);
         ConditionBatch? dropped = null;
         if (condition is not null)
         {
             // Classifier-free guidance training: some samples see the null condition instead of theirs.
-            var drop = (rand(n, generator: _generator) < Options.ConditionDropout).to(Device);
+            var drop = (rand(n, generator: _generator) < _options.ConditionDropout).to(Device);
             using var onDevice = condition.To(Device);
             dropped = onDevice.WithNull(drop);
         }
@@ -116,11 +118,11 @@ public sealed class DiffusionTrainer : IDisposable
         var loss = nn.functional.mse_loss(_network.Forward(xt, t, dropped), target);
         dropped?.Dispose();
         loss.backward();
-        if (Options.GradientClipNorm > 0)
+        if (_options.GradientClipNorm > 0)
         {
-            double norm = nn.utils.clip_grad_norm_(_network.parameters(), Options.GradientClipNorm);
+            double norm = nn.utils.clip_grad_norm_(_network.parameters(), _options.GradientClipNorm);
             if (!double.IsFinite(norm))
-                throw new InvalidOperationException($"Training diverged at step {StepsDone + 1}: the gradient norm is {norm}. Check the images for NaN or infinite values, or lower the learning rate ({Options.LearningRate}).");
+                throw new InvalidOperationException($"Training diverged at step {StepsDone + 1}: the gradient norm is {norm}. Check the images for NaN or infinite values, or lower the learning rate ({_options.LearningRate}).");
         }
         _optimizer.step();
         StepsDone++;
@@ -161,7 +163,7 @@ public sealed class DiffusionTrainer : IDisposable
         conditions?.Validate(_network.Options.Condition);
 
         long count = images.shape[0];
-        int batch = (int)Math.Min(Options.BatchSize, count);
+        int batch = (int)Math.Min(_options.BatchSize, count);
         long target = StepsDone + steps;
         if (_epochOrder is not null && _epochOrder.shape[0] != count)
         {
@@ -250,7 +252,7 @@ public sealed class DiffusionTrainer : IDisposable
             foreach (var (name, dst) in copy.state_dict())
                 dst.copy_(from[name]);
         }
-        return new DiffusionModel(copy, ScheduleOptions, Options.Prediction, StepsDone);
+        return new DiffusionModel(copy, ScheduleOptions, _options.Prediction, StepsDone);
     }
 
     private void CheckImageShape(Tensor images, string name)

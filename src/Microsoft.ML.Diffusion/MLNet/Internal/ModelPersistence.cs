@@ -37,7 +37,8 @@ internal static class ModelPersistence
     public static void SaveModel(ModelSaveContext ctx, DiffusionModel model)
         => ctx.SaveBinaryStream(ModelStream, w => model.Save(w.BaseStream));
 
-    public static DiffusionModel LoadModel(ModelLoadContext ctx, string device, string component)
+    /// <summary>The stage's model, on the device the loading context asks for (<see cref="DiffusionDevice.ForEnvironment"/>).</summary>
+    public static DiffusionModel LoadModel(ModelLoadContext ctx, IHostEnvironment env, string component)
     {
         DiffusionModel? model = null;
         bool found = ctx.TryLoadBinaryStream(ModelStream, r =>
@@ -45,7 +46,7 @@ internal static class ModelPersistence
             using var buffer = new MemoryStream();
             r.BaseStream.CopyTo(buffer);
             buffer.Position = 0;
-            model = DiffusionModel.Load(buffer, DiffusionDevice.Resolve(device), $"The model zip's {component}");
+            model = DiffusionModel.Load(buffer, DiffusionDevice.ForEnvironment(env), $"The model zip's {component}");
         });
         if (!found || model is null)
             throw new CheckpointFormatException($"The model zip's {component} has no '{ModelStream}' stream; the zip is incomplete or was not written by Microsoft.ML.Diffusion.");
