@@ -29,6 +29,10 @@ internal sealed record BenchmarkOptions
     public double[] QualityGuidance { get; init; } = [0, 1, 3, 5];
     public int ClassifierEpochs { get; init; } = 3;
     public string? GridDirectory { get; init; }
+    public bool SamplerSweep { get; init; }
+    public int SweepSamples { get; init; } = 250;
+    public int[] SweepEvaluations { get; init; } = [5, 10, 20, 50, 100, 1000];
+    public double SweepGuidance { get; init; } = 1;
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -65,6 +69,12 @@ internal sealed record BenchmarkOptions
           --quality-guidance a,b  (quality) guidance scales (default 0,1,3,5)
           --classifier-epochs N   (quality) epochs of the evaluation classifier (default 3)
           --grids DIR             (quality) write class grids of the last snapshot for each guidance scale to DIR
+          --sampler-sweep         Fréchet distance by network evaluations for every registered sampler on the quality
+                                  study's last snapshot (trained first if missing); cells resume from the JSON in
+                                  OUT/quality; writes sampler-sweep.md/.json and, with --grids DIR, DIR/sampler-sweep.png
+          --sweep-samples N       (sweep) images per cell (default 250, 25 per class)
+          --sweep-nfe a,b,c       (sweep) network-evaluation budgets (default 5,10,20,50,100,1000)
+          --sweep-guidance W      (sweep) guidance scale (default 1: the conditional prediction, the study's best FD)
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -103,6 +113,10 @@ internal sealed record BenchmarkOptions
                 "--quality-guidance" => o with { QualityGuidance = Doubles(Value(), a) },
                 "--classifier-epochs" => o with { ClassifierEpochs = Int() },
                 "--grids" => o with { GridDirectory = Value() },
+                "--sampler-sweep" => o with { SamplerSweep = true },
+                "--sweep-samples" => o with { SweepSamples = Int() },
+                "--sweep-nfe" => o with { SweepEvaluations = Ints(Value(), a) },
+                "--sweep-guidance" => o with { SweepGuidance = Doubles(Value(), a)[0] },
                 "-h" or "--help" => throw new HelpRequestedException(),
                 _ => throw new ArgumentException($"Unknown option '{a}'."),
             };

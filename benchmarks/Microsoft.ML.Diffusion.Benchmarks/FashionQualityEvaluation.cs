@@ -24,7 +24,7 @@ internal sealed record QualityReport(string Timestamp, VersionsInfo Versions, st
 /// </summary>
 internal static class FashionQualityEvaluation
 {
-    private const int ReferenceImages = 10_000;
+    internal const int ReferenceImages = 10_000;
     private static readonly GenerationOptions Sampling = new() { Sampler = SamplerKind.DpmSolverPlusPlus, Steps = 20 };
 
     public static QualityReport Run(BenchmarkOptions options, VersionsInfo versions, string directory, IReadOnlyList<QualitySnapshot> snapshots,
@@ -70,7 +70,7 @@ internal static class FashionQualityEvaluation
         return new QualityReport(DateTimeOffset.UtcNow.ToString("O"), versions, "DPM-Solver++(2M)", Sampling.Steps!.Value, ReferenceImages, classifierResult, rows.ToArray());
     }
 
-    private static ClassifierResult TrainOrLoadClassifier(BenchmarkOptions options, string directory, Tensor train, long[] trainLabels,
+    internal static ClassifierResult TrainOrLoadClassifier(BenchmarkOptions options, string directory, Tensor train, long[] trainLabels,
         Tensor test, long[] testLabels, Action<string> log)
     {
         string path = Path.Combine(directory, "fashion-classifier.bin");

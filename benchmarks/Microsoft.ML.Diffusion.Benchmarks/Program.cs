@@ -58,6 +58,19 @@ if (options.ForwardBatches)
     return 0;
 }
 
+if (options.SamplerSweep)
+{
+    string dir = Path.Combine(options.OutputDirectory, "quality");
+    var snapshot = FashionQualityTraining.Run(options, dir, Log).MaxBy(s => s.Steps)!;
+    var sweep = SamplerSweep.Run(options, versions, dir, snapshot, Log);
+    Json.Write(Path.Combine(options.OutputDirectory, "sampler-sweep.json"), sweep);
+    string sweepMarkdown = SamplerSweep.Markdown(sweep);
+    File.WriteAllText(Path.Combine(options.OutputDirectory, "sampler-sweep.md"), sweepMarkdown);
+    if (options.GridDirectory is not null) SweepPlot.Save(sweep, Path.Combine(options.GridDirectory, "sampler-sweep.png"));
+    Console.Write(sweepMarkdown);
+    return 0;
+}
+
 if (options.Quality)
 {
     string dir = Path.Combine(options.OutputDirectory, "quality");
