@@ -143,7 +143,7 @@ public static class EmojiTextToImageSample
         log($"Real emoji: {realGrid}; prompts: {promptsFile} ({clock.Elapsed.TotalSeconds:F0} s in all)");
 
         return new Result(outputFolder, modelZip, promptsFile, realGrid, grids, rows.Count, prompted.Count, seedsPerPrompt,
-            DiffusionModelTransformer.FindModel(loaded).TrainingSteps);
+            DiffusionTrainingTransformer.FindModel(loaded).TrainingSteps);
     }
 
     private static string Describe(IReadOnlyList<EmojiRow> prompted, int seeds, int samplerSteps, int steps, int images)

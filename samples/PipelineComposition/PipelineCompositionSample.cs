@@ -94,7 +94,7 @@ public static class PipelineCompositionSample
         log.WriteLine($"Grids: {trainingGrid}, {colourGrid}, {greyGrid} ({clock.Elapsed.TotalSeconds:F0} s in all)");
 
         return new Result(outDir, modelZip, generationZip, trainingGrid, colourGrid, greyGrid, features[0].Length,
-            DiffusionModelTransformer.FindModel(loaded).TrainingSteps);
+            DiffusionTrainingTransformer.FindModel(loaded).TrainingSteps);
     }
 
     private static float[][] Column(IDataView view, string column) => Columns(view, column)[0];

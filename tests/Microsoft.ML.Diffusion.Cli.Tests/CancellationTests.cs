@@ -40,6 +40,6 @@ public sealed class CancellationTests : IDisposable
         Assert.Contains("Resuming from checkpoint", resumed.Output);
         Assert.Contains("resumed at step 4", resumed.Output);
         Assert.DoesNotContain("step 4/12", resumed.Output);
-        Assert.Equal(12, DiffusionModelTransformer.FindModel(new MLContext().Model.Load(zip, out _)).TrainingSteps);
+        Assert.Equal(12, DiffusionTrainingTransformer.FindModel(new MLContext().Model.Load(zip, out _)).TrainingSteps);
     }
 }

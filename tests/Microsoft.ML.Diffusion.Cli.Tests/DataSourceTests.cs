@@ -23,7 +23,7 @@ public sealed class DataSourceTests : IDisposable
         Succeeded(training);
         Assert.Contains("64 images from IDX file", training.Output);
         Assert.Contains("at 16×16", training.Output);
-        var model = DiffusionModelTransformer.FindModel(new MLContext().Model.Load(zip, out _));
+        var model = DiffusionTrainingTransformer.FindModel(new MLContext().Model.Load(zip, out _));
         Assert.Equal([1L, 16, 16], model.ImageShape);
         Assert.Equal(6, model.TrainingSteps);
     }
@@ -40,7 +40,7 @@ public sealed class DataSourceTests : IDisposable
 
         var info = Run("info", "--model", zip);
         Succeeded(info);
-        Assert.Contains("ImageLoadingTransformer → ImageResizingTransformer → DiffusionModelTransformer", info.Output);
+        Assert.Contains("ImageLoadingTransformer → ImageResizingTransformer → DiffusionTrainingTransformer", info.Output);
         Assert.Contains("3×16×16", info.Output);
 
         var evaluation = Run("evaluate", "--model", zip, "--images", images, "--count", "4", "--sampler", "ddim", "--steps", "3");

@@ -24,7 +24,7 @@ public sealed class QuickStartSampleTests(Xunit.Abstractions.ITestOutputHelper o
 
         Assert.True(File.Exists(result.ModelZip), result.ModelZip);
         var reloaded = new MLContext().Model.Load(result.ModelZip, out var schema);
-        Assert.Equal(4, DiffusionModelTransformer.FindModel(reloaded).TrainingSteps);
+        Assert.Equal(4, DiffusionTrainingTransformer.FindModel(reloaded).TrainingSteps);
         Assert.NotNull(schema.GetColumnOrNull("Pixels"));
 
         Assert.Equal(["samples-dpmsolver-20-steps.png", "samples-ddim-50-steps.png", "samples-euler-ancestral-30-steps.png", "samples-heun-15-steps.png"],

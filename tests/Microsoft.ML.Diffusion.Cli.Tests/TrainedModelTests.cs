@@ -34,7 +34,7 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
 
         var ml = new MLContext();
         var loaded = ml.Model.Load(trained.Zip, out var schema);
-        Assert.Equal(20, DiffusionModelTransformer.FindModel(loaded).TrainingSteps);
+        Assert.Equal(20, DiffusionTrainingTransformer.FindModel(loaded).TrainingSteps);
         Assert.NotNull(schema.GetColumnOrNull("Pixels"));
         Assert.True(File.Exists(trained.Checkpoint));
 

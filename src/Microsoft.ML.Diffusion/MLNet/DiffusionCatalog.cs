@@ -67,9 +67,9 @@ public static class DiffusionCatalog
     public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model, DiffusionGenerationOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var found = DiffusionModelTransformer.FindModel(model);
+        var found = DiffusionTrainingTransformer.FindModel(model);
         // A conditional model reads the column it was trained with unless told otherwise (on a copy: the caller's options stay as given).
-        if (options.ConditionColumnName is null && DiffusionModelTransformer.TryFindStage(model) is DiffusionModelTransformer trained)
+        if (options.ConditionColumnName is null && DiffusionTrainingTransformer.TryFindStage(model) is DiffusionTrainingTransformer trained)
         {
             options = options with { ConditionColumnName = trained.ConditionColumnName };
         }

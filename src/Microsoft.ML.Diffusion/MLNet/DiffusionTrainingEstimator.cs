@@ -12,12 +12,12 @@ namespace Microsoft.ML.Diffusion.MLNet;
 
 /// <summary>
 /// Trains a diffusion model on an image column (DDPM's Algorithm 1). <see cref="Fit"/> reads the
-/// images, trains the noise predictor and returns a <see cref="DiffusionModelTransformer"/> that
+/// images, trains the noise predictor and returns a <see cref="DiffusionTrainingTransformer"/> that
 /// carries it. Progress goes to <c>MLContext.Log</c> and the optional callback;
 /// <c>MLContext.CancelExecution()</c> or the options' token stop it between steps, after saving a
 /// checkpoint when a checkpoint path is set.
 /// </summary>
-public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransformer>
+public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTransformer>
 {
     private readonly IHost _host;
     private readonly DiffusionTrainingOptions _options;
@@ -43,7 +43,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
     }
 
     /// <inheritdoc/>
-    public DiffusionModelTransformer Fit(IDataView input)
+    public DiffusionTrainingTransformer Fit(IDataView input)
     {
         _host.CheckValue(input, nameof(input));
         var o = _options;
@@ -122,7 +122,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionModelTransf
         }
         if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
         ch.Info($"Training finished at step {trainer.StepsDone}.");
-        return new DiffusionModelTransformer(_host, trainer.ToModel(), column.Name, condition?.Name);
+        return new DiffusionTrainingTransformer(_host, trainer.ToModel(), column.Name, condition?.Name);
     }
 
     private (Tensor Images, ConditionBatch? Conditions) ReadImages(IDataView input, ImageColumn column, ConditionColumn? condition)

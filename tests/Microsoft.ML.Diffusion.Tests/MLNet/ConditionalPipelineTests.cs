@@ -59,7 +59,7 @@ public sealed class ConditionalPipelineTests : IDisposable
             .Append(ml.Transforms.Conversion.MapValueToKey("Tokens"))
             .Append(ml.Transforms.TrainDiffusion(Options("Tokens", steps: 30)));
         var model = pipeline.Fit(data);
-        var trained = DiffusionModelTransformer.FindModel(model);
+        var trained = DiffusionTrainingTransformer.FindModel(model);
         Assert.Equal(ConditionKind.Text, trained.NetworkOptions.Condition.Kind);
 
         // Rows 2k and 2k+1 share a seed and differ only in the prompt.
@@ -92,11 +92,11 @@ public sealed class ConditionalPipelineTests : IDisposable
         var data = ml.Data.LoadFromEnumerable(Rows(48));
         var byClass = ml.Transforms.Conversion.MapValueToKey("Class", "Label")
             .Append(ml.Transforms.TrainDiffusion(Options("Class", steps: 10))).Fit(data);
-        Assert.Equal(2, DiffusionModelTransformer.FindModel(byClass).NetworkOptions.Condition.ClassCount);
+        Assert.Equal(2, DiffusionTrainingTransformer.FindModel(byClass).NetworkOptions.Condition.ClassCount);
 
         var byVector = ml.Transforms.Text.FeaturizeText("Features", "Prompt")
             .Append(ml.Transforms.TrainDiffusion(Options("Features", steps: 10))).Fit(data);
-        var condition = DiffusionModelTransformer.FindModel(byVector).NetworkOptions.Condition;
+        var condition = DiffusionTrainingTransformer.FindModel(byVector).NetworkOptions.Condition;
         Assert.Equal(ConditionKind.Vector, condition.Kind);
         Assert.True(condition.VectorSize > 0);
 
@@ -128,7 +128,7 @@ public sealed class ConditionalPipelineTests : IDisposable
         var prompts = Prompts("a white disc");
         var e = Assert.ThrowsAny<ArgumentException>(() => ml.Transforms.DiffusionGenerate(plain, new DiffusionGenerationOptions { ConditionColumnName = "Tokens" }).Fit(prompts));
         Assert.Contains("unconditional", e.Message);
-        var missing = Assert.ThrowsAny<ArgumentException>(() => ml.Transforms.DiffusionGenerate(DiffusionModelTransformer.FindModel(textModel), new DiffusionGenerationOptions()).Fit(prompts));
+        var missing = Assert.ThrowsAny<ArgumentException>(() => ml.Transforms.DiffusionGenerate(DiffusionTrainingTransformer.FindModel(textModel), new DiffusionGenerationOptions()).Fit(prompts));
         Assert.Contains("set ConditionColumnName", missing.Message);
 
         // An unknown class, and a class column with another number of classes.

@@ -46,8 +46,8 @@ public class DeviceChoiceTests : IDisposable
 
         var lenient = new MLContext { GpuDeviceId = 0, FallbackToCpu = true };
         var loaded = lenient.Model.Load(zip, out _);
-        Assert.Equal(TorchSharp.DeviceType.CPU, DiffusionModelTransformer.FindModel(loaded).Device.type);
-        Assert.Equal(TorchSharp.DeviceType.CPU, DiffusionModelTransformer.FindModel(new MLContext().Model.Load(zip, out _)).Device.type);
+        Assert.Equal(TorchSharp.DeviceType.CPU, DiffusionTrainingTransformer.FindModel(loaded).Device.type);
+        Assert.Equal(TorchSharp.DeviceType.CPU, DiffusionTrainingTransformer.FindModel(new MLContext().Model.Load(zip, out _)).Device.type);
     }
 
     [Fact]
@@ -58,7 +58,7 @@ public class DeviceChoiceTests : IDisposable
         var seeds = ml.Data.LoadFromEnumerable(new[] { new SeedRow { Seed = 1 } });
         var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = "ddim", Steps = 2, Device = "cpu" };
         var stage = ml.Transforms.DiffusionGenerate(loaded, options).Fit(seeds);
-        Assert.Same(DiffusionModelTransformer.FindModel(loaded), stage.Model);   // already there: shared, not copied
+        Assert.Same(DiffusionTrainingTransformer.FindModel(loaded), stage.Model);   // already there: shared, not copied
 
         string zip = Path.Combine(_folder, "stage.zip");
         ml.Model.Save(stage, seeds.Schema, zip);

@@ -62,7 +62,7 @@ public sealed class PipelineRoundTripTests : IClassFixture<PipelineRoundTripTest
         Assert.Equal([10, 20, 30], _trained.Progress.Select(p => p.Step));
         Assert.All(_trained.Progress, p => Assert.True(double.IsFinite(p.Loss) && p.StepsPerSecond > 0 && p.LearningRate > 0));
         Assert.Contains(_trained.Log, m => m.Contains("Step 30/30") && m.Contains("loss") && m.Contains("steps/s"));
-        Assert.Equal(30, DiffusionModelTransformer.FindModel(_trained.Model).TrainingSteps);
+        Assert.Equal(30, DiffusionTrainingTransformer.FindModel(_trained.Model).TrainingSteps);
     }
 
     [Fact]
@@ -166,7 +166,7 @@ public sealed class PipelineRoundTripTests : IClassFixture<PipelineRoundTripTest
         options.ImageColumnName = "Nope";
         var data = ml.Data.LoadFromEnumerable(Enumerable.Range(0, 4).Select(_ => new PixelRow()));
         var model = estimator.Fit(data);   // would fail on "Nope" or train 1000 steps if the options were shared
-        Assert.Equal(3, DiffusionModelTransformer.FindModel(model).TrainingSteps);
+        Assert.Equal(3, DiffusionTrainingTransformer.FindModel(model).TrainingSteps);
     }
 
     public sealed class PixelRow

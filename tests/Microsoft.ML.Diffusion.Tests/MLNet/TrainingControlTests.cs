@@ -44,14 +44,14 @@ public sealed class TrainingControlTests : IDisposable
         var model = Pipeline(resumedContext, images, resumedOptions).Fit(data);
         Assert.Equal(13, steps[0]);   // cancelled after step 12, which the checkpoint holds
         Assert.Equal(40, steps[^1]);
-        Assert.Equal(40, DiffusionModelTransformer.FindModel(model).TrainingSteps);
+        Assert.Equal(40, DiffusionTrainingTransformer.FindModel(model).TrainingSteps);
     }
 
     [Fact]
     public void ResumedTrainingMatchesUninterruptedTraining()
     {
         var (ml, data, images) = Setup();
-        var straight = DiffusionModelTransformer.FindModel(Pipeline(ml, images, MLNetTestData.TinyTraining(steps: 12)).Fit(data));
+        var straight = DiffusionTrainingTransformer.FindModel(Pipeline(ml, images, MLNetTestData.TinyTraining(steps: 12)).Fit(data));
 
         string checkpoint = Path.Combine(_folder, "resume.zip");
         using var cts = new CancellationTokenSource();
@@ -64,7 +64,7 @@ public sealed class TrainingControlTests : IDisposable
 
         var second = MLNetTestData.TinyTraining(steps: 12);
         second.CheckpointPath = checkpoint;
-        var resumed = DiffusionModelTransformer.FindModel(Pipeline(new MLContext(seed: 1), images, second).Fit(data));
+        var resumed = DiffusionTrainingTransformer.FindModel(Pipeline(new MLContext(seed: 1), images, second).Fit(data));
 
         Assert.Equal(straight.Network.parameters().SelectMany(p => p.data<float>().ToArray()),
                      resumed.Network.parameters().SelectMany(p => p.data<float>().ToArray()));

@@ -26,7 +26,7 @@ internal sealed class LoadedModel : IDisposable
     public IEnumerable<string> Stages => Transformer is IEnumerable<ITransformer> chain ? chain.Select(t => t.GetType().Name) : [Transformer.GetType().Name];
 
     /// <summary>The image column the model was trained on, when the zip holds the training stage.</summary>
-    public string? ImageColumnName => (Transformer is IEnumerable<ITransformer> chain ? chain : [Transformer]).OfType<DiffusionModelTransformer>().FirstOrDefault()?.ImageColumnName;
+    public string? ImageColumnName => (Transformer is IEnumerable<ITransformer> chain ? chain : [Transformer]).OfType<DiffusionTrainingTransformer>().FirstOrDefault()?.ImageColumnName;
 
     /// <summary>Loads <paramref name="path"/>; a missing file is a usage error, anything else that fails names the file and the innermost cause.</summary>
     public static LoadedModel Load(MLContext ml, string path)
@@ -46,7 +46,7 @@ internal sealed class LoadedModel : IDisposable
         DiffusionModel model;
         try
         {
-            model = DiffusionModelTransformer.FindModel(transformer);
+            model = DiffusionTrainingTransformer.FindModel(transformer);
         }
         catch (ArgumentException)
         {

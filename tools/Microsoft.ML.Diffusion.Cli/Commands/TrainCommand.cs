@@ -219,7 +219,7 @@ internal sealed class TrainCommand
         if (losses.Count == 0)
             ctx.Line($"The checkpoint '{checkpoint}' already holds {steps} or more steps; nothing to train (raise --steps to continue).");
         ml.Model.Save(model, data.Schema, outPath);
-        var trained = DiffusionModelTransformer.FindModel(model);
+        var trained = DiffusionTrainingTransformer.FindModel(model);
         ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{outPath}'.");
         if (WriteLoss(losses, lossPng, lossCsv)) ctx.Line($"Loss curve: '{lossPng}' (values in '{lossCsv}').");
         ctx.Line($"Training state: '{checkpoint}' (raise --steps and run again to continue training).");

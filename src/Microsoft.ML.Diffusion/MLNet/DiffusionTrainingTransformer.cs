@@ -5,8 +5,8 @@ using Microsoft.ML.Diffusion.MLNet.Internal;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Runtime;
 
-[assembly: LoadableClass(typeof(DiffusionModelTransformer), null, typeof(SignatureLoadModel),
-    "Diffusion Model", DiffusionModelTransformer.LoaderSignature)]
+[assembly: LoadableClass(typeof(DiffusionTrainingTransformer), null, typeof(SignatureLoadModel),
+    "Diffusion Model", DiffusionTrainingTransformer.LoaderSignature)]
 
 namespace Microsoft.ML.Diffusion.MLNet;
 
@@ -17,17 +17,17 @@ namespace Microsoft.ML.Diffusion.MLNet;
 /// <see cref="DiffusionCatalog.DiffusionGenerate(TransformsCatalog, ITransformer, DiffusionGenerationOptions)"/>
 /// to generate images.
 /// </summary>
-public sealed class DiffusionModelTransformer : ITransformer, IDisposable
+public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
 {
     internal const string LoaderSignature = "DiffusionModelXf";
     private const string ModelSignature = "DIFFMODL";
 
     private readonly IHost _host;
 
-    internal DiffusionModelTransformer(IHostEnvironment env, DiffusionModel model, string imageColumnName, string? conditionColumnName = null)
+    internal DiffusionTrainingTransformer(IHostEnvironment env, DiffusionModel model, string imageColumnName, string? conditionColumnName = null)
     {
         ConditionColumnName = conditionColumnName;
-        _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionModelTransformer));
+        _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionTrainingTransformer));
         Model = model ?? throw new ArgumentNullException(nameof(model));
         ImageColumnName = imageColumnName;
     }
@@ -53,7 +53,7 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
     /// <inheritdoc/>
     public IDataView Transform(IDataView input) => input;
 
-    private static VersionInfo GetVersionInfo() => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionModelTransformer));
+    private static VersionInfo GetVersionInfo() => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionTrainingTransformer));
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
@@ -67,17 +67,17 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
     private sealed record Settings(string ImageColumnName, string? ConditionColumnName);
 
     // Found by ML.NET's loader through [LoadableClass] when a zip containing this stage is loaded.
-    internal static DiffusionModelTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    internal static DiffusionTrainingTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
     {
         Contracts.CheckValue(env, nameof(env));
         ModelPersistence.CheckVersion(ctx, GetVersionInfo(), "diffusion model stage");
         var settings = ModelPersistence.LoadSettings<Settings>(ctx, "diffusion model stage");
         var model = ModelPersistence.LoadModel(ctx, env, "diffusion model stage");
-        return new DiffusionModelTransformer(env, model, settings.ImageColumnName, settings.ConditionColumnName);
+        return new DiffusionTrainingTransformer(env, model, settings.ImageColumnName, settings.ConditionColumnName);
     }
 
     /// <summary>
-    /// The diffusion model carried by <paramref name="transformer"/>: a <see cref="DiffusionModelTransformer"/>,
+    /// The diffusion model carried by <paramref name="transformer"/>: a <see cref="DiffusionTrainingTransformer"/>,
     /// a <see cref="DiffusionGenerationTransformer"/>, or a chain containing one.
     /// </summary>
     public static DiffusionModel FindModel(ITransformer transformer)
@@ -89,7 +89,7 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
 
     private static DiffusionModel? TryFindModel(ITransformer transformer) => TryFindStage(transformer) switch
     {
-        DiffusionModelTransformer m => m.Model,
+        DiffusionTrainingTransformer m => m.Model,
         DiffusionGenerationTransformer g => g.Model,
         _ => null,
     };
@@ -97,7 +97,7 @@ public sealed class DiffusionModelTransformer : ITransformer, IDisposable
     /// <summary>The last diffusion stage (training result or generator) in <paramref name="transformer"/>, if any.</summary>
     internal static ITransformer? TryFindStage(ITransformer transformer) => transformer switch
     {
-        DiffusionModelTransformer or DiffusionGenerationTransformer => transformer,
+        DiffusionTrainingTransformer or DiffusionGenerationTransformer => transformer,
         IEnumerable<ITransformer> chain => chain.Reverse().Select(TryFindStage).FirstOrDefault(m => m is not null),
         _ => null,
     };
