@@ -40,6 +40,9 @@ public sealed class BadInputTests : IDisposable
         UsageError(Run("train", "--shapes", "--size", "18", "--out", model), "--size 18", "divisible");
         UsageError(Run("train", "--shapes", "--multipliers", "1,x", "--out", model), "--multipliers");
         UsageError(Run("train", "--shapes"), "--out");
+        UsageError(Run("train", "--shapes", "--min-snr-gamma", "-1", "--out", model), "--min-snr-gamma must be positive");
+        UsageError(Run("train", "--shapes", "--offset-noise", "-0.1", "--out", model), "--offset-noise must not be negative");
+        UsageError(Run("train", "--shapes", "--lr-decay", "step", "--out", model), "'step'", "cosine");
         UsageError(Run("train", "--images", In("no-such-folder"), "--out", model), "no-such-folder", "does not exist");
         UsageError(Run("train", "--idx", In("no-such.idx"), "--out", model), "no-such.idx");
         UsageError(Run("generate", "--model", model, "--sampler", "foo", "--out", In("g.png")), "foo", "ddim");

@@ -84,6 +84,18 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
     }
 
     [Fact]
+    public void TrainTakesTheRecipeOptionsAndTheModelRecordsItsSchedule()
+    {
+        string zip = Path.Combine(trained.Folder, "recipe.zip");
+        Succeeded(Run(["train", "--shapes", "--shape-count", "16", .. TinyTraining(3), "--prediction", "v", "--zero-terminal-snr", "--min-snr-gamma", "5",
+            "--offset-noise", "0.1", "--lr-decay", "cosine", "--out", zip]));
+        var info = Run("info", "--model", zip);
+        Succeeded(info);
+        Assert.Matches(@"Noise schedule\s*│\s*Linear \(β 0\.0001 → 0\.02\), rescaled to zero terminal SNR", info.Output);
+        Assert.Matches(@"Prediction type\s*│\s*VPrediction", info.Output);
+    }
+
+    [Fact]
     public void EvaluatePrintsDistancesAndPixelStatistics()
     {
         var evaluation = Run("evaluate", "--model", trained.Zip, "--shapes", "--count", "8", "--sampler", "ddim", "--steps", "5");

@@ -79,6 +79,9 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     /// <summary>The noise schedule.</summary>
     public NoiseScheduleKind Schedule { get; set; } = NoiseScheduleKind.Linear;
 
+    /// <summary>Rescale the schedule to zero signal at its last step (see <see cref="NoiseScheduleOptions.ZeroTerminalSnr"/>; use with v-prediction).</summary>
+    public bool ZeroTerminalSnr { get; set; }
+
     /// <summary>Diffusion steps T.</summary>
     public int DiffusionSteps { get; set; } = 1000;
 

@@ -72,7 +72,8 @@ public sealed class NoiseSchedule
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        return new NoiseSchedule(options, ComputeBetas(options));
+        var betas = ComputeBetas(options);
+        return new NoiseSchedule(options, options.ZeroTerminalSnr ? RescaleToZeroTerminalSnr(betas) : betas);
     }
 
     /// <summary>The DDPM paper's schedule: linear β from 1e-4 to 0.02 over <paramref name="trainSteps"/> steps.</summary>
@@ -108,6 +109,29 @@ public sealed class NoiseSchedule
                 throw new ArgumentOutOfRangeException(nameof(o.Kind), o.Kind, "Unknown noise schedule kind.");
         }
         return betas;
+    }
+
+    /// <summary>ᾱ at the last step of a rescaled schedule: 2⁻²⁴ (diffusers' stand-in for 0), so √ᾱ = 2⁻¹² stays finite to divide by.</summary>
+    internal const double TerminalAlphaCumprod = 1.0 / (1 << 24);
+
+    // Lin et al. 2024, Algorithm 1, in float64, with the end point at √(2⁻²⁴) instead of 0: √ᾱ_t is mapped affinely so that
+    // √ᾱ_0 keeps its value and √ᾱ_T becomes 2⁻¹². The map is increasing, so ᾱ keeps falling strictly and every β stays in (0, 1).
+    private static double[] RescaleToZeroTerminalSnr(double[] betas)
+    {
+        int n = betas.Length;
+        var sqrtAlphaBar = new double[n];
+        double cumprod = 1.0;
+        for (int t = 0; t < n; t++) { cumprod *= 1.0 - betas[t]; sqrtAlphaBar[t] = Math.Sqrt(cumprod); }
+        double first = sqrtAlphaBar[0], last = sqrtAlphaBar[n - 1], end = Math.Sqrt(TerminalAlphaCumprod);
+        var alphaBar = new double[n];
+        for (int t = 0; t < n; t++)
+        {
+            double s = end + (sqrtAlphaBar[t] - last) * (first - end) / (first - last);
+            alphaBar[t] = s * s;
+        }
+        var result = new double[n];
+        for (int t = 0; t < n; t++) result[t] = 1.0 - alphaBar[t] / (t == 0 ? 1.0 : alphaBar[t - 1]);
+        return result;
     }
 
     // numpy.linspace's formula, so the values agree with the reference to the last bits.

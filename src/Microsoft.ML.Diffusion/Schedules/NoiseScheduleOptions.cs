@@ -21,6 +21,15 @@ public sealed record NoiseScheduleOptions
     /// <summary>Upper bound on β for the cosine schedule (avoids a singularity at t = T).</summary>
     public double MaxBeta { get; init; } = 0.999;
 
+    /// <summary>
+    /// Rescales the schedule so that its last step has zero signal-to-noise ratio (Lin et al. 2024, "Common diffusion noise
+    /// schedules and sample steps are flawed", Algorithm 1): √ᾱ is shifted and scaled so that √ᾱ at the first step is kept
+    /// and √ᾱ at the last step is (almost) 0. Otherwise training never sees pure noise, which sampling starts from. The last
+    /// step's ᾱ is 2⁻²⁴ rather than 0 (diffusers' stand-in), so that every sampler's arithmetic stays finite. Pair it with
+    /// v-prediction: at zero SNR an ε-prediction says nothing about the image.
+    /// </summary>
+    public bool ZeroTerminalSnr { get; init; }
+
     /// <summary>Checks the values and throws an <see cref="ArgumentOutOfRangeException"/> naming the bad one.</summary>
     public void Validate()
     {

@@ -25,6 +25,7 @@ public sealed class DiffusionTrainer : IDisposable
     private readonly ForwardProcess _forward;
     private readonly Generator _generator;
     private readonly Tensor _lossSum;
+    private readonly Tensor? _lossWeights;   // Min-SNR-γ weight per timestep, or null for plain MSE
     private int _lossCount;
     private Tensor? _epochOrder;     // the current epoch's permutation of the training set
     private long _epochPosition;     // how far into it the next batch starts
@@ -36,6 +37,8 @@ public sealed class DiffusionTrainer : IDisposable
         // A snapshot of the hyper-parameters alone (not of a derived options type): later changes to the caller's options do not reach the trainer.
         _options = options is null ? new DiffusionTrainerOptions() : options.HyperParameters();
         _options.Validate();
+        if (_options.LearningRateDecay != LearningRateDecay.Constant && _options.DecaySteps is null)
+            throw new ArgumentException($"A {_options.LearningRateDecay} learning-rate decay needs DecaySteps (the step at which the rate reaches 0).", nameof(options));
         DiffusionDevice.EnsureInitialized();
         ScheduleOptions = schedule ?? new NoiseScheduleOptions();
         Schedule = NoiseSchedule.Create(ScheduleOptions);
@@ -57,6 +60,7 @@ public sealed class DiffusionTrainer : IDisposable
         _forward = new ForwardProcess(Schedule, Device);
         _generator = new Generator(unchecked((ulong)(_options.Seed ?? 0)), CPU);
         _lossSum = zeros(1, dtype: float32, device: Device).DetachFromDisposeScope();
+        _lossWeights = _options.MinSnrGamma is { } gamma ? LossWeighting.MinSnrTable(Schedule, _options.Prediction, gamma, Device).DetachFromDisposeScope() : null;
     }
 
     /// <summary>The training hyper-parameters.</summary>
@@ -77,10 +81,19 @@ public sealed class DiffusionTrainer : IDisposable
     /// <summary>Optimiser steps taken so far.</summary>
     public long StepsDone { get; private set; }
 
-    /// <summary>The learning rate for the next step (linear warm-up, then constant).</summary>
-    public double CurrentLearningRate => _options.WarmupSteps == 0
-        ? _options.LearningRate
-        : _options.LearningRate * Math.Min(1.0, (StepsDone + 1.0) / _options.WarmupSteps);
+    /// <summary>The learning rate for the next step: linear warm-up, then constant or decaying (<see cref="DiffusionTrainerOptions.LearningRateDecay"/>).</summary>
+    public double CurrentLearningRate => _options.LearningRate * LearningRateFactor(_options, StepsDone + 1);
+
+    // The fraction of the peak learning rate at 1-based step `step`.
+    internal static double LearningRateFactor(DiffusionTrainerOptions o, long step)
+    {
+        int warmup = o.WarmupSteps;
+        if (warmup > 0 && step < warmup) return (double)step / warmup;
+        if (o.LearningRateDecay == LearningRateDecay.Constant) return 1.0;
+        int end = o.DecaySteps!.Value;
+        double progress = end <= warmup ? 1.0 : Math.Clamp((double)(step - warmup) / (end - warmup), 0.0, 1.0);
+        return o.LearningRateDecay == LearningRateDecay.Linear ? 1.0 - progress : 0.5 * (1.0 + Math.Cos(Math.PI * progress));
+    }
 
     /// <summary>
     /// One step of Algorithm 1 on a batch of clean images (N, C, H, W) scaled to [−1, 1]. The loss is kept
@@ -101,7 +114,7 @@ public sealed class DiffusionTrainer : IDisposable
             batch = where(flip, batch.flip(3), batch);
         }
         var t = randint(0, Schedule.Length, [n], dtype: int64, generator: _generator).to(Device);
-        var noise = randn(batch.shape, dtype: float32, generator: _generator).to(Device);
+        var noise = TrainingNoise(batch.shape, _options.OffsetNoise, _generator).to(Device);
         var xt = _forward.AddNoise(batch, t, noise);
         var target = _forward.Target(_options.Prediction, batch, noise, t);
         ConditionBatch? dropped = null;
@@ -115,7 +128,11 @@ public sealed class DiffusionTrainer : IDisposable
 
         foreach (var g in _optimizer.ParamGroups) g.LearningRate = CurrentLearningRate;
         _optimizer.zero_grad();
-        var loss = nn.functional.mse_loss(_network.Forward(xt, t, dropped), target);
+        var prediction = _network.Forward(xt, t, dropped);
+        var loss = _lossWeights is null
+            ? nn.functional.mse_loss(prediction, target)
+            // Min-SNR-γ: each sample's mean squared error times its timestep's weight, averaged over the batch.
+            : ((prediction - target).square().mean([1, 2, 3]) * _lossWeights.index_select(0, t)).mean();
         dropped?.Dispose();
         loss.backward();
         if (_options.GradientClipNorm > 0)
@@ -129,6 +146,16 @@ public sealed class DiffusionTrainer : IDisposable
         _ema?.Update(StepsDone);
         using (no_grad()) _lossSum.add_(loss.detach());
         _lossCount++;
+    }
+
+    // Standard normal noise, plus for offset noise a per-image, per-channel constant from N(0, offset²). Drawn in this order
+    // from the trainer's generator, so seeded runs without offset noise draw exactly what they always have.
+    internal static Tensor TrainingNoise(long[] shape, double offset, Generator generator)
+    {
+        var noise = randn(shape, dtype: float32, generator: generator);
+        if (offset == 0) return noise;
+        using var perChannel = randn([shape[0], shape[1], 1, 1], dtype: float32, generator: generator);
+        return noise.add_(perChannel, alpha: offset);
     }
 
     /// <summary>The mean loss since the last call (reads it from the device), or NaN if no step was taken.</summary>
@@ -301,6 +328,7 @@ public sealed class DiffusionTrainer : IDisposable
         _forward.Dispose();
         _generator.Dispose();
         _lossSum.Dispose();
+        _lossWeights?.Dispose();
         _epochOrder?.Dispose();
     }
 }

@@ -20,6 +20,29 @@ public record DiffusionTrainerOptions
     /// <summary>Steps of linear learning-rate warm-up from 0 (DDPM used 5000).</summary>
     public int WarmupSteps { get; set; } = 100;
 
+    /// <summary>How the learning rate falls after warm-up: constant (default), or linearly or along a cosine to 0 at <see cref="DecaySteps"/>.</summary>
+    public LearningRateDecay LearningRateDecay { get; set; } = LearningRateDecay.Constant;
+
+    /// <summary>
+    /// The step at which a decaying learning rate reaches 0. Required by <see cref="DiffusionTrainer"/> when
+    /// <see cref="LearningRateDecay"/> is not constant; <c>TrainDiffusion</c> uses its <c>TrainingSteps</c> when it is null.
+    /// </summary>
+    public int? DecaySteps { get; set; }
+
+    /// <summary>
+    /// Min-SNR-γ loss weighting (Hang et al. 2023): each sample's loss is weighted by min(SNR_t, γ) / SNR_t for ε, by
+    /// min(SNR_t, γ) / (SNR_t + 1) for v, and by min(SNR_t, γ) for x₀ targets, so the many easy low-noise steps stop
+    /// dominating the gradient. 5 is the paper's choice; null weights every timestep alike (plain MSE).
+    /// </summary>
+    public double? MinSnrGamma { get; set; }
+
+    /// <summary>
+    /// Offset noise: adds a per-image, per-channel constant drawn from N(0, offset²) to the training noise, so the model
+    /// learns to change an image's overall brightness (which plain Gaussian noise hides); 0.1 is the usual value, 0 is off.
+    /// Training only: sampling is unchanged.
+    /// </summary>
+    public double OffsetNoise { get; set; }
+
     /// <summary>AdamW's decoupled weight decay.</summary>
     public double WeightDecay { get; set; }
 
@@ -59,6 +82,9 @@ public record DiffusionTrainerOptions
         if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "WeightDecay must not be negative.");
         if (!(GradientClipNorm >= 0)) throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), GradientClipNorm, "GradientClipNorm must not be negative.");
         if (!(ConditionDropout >= 0 && ConditionDropout <= 1)) throw new ArgumentOutOfRangeException(nameof(ConditionDropout), ConditionDropout, "ConditionDropout must lie in [0, 1].");
+        if (MinSnrGamma is { } gamma && !(gamma > 0 && double.IsFinite(gamma))) throw new ArgumentOutOfRangeException(nameof(MinSnrGamma), MinSnrGamma, "MinSnrGamma must be positive and finite (or null for uniform weighting).");
+        if (!(OffsetNoise >= 0 && double.IsFinite(OffsetNoise))) throw new ArgumentOutOfRangeException(nameof(OffsetNoise), OffsetNoise, "OffsetNoise must be non-negative and finite.");
+        if (DecaySteps is < 1) throw new ArgumentOutOfRangeException(nameof(DecaySteps), DecaySteps, "DecaySteps must be positive.");
         if (!(EmaDecay >= 0 && EmaDecay < 1)) throw new ArgumentOutOfRangeException(nameof(EmaDecay), EmaDecay, "EmaDecay must lie in [0, 1).");
     }
 }

@@ -54,7 +54,7 @@ internal sealed class InfoCommand
         {
             NoiseScheduleKind.Cosine => string.Create(inv, $"Cosine (offset {schedule.CosineOffset}, max β {schedule.MaxBeta})"),
             _ => string.Create(inv, $"{schedule.Kind} (β {schedule.BetaStart} → {schedule.BetaEnd})"),
-        });
+        } + (schedule.ZeroTerminalSnr ? ", rescaled to zero terminal SNR" : ""));
         Row("Diffusion steps T", schedule.TrainSteps.ToString(inv));
         Row("Prediction type", model.Prediction.ToString());
         Row("Training steps", model.TrainingSteps.ToString(inv));

@@ -7,6 +7,7 @@ using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Schedules;
+using Microsoft.ML.Diffusion.Training;
 
 namespace Microsoft.ML.Diffusion.Cli.Commands;
 
@@ -38,6 +39,11 @@ internal sealed class TrainCommand
         .AcceptOnlyFromAmong("linear", "cosine", "scaled-linear", "sigmoid");
     private readonly Option<string> Prediction = new Option<string>("--prediction") { Description = "What the network predicts: eps (noise), v or x0.", DefaultValueFactory = _ => "eps" }
         .AcceptOnlyFromAmong("eps", "v", "x0");
+    private readonly Option<string> LrDecay = new Option<string>("--lr-decay") { Description = "Learning rate after warm-up: constant, or linear or cosine decay to 0 at the last step.", DefaultValueFactory = _ => "constant" }
+        .AcceptOnlyFromAmong("constant", "linear", "cosine");
+    private readonly Option<double?> MinSnrGamma = new("--min-snr-gamma") { Description = "Min-SNR-γ loss weighting (5 is the paper's choice); off by default." };
+    private readonly Option<double> OffsetNoise = new("--offset-noise") { Description = "Offset noise strength (0.1 is usual; 0 is off).", DefaultValueFactory = _ => 0 };
+    private readonly Option<bool> ZeroTerminalSnr = new("--zero-terminal-snr") { Description = "Rescale the noise schedule to zero signal at its last step (use with --prediction v)." };
     private readonly Option<bool> Flip = new("--flip") { Description = "Random left-right flips of training images." };
     private readonly Option<int?> MaxImages = new("--max-images") { Description = "Use at most this many images of the folder or IDX file." };
     private readonly Option<int> ShapeCount = new("--shape-count") { Description = "Number of built-in shape images for --shapes.", DefaultValueFactory = _ => ImageSources.DefaultShapeCount };
@@ -49,7 +55,7 @@ internal sealed class TrainCommand
         var command = new System.CommandLine.Command("train", "Train a diffusion model through the ML.NET pipeline and save it as a model zip.")
         {
             Images, Idx, Shapes, Size, Channels, Steps, Batch, LearningRate, Warmup, Ema, Seed, Out, Checkpoint, CheckpointEvery, Fresh,
-            BaseChannels, Multipliers, Schedule, Prediction, Flip, MaxImages, ShapeCount,
+            BaseChannels, Multipliers, Schedule, Prediction, LrDecay, MinSnrGamma, OffsetNoise, ZeroTerminalSnr, Flip, MaxImages, ShapeCount,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
@@ -89,6 +95,10 @@ internal sealed class TrainCommand
         if (warmup < 0) throw new UsageException($"--warmup must not be negative, not {warmup}.");
         double ema = parse.GetValue(Ema);
         if (!(ema >= 0 && ema < 1)) throw new UsageException($"--ema must lie in [0, 1), not {ema.ToString(CultureInfo.InvariantCulture)}.");
+        double? gamma = parse.GetValue(MinSnrGamma);
+        if (gamma is { } g && !(g > 0 && double.IsFinite(g))) throw new UsageException($"--min-snr-gamma must be positive, not {g.ToString(CultureInfo.InvariantCulture)}.");
+        double offsetNoise = parse.GetValue(OffsetNoise);
+        if (!(offsetNoise >= 0 && double.IsFinite(offsetNoise))) throw new UsageException($"--offset-noise must not be negative, not {offsetNoise.ToString(CultureInfo.InvariantCulture)}.");
         int checkpointEvery = Positive(parse.GetValue(CheckpointEvery), "--checkpoint-every");
         int shapeCount = Positive(parse.GetValue(ShapeCount), "--shape-count");
         int baseChannels = parse.GetValue(BaseChannels);
@@ -136,6 +146,10 @@ internal sealed class TrainCommand
             ChannelMultipliers = multipliers,
             Schedule = parse.GetValue(Schedule) switch { "cosine" => NoiseScheduleKind.Cosine, "scaled-linear" => NoiseScheduleKind.ScaledLinear, "sigmoid" => NoiseScheduleKind.Sigmoid, _ => NoiseScheduleKind.Linear },
             Prediction = parse.GetValue(Prediction) switch { "v" => PredictionType.VPrediction, "x0" => PredictionType.Sample, _ => PredictionType.Epsilon },
+            ZeroTerminalSnr = parse.GetValue(ZeroTerminalSnr),
+            LearningRateDecay = parse.GetValue(LrDecay) switch { "linear" => LearningRateDecay.Linear, "cosine" => LearningRateDecay.Cosine, _ => LearningRateDecay.Constant },
+            MinSnrGamma = gamma,
+            OffsetNoise = offsetNoise,
             TrainingSteps = steps,
             BatchSize = batch,
             LearningRate = lr,
