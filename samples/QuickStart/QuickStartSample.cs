@@ -76,7 +76,7 @@ public static class QuickStartSample
             BaseChannels = options.BaseChannels,
             ChannelMultipliers = [1, 2],
             AttentionResolutions = [8],
-            DiffusionSteps = options.DiffusionSteps,
+            Schedule = new() { TrainSteps = options.DiffusionSteps },
             TrainingSteps = options.Steps,
             BatchSize = 32,
             LearningRate = 1e-3,

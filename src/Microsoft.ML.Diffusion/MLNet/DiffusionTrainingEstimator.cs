@@ -81,7 +81,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         {
             throw new ArgumentOutOfRangeException(nameof(input), $"The noise predictor cannot be built for column '{column.Name}'{(condition is null ? "" : $" and condition column '{o.ConditionColumnName}'")}: {e.Message}");
         }
-        var schedule = new NoiseScheduleOptions { Kind = o.Schedule, TrainSteps = o.DiffusionSteps, ZeroTerminalSnr = o.ZeroTerminalSnr };
+        var schedule = o.Schedule ?? throw new ArgumentNullException(nameof(input), "DiffusionTrainingOptions.Schedule must be set.");
         // The hyper-parameters as given (this stage's own settings ride along unused), seeded from the MLContext when unset.
         // A decaying learning rate reaches 0 at the last training step unless told otherwise.
         var trainerOptions = o with { Seed = o.Seed ?? _host.Rand.Next(), DecaySteps = o.DecaySteps ?? Math.Max(1, o.TrainingSteps) };

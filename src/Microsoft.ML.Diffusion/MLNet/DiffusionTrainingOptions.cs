@@ -76,14 +76,11 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     /// <summary>Dropout inside residual blocks.</summary>
     public double Dropout { get; set; }
 
-    /// <summary>The noise schedule.</summary>
-    public NoiseScheduleKind Schedule { get; set; } = NoiseScheduleKind.Linear;
-
-    /// <summary>Rescale the schedule to zero signal at its last step (see <see cref="NoiseScheduleOptions.ZeroTerminalSnr"/>; use with v-prediction).</summary>
-    public bool ZeroTerminalSnr { get; set; }
-
-    /// <summary>Diffusion steps T.</summary>
-    public int DiffusionSteps { get; set; } = 1000;
+    /// <summary>
+    /// The noise schedule: kind, diffusion steps T, β range, zero terminal SNR (default: DDPM's linear β from 10⁻⁴ to
+    /// 0.02 over 1,000 steps). Saved with the model.
+    /// </summary>
+    public NoiseScheduleOptions Schedule { get; set; } = new();
 
 
     /// <summary>Optimiser steps to train for (in total, counting steps restored from a checkpoint).</summary>

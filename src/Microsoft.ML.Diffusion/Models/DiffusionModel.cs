@@ -115,6 +115,8 @@ public sealed class DiffusionModel : IDisposable
         Eta = options.Eta,
         Clipping = options.Clipping,
         ClipRange = options.ClipRange,
+        ThresholdPercentile = options.ThresholdPercentile,
+        UseLargeVariance = options.UseLargeVariance,
         Spacing = options.Spacing,
         StepsOffset = options.StepsOffset,
     });

@@ -29,6 +29,12 @@ public record GenerationOptions
     /// <summary>Cap for clipping and dynamic thresholding of x̂₀.</summary>
     public double ClipRange { get; set; } = 1.0;
 
+    /// <summary>The |x̂₀| percentile that sets dynamic thresholding's bound (Imagen's 0.995).</summary>
+    public double ThresholdPercentile { get; set; } = 0.995;
+
+    /// <summary>DDPM only: use β_t as the reverse variance ("fixed large") instead of β̃_t ("fixed small").</summary>
+    public bool UseLargeVariance { get; set; }
+
     /// <summary>
     /// Classifier-free guidance scale w for conditional models: ε = ε_uncond + w (ε_cond − ε_uncond).
     /// 1 uses the conditional prediction alone, 0 ignores the condition, larger values (3–5) follow it more
@@ -49,6 +55,7 @@ public record GenerationOptions
         if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
         if (!DiffusionSamplers.IsRegistered(Sampler)) throw new ArgumentException($"No sampler is registered as '{Sampler}'. Registered: {string.Join(", ", DiffusionSamplers.Names)}.", nameof(Sampler));
         if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), StepsOffset, "StepsOffset must not be negative.");
+        if (!(ThresholdPercentile > 0 && ThresholdPercentile <= 1)) throw new ArgumentOutOfRangeException(nameof(ThresholdPercentile), ThresholdPercentile, "ThresholdPercentile must lie in (0, 1].");
         if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");
         if (ForwardBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(ForwardBatchSize), ForwardBatchSize, "ForwardBatchSize must be positive.");
         if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");

@@ -119,7 +119,7 @@ public class TrainingRecipeTests
             var data = ml.Data.LoadFromEnumerable(paths.Select(p => new ImagePathRow { Path = Path.GetFileName(p) }));
             var options = MLNetTestData.TinyTraining(steps: 3);
             options.Prediction = PredictionType.VPrediction;
-            options.ZeroTerminalSnr = true;
+            options.Schedule = new() { ZeroTerminalSnr = true };
             options.MinSnrGamma = 5;
             options.OffsetNoise = 0.1;
             options.LearningRateDecay = LearningRateDecay.Cosine;

@@ -144,9 +144,12 @@ internal sealed class TrainCommand
             ImageSize = size,
             BaseChannels = baseChannels,
             ChannelMultipliers = multipliers,
-            Schedule = parse.GetValue(Schedule) switch { "cosine" => NoiseScheduleKind.Cosine, "scaled-linear" => NoiseScheduleKind.ScaledLinear, "sigmoid" => NoiseScheduleKind.Sigmoid, _ => NoiseScheduleKind.Linear },
+            Schedule = new NoiseScheduleOptions
+            {
+                Kind = parse.GetValue(Schedule) switch { "cosine" => NoiseScheduleKind.Cosine, "scaled-linear" => NoiseScheduleKind.ScaledLinear, "sigmoid" => NoiseScheduleKind.Sigmoid, _ => NoiseScheduleKind.Linear },
+                ZeroTerminalSnr = parse.GetValue(ZeroTerminalSnr),
+            },
             Prediction = parse.GetValue(Prediction) switch { "v" => PredictionType.VPrediction, "x0" => PredictionType.Sample, _ => PredictionType.Epsilon },
-            ZeroTerminalSnr = parse.GetValue(ZeroTerminalSnr),
             LearningRateDecay = parse.GetValue(LrDecay) switch { "linear" => LearningRateDecay.Linear, "cosine" => LearningRateDecay.Cosine, _ => LearningRateDecay.Constant },
             MinSnrGamma = gamma,
             OffsetNoise = offsetNoise,
