@@ -2,7 +2,7 @@
 // saves it as a zip, a fresh MLContext loads it, and generation pipelines write one PNG grid per sampler.
 // About 5 minutes on 2 CPU cores.
 //
-//   dotnet run --project samples/QuickStart -c Release [-- --steps 1100 --out out/quickstart]
+//   dotnet run --project samples/QuickStart -c Release [-- --steps 1000 --out out/quickstart]
 //
 // 1. the shapes (512 images, 16×16 grey) become an IDataView of float vectors;
 // 2. TrainDiffusion fits the model and ml.Model.Save writes shapes-model.zip;

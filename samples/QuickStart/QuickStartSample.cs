@@ -43,7 +43,7 @@ public sealed class QuickStartOptions
 /// </summary>
 public static class QuickStartSample
 {
-    public const int DefaultSteps = 1100;
+    public const int DefaultSteps = 1000;
     public const int ImageSize = 16;   // what the model sees
 
     /// <summary>One sampler's grid.</summary>
