@@ -33,6 +33,7 @@ internal sealed record BenchmarkOptions
     public int SweepSamples { get; init; } = 250;
     public int[] SweepEvaluations { get; init; } = [5, 10, 20, 50, 100, 1000];
     public double SweepGuidance { get; init; } = 1;
+    public bool SweepReportOnly { get; init; }
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -75,6 +76,7 @@ internal sealed record BenchmarkOptions
           --sweep-samples N       (sweep) images per cell (default 250, 25 per class)
           --sweep-nfe a,b,c       (sweep) network-evaluation budgets (default 5,10,20,50,100,1000)
           --sweep-guidance W      (sweep) guidance scale (default 1: the conditional prediction, the study's best FD)
+          --sweep-report-only     (sweep) write the table and plot from the cells measured so far; run no new cell
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -117,6 +119,7 @@ internal sealed record BenchmarkOptions
                 "--sweep-samples" => o with { SweepSamples = Int() },
                 "--sweep-nfe" => o with { SweepEvaluations = Ints(Value(), a) },
                 "--sweep-guidance" => o with { SweepGuidance = Doubles(Value(), a)[0] },
+                "--sweep-report-only" => o with { SamplerSweep = true, SweepReportOnly = true },
                 "-h" or "--help" => throw new HelpRequestedException(),
                 _ => throw new ArgumentException($"Unknown option '{a}'."),
             };

@@ -45,7 +45,7 @@ internal static class SamplerSweep
         string cellsPath = Path.Combine(directory, $"sampler-sweep-{snapshot.Steps}-w{options.SweepGuidance:0.#}-n{count}.json");
         var cells = File.Exists(cellsPath) ? Json.Read<List<SweepCell>>(cellsPath) ?? [] : [];
         using var model = DiffusionModel.Load(snapshot.Path, CPU);
-        foreach (var (sampler, target) in Order(options.SweepEvaluations))
+        foreach (var (sampler, target) in options.SweepReportOnly ? [] : Order(options.SweepEvaluations))
         {
             if (cells.Any(c => c.Sampler == sampler && c.TargetEvaluations == target)) continue;
             int steps = sampler == "heun" ? (target + 1) / 2 : target;
