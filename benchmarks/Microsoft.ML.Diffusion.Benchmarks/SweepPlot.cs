@@ -27,12 +27,12 @@ internal static class SweepPlot
         using var axis = new SKPaint { Color = new SKColor(60, 60, 60), StrokeWidth = 1.5f, IsAntialias = true, Style = SKPaintStyle.Stroke };
 
         double xMin = Math.Log10(cells.Min(c => c.Evaluations) * 0.8), xMax = Math.Log10(cells.Max(c => c.Evaluations) * 1.25);
-        double yMax = Math.Ceiling(cells.Max(c => c.FrechetDistance) / 10) * 10, yMin = 0;
+        // Both axes logarithmic: a sampler's few-step failures (FD in the hundreds) and the near-converged cells stay readable.
+        double yMin = Math.Log10(Math.Min(cells.Min(c => c.FrechetDistance), r.FloorFrechetDistance) * 0.8), yMax = Math.Log10(cells.Max(c => c.FrechetDistance) * 1.25);
         float X(double nfe) => plot.Left + (float)((Math.Log10(nfe) - xMin) / (xMax - xMin)) * plot.Width;
-        float Y(double fd) => plot.Bottom - (float)((Math.Min(fd, yMax) - yMin) / (yMax - yMin)) * plot.Height;
+        float Y(double fd) => plot.Bottom - (float)((Math.Log10(fd) - yMin) / (yMax - yMin)) * plot.Height;
 
-        double yStep = yMax <= 50 ? 5 : yMax <= 100 ? 10 : yMax <= 250 ? 25 : 50;
-        for (double y = 0; y <= yMax + 1e-9; y += yStep)
+        foreach (double y in new double[] { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000 }.Where(y => Math.Log10(y) >= yMin && Math.Log10(y) <= yMax))
         {
             canvas.DrawLine(plot.Left, Y(y), plot.Right, Y(y), grid);
             string label = y.ToString("0", CultureInfo.InvariantCulture);
@@ -50,6 +50,9 @@ internal static class SweepPlot
         {
             using var band = new SKPaint { Color = new SKColor(120, 200, 120, 60), Style = SKPaintStyle.Fill };
             canvas.DrawRect(new SKRect(plot.Left, Y(1.1 * reference.FrechetDistance), plot.Right, plot.Bottom), band);
+            using var dashed = new SKPaint { Color = new SKColor(90, 90, 90), StrokeWidth = 1.5f, IsAntialias = true, Style = SKPaintStyle.Stroke, PathEffect = SKPathEffect.CreateDash([6, 4], 0) };
+            canvas.DrawLine(plot.Left, Y(r.FloorFrechetDistance), plot.Right, Y(r.FloorFrechetDistance), dashed);
+            canvas.DrawText("real test images (floor)", plot.Right - 175, Y(r.FloorFrechetDistance) + 18, text);
             canvas.DrawText($"≤ 1.1 × DDPM-{reference.Evaluations}", plot.Left + 8, Y(1.1 * reference.FrechetDistance) - 6, text);
         }
         canvas.DrawRect(plot, axis);
@@ -72,7 +75,7 @@ internal static class SweepPlot
         canvas.DrawText("network evaluations (log scale)", plot.MidX - 110, height - 18, text);
         canvas.Save();
         canvas.RotateDegrees(-90);
-        canvas.DrawText("Fréchet distance", -plot.MidY - 55, 22, text);
+        canvas.DrawText("Fréchet distance (log scale)", -plot.MidY - 90, 22, text);
         canvas.Restore();
 
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
