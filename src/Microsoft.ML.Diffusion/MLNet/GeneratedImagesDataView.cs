@@ -96,7 +96,7 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
                 seeds.Add(_lookaheadSeed!());
                 if (_lookaheadCondition is not null) conditions.Add(_lookaheadCondition());
             }
-            while (seeds.Count < _binding.Parent.Options.BatchSize && lookahead.MoveNext());
+            while (seeds.Count < _binding.Parent.Settings.BatchSize && lookahead.MoveNext());
             _batch = _binding.Parent.GenerateBatch(seeds, _binding.Condition, conditions);
             _batchStart = position;
             return _batch[0];

@@ -14,7 +14,7 @@ internal sealed class GenerationBinding
     {
         Parent = parent;
         InputSchema = inputSchema;
-        var options = parent.Options;
+        var options = parent.Settings;
         if (options.SeedColumnName is not null)
         {
             SeedColumn = inputSchema.GetColumnOrNull(options.SeedColumnName)
@@ -69,7 +69,7 @@ internal sealed class GenerationBinding
     /// <summary>Reads the seed of <paramref name="row"/>'s current position.</summary>
     public Func<long> CreateSeedReader(DataViewRow row)
     {
-        long baseSeed = Parent.Options.Seed;
+        long baseSeed = Parent.Settings.Seed;
         if (SeedColumn is null) return () => baseSeed + row.Position;
         var column = row.Schema[SeedColumn.Value.Index];
         string name = column.Name;
@@ -90,7 +90,7 @@ internal sealed class GenerationBinding
     public Delegate MakeOutputGetter(Func<float[]> pixels)
     {
         int c = Channels, h = Height, w = Width;
-        if (Parent.Options.OutputKind == GeneratedOutputKind.Image)
+        if (Parent.Settings.OutputKind == GeneratedOutputKind.Image)
         {
             ValueGetter<MLImage> image = (ref MLImage value) => value = ImagePixels.ToImage(pixels(), c, h, w);
             return image;
