@@ -99,13 +99,25 @@ public sealed class BadInputTests : IDisposable
     }
 
     [Fact]
-    public void AnUnreadableImageExitsWith1NamingItBeforeTraining()
+    public void AnUnreadableImageExitsWith1NamingItsFileAndRow()
     {
         string images = In("images");
         TestImages.WriteShapes(images, count: 3);
         File.WriteAllText(Path.Combine(images, "broken.png"), "this is not a PNG");
-        RuntimeError(Run("train", "--images", images, "--out", In("m.zip")), "broken.png", "cannot be read");
+        RuntimeError(Run("train", "--images", images, "--out", In("m.zip")), "broken.png", "row 0", "cannot be read", "--skip-bad-images");
         Assert.False(File.Exists(In("m.zip")));
+    }
+
+    [Fact]
+    public void SkipBadImagesTrainsOnTheRestAndSaysHowManyWereSkipped()
+    {
+        string images = In("images");
+        TestImages.WriteShapes(images, count: 6);
+        File.WriteAllText(Path.Combine(images, "broken.png"), "this is not a PNG");
+        var outcome = Run(["train", "--images", images, "--channels", "1", .. TinyTraining(3), "--skip-bad-images", "--out", In("m.zip")]);
+        Assert.True(outcome.ExitCode == 0, outcome.ToString());
+        Assert.Contains("Skipped 1 unreadable image.", outcome.Output);
+        Assert.True(File.Exists(In("m.zip")));
     }
 
     [Fact]

@@ -30,7 +30,7 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
         Succeeded(trained.Training);
         Assert.Contains("step 20/20", trained.Training.Output);
         Assert.Matches(@"loss \d+\.\d{4}", trained.Training.Output);
-        Assert.Matches(@"\d+\.\d steps/s\s+ETA", trained.Training.Output);
+        Assert.Matches(@"\d+\.\d steps/s\s+\d+ images/s\s+ETA", trained.Training.Output);
 
         var ml = new MLContext();
         var loaded = ml.Model.Load(trained.Zip, out var schema);

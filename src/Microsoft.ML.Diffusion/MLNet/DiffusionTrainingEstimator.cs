@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Conditioning;
+using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Runtime;
 using Microsoft.ML.Diffusion.Schedules;
@@ -31,7 +32,15 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         if (options.TrainingSteps < 0) throw new ArgumentOutOfRangeException(nameof(options), options.TrainingSteps, "TrainingSteps must not be negative.");
         if (options.CheckpointEvery < 1) throw new ArgumentOutOfRangeException(nameof(options), options.CheckpointEvery, "CheckpointEvery must be positive.");
         if (string.IsNullOrWhiteSpace(options.ImageColumnName)) throw new ArgumentException("ImageColumnName must be set.", nameof(options));
+        if (options.ShuffleBufferSize is < 1) throw new ArgumentOutOfRangeException(nameof(options), options.ShuffleBufferSize, "ShuffleBufferSize must be positive (or null for the default).");
+        if (!Enum.IsDefined(options.DataLoading)) throw new ArgumentOutOfRangeException(nameof(options), options.DataLoading, "Unknown DataLoading.");
     }
+
+    // Data up to this size (as floats) is read into memory by TrainingDataLoading.Auto, and fills the default shuffle buffer.
+    internal const long InMemoryBytes = 256L << 20;
+
+    // Batches the streaming producer may run ahead of training.
+    private const int PrefetchBatches = 4;
 
     /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
@@ -53,10 +62,15 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         var device = DiffusionDevice.Resolve(o.Device);
 
         using var ch = _host.Start("Training");
-        var (images, conditions) = ReadImages(input, column, condition);
-        using var _ = images;
-        using var __ = conditions;
-        ch.Info($"Training a diffusion model on {images.shape[0]} images of {column.Channels}×{column.Size}×{column.Size} from column '{column.Name}' on {device}.");
+        bool streaming = o.DataLoading switch
+        {
+            TrainingDataLoading.Streaming => true,
+            TrainingDataLoading.InMemory => false,
+            _ => !(input.GetRowCount() is { } rows && rows * column.Length * sizeof(float) <= InMemoryBytes),
+        };
+        ch.Info(streaming
+            ? $"Training a diffusion model on {column.Channels}×{column.Size}×{column.Size} images streamed from column '{column.Name}' on {device}."
+            : $"Training a diffusion model on {column.Channels}×{column.Size}×{column.Size} images read into memory from column '{column.Name}' on {device}.");
 
         var network = o.Network is { } chosen
             ? chosen with { ImageChannels = column.Channels, ImageSize = column.Size, Condition = condition?.Options ?? new() }
@@ -94,23 +108,36 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         }
 
         int remaining = (int)Math.Max(0, o.TrainingSteps - trainer.StepsDone);
+        long skipped = 0;
+        Action<TrainingProgress> report = p =>
+        {
+            p = p with { SkippedRows = streaming ? p.SkippedRows : skipped };
+            ch.Info($"Step {p.Step}/{p.TotalSteps}: loss {p.Loss:F5}, learning rate {p.LearningRate:E2}, {p.StepsPerSecond:F2} steps/s, {p.ImagesPerSecond:F0} images/s, {p.DataWaitFraction:P1} waiting for data.");
+            o.Progress?.Invoke(p);
+        };
+        Action<DiffusionTrainer> afterStep = t =>
+        {
+            _host.CheckAlive();   // honours MLContext.CancelExecution()
+            if (o.CheckpointPath is not null && t.StepsDone % o.CheckpointEvery == 0)
+                t.SaveState(o.CheckpointPath);
+        };
         try
         {
-            trainer.Train(images, remaining,
-                progress: p =>
-                {
-                    ch.Info($"Step {p.Step}/{p.TotalSteps}: loss {p.Loss:F5}, learning rate {p.LearningRate:E2}, {p.StepsPerSecond:F2} steps/s.");
-                    o.Progress?.Invoke(p);
-                },
-                reportEvery: Math.Max(1, o.ReportEvery),
-                cancellationToken: o.CancellationToken,
-                afterStep: t =>
-                {
-                    _host.CheckAlive();   // honours MLContext.CancelExecution()
-                    if (o.CheckpointPath is not null && t.StepsDone % o.CheckpointEvery == 0)
-                        t.SaveState(o.CheckpointPath);
-                },
-                conditions: conditions);
+            if (streaming)
+            {
+                skipped = TrainStreamed(input, column, condition, trainer, remaining, report, afterStep, ch);
+            }
+            else
+            {
+                if (trainer.StreamPosition is not null)
+                    ch.Warning("The checkpoint was written by streamed training; reading the data into memory starts a new data order.");
+                var (images, conditions, bad) = ReadImages(input, column, condition, o.SkipBadRows, ch);
+                using var _ = images;
+                using var __ = conditions;
+                skipped = bad;
+                ch.Info($"Read {images.shape[0]} training images{(bad > 0 ? $" ({bad} unreadable rows skipped)" : "")}.");
+                trainer.Train(images, remaining, report, Math.Max(1, o.ReportEvery), o.CancellationToken, afterStep, conditions);
+            }
         }
         catch (OperationCanceledException)
         {
@@ -121,34 +148,76 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
             }
             throw;
         }
+        catch (BadRowException e)
+        {
+            // The row failed before its step: the trainer is consistent, so its state is worth keeping.
+            string kept = "";
+            if (o.CheckpointPath is not null && trainer.StepsDone > 0)
+            {
+                trainer.SaveState(o.CheckpointPath);
+                kept = $" The training state at step {trainer.StepsDone} is saved in '{o.CheckpointPath}'.";
+            }
+            throw new InvalidOperationException($"Training stopped at step {trainer.StepsDone}: {e.Message}{kept} Set SkipBadRows to skip unreadable rows.", e);
+        }
+        if (skipped > 0) ch.Warning($"{skipped} unreadable training rows were skipped.");
         if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
         ch.Info($"Training finished at step {trainer.StepsDone}.");
         return new DiffusionTrainingTransformer(_host, trainer.ToModel(), column.Name, condition?.Name);
     }
 
-    private (Tensor Images, ConditionBatch? Conditions) ReadImages(IDataView input, ImageColumn column, ConditionColumn? condition)
+    // Streams batches through a shuffle buffer on a background thread; returns the number of rows skipped as unreadable.
+    private long TrainStreamed(IDataView input, ImageColumn column, ConditionColumn? condition, DiffusionTrainer trainer, int steps,
+        Action<TrainingProgress> report, Action<DiffusionTrainer> afterStep, IChannel ch)
+    {
+        var o = _options;
+        int bufferRows = o.ShuffleBufferSize ?? (int)Math.Clamp(InMemoryBytes / (column.Length * sizeof(float)), 4L * o.BatchSize, int.MaxValue);
+        // The stream's own generator, seeded from the run's seed (the trainer's generator stays for noise and timesteps).
+        var start = trainer.StreamPosition ?? StreamPosition.Start(trainer.Options.Seed!.Value ^ 0x5DEECE66DL);
+        if (steps > 0 && trainer.StepsDone > 0 && trainer.StreamPosition is null)
+            ch.Warning("The checkpoint was written by in-memory training; streaming starts a new data order.");
+        var stream = new ShuffledRowStream(input, column, condition, o.BatchSize, bufferRows, o.SkipBadRows, start);
+        using var prefetch = new BatchPrefetcher(stream, PrefetchBatches);
+        var shape = new long[] { o.BatchSize, column.Channels, column.Size, column.Size };
+        var conditionOptions = trainer.Network.Options.Condition;
+        trainer.Train(() =>
+        {
+            var batch = prefetch.Take();
+            var images = tensor(batch.Pixels, shape);
+            var conditions = condition?.ToBatch(batch.Conditions!);
+            conditions?.Validate(conditionOptions);
+            return new DiffusionTrainer.StepBatch(images, conditions, batch.Position);
+        }, steps, report, Math.Max(1, o.ReportEvery), o.CancellationToken, afterStep);
+        return trainer.StreamPosition?.SkippedRows ?? 0;
+    }
+
+    private (Tensor Images, ConditionBatch? Conditions, long Skipped) ReadImages(IDataView input, ImageColumn column, ConditionColumn? condition, bool skipBadRows, IChannel ch)
     {
         var rows = new List<float[]>();
         var conditionRows = new List<object>();
-        var needed = new List<DataViewSchema.Column> { input.Schema[column.Name] };
-        if (condition is not null) needed.Add(input.Schema[condition.Name]);
-        using (var cursor = input.GetRowCursor(needed))
+        long skipped = 0;
+        using (var reader = new TrainingRowReader(input, column, condition))
         {
-            var read = column.CreateReader(cursor);
-            var readCondition = condition?.CreateReader(cursor);
-            while (cursor.MoveNext())
+            while (reader.MoveNext())
             {
-                if ((rows.Count & 255) == 0) _host.CheckAlive();
+                if ((reader.Row & 255) == 0) _host.CheckAlive();
                 var pixels = new float[column.Length];
-                read(pixels);
+                var error = reader.TryRead(pixels, out var value);
+                if (error is not null)
+                {
+                    if (!skipBadRows) throw error;
+                    if (skipped++ < 10) ch.Warning($"Skipping: {error.Message}");
+                    continue;
+                }
                 rows.Add(pixels);
-                if (readCondition is not null) conditionRows.Add(readCondition());
+                if (condition is not null) conditionRows.Add(value!);
             }
         }
         if (rows.Count == 0)
-            throw new InvalidOperationException($"The training data has no rows in image column '{column.Name}'.");
+            throw new InvalidOperationException(skipped > 0
+                ? $"None of the {skipped} training rows in image column '{column.Name}' could be read."
+                : $"The training data has no rows in image column '{column.Name}'.");
         var flat = new float[rows.Count * column.Length];
         for (int i = 0; i < rows.Count; i++) rows[i].CopyTo(flat, i * column.Length);
-        return (tensor(flat, [rows.Count, column.Channels, column.Size, column.Size]), condition?.ToBatch(conditionRows));
+        return (tensor(flat, [rows.Count, column.Channels, column.Size, column.Size]), condition?.ToBatch(conditionRows), skipped);
     }
 }

@@ -86,13 +86,23 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     /// <summary>Optimiser steps to train for (in total, counting steps restored from a checkpoint).</summary>
     public int TrainingSteps { get; set; } = 2000;
 
+    /// <summary>
+    /// In memory, streamed from row cursors, or chosen by size (the default); see <see cref="TrainingDataLoading"/> and
+    /// docs/training-data.md for the order each gives.
+    /// </summary>
+    public TrainingDataLoading DataLoading { get; set; } = TrainingDataLoading.Auto;
 
+    /// <summary>
+    /// Rows the streaming shuffle buffer holds; null holds as many as take 256 MiB as floats (at least four batches).
+    /// Larger buffers shuffle better; a data set that fits in the buffer is kept after its first pass.
+    /// </summary>
+    public int? ShuffleBufferSize { get; set; }
 
-
-
-
-
-
+    /// <summary>
+    /// Skip rows whose image or condition cannot be read (an unreadable file, a wrong size, NaN pixels) instead of
+    /// stopping; the count is logged and reported in <see cref="TrainingProgress.SkippedRows"/>.
+    /// </summary>
+    public bool SkipBadRows { get; set; }
 
     /// <summary>"auto" (CUDA when available), "cpu" or "cuda[:N]".</summary>
     public string Device { get; set; } = "auto";

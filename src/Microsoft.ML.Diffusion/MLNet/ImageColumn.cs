@@ -134,6 +134,9 @@ internal sealed class ImageColumn
                     if (!float.IsFinite(v))
                         throw new InvalidOperationException($"Image column '{Name}' has a NaN or infinite pixel at row {row.Position}.");
                 ImagePixels.FromRange(destination, Range);
+                foreach (float v in destination)
+                    if (v is < -1.001f or > 1.001f)
+                        throw new InvalidOperationException($"Image column '{Name}' has a pixel outside the {Range} range at row {row.Position} ({ImagePixels.ToRange(v, Range)}); set PixelRange to the column's range.");
             };
         }
     }

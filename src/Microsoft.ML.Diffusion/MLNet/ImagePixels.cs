@@ -51,6 +51,14 @@ internal static class ImagePixels
         }
     }
 
+    /// <summary>A value in [−1, 1] mapped back to a range (for messages).</summary>
+    public static float ToRange(float value, PixelRange range) => range switch
+    {
+        PixelRange.Bytes => (value + 1f) * 127.5f,
+        PixelRange.Unit => (value + 1f) / 2f,
+        _ => value,
+    };
+
     /// <summary>An RGBA image from (C, H, W) floats in [−1, 1]; grey images become R = G = B.</summary>
     public static MLImage ToImage(ReadOnlySpan<float> planar, int channels, int height, int width)
     {

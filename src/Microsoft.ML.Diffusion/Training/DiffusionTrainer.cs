@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML.Diffusion.Conditioning;
+using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
@@ -191,30 +192,55 @@ public sealed class DiffusionTrainer : IDisposable
 
         long count = images.shape[0];
         int batch = (int)Math.Min(_options.BatchSize, count);
-        long target = StepsDone + steps;
         if (_epochOrder is not null && _epochOrder.shape[0] != count)
         {
             // A different data set than the one the saved order was drawn for: start a new epoch.
             _epochOrder.Dispose();
             _epochOrder = null;
         }
+        Train(() =>
+        {
+            if (_epochOrder is null || _epochPosition + batch > count)
+            {
+                _epochOrder?.Dispose();
+                _epochOrder = randperm(count, generator: _generator).DetachFromDisposeScope();
+                _epochPosition = 0;
+            }
+            var indices = _epochOrder.narrow(0, _epochPosition, batch).to(images.device);
+            _epochPosition += batch;
+            return new StepBatch(images.index_select(0, indices), conditions?.Select(indices), null);
+        }, steps, progress, reportEvery, cancellationToken, afterStep);
+    }
+
+    /// <summary>A training batch: images (N, C, H, W) in [−1, 1], their conditions, and the data stream's position after it (streamed data).</summary>
+    internal readonly record struct StepBatch(Tensor Images, ConditionBatch? Condition, StreamPosition? Position);
+
+    /// <summary>
+    /// The training loop over batches from <paramref name="nextBatch"/>, called inside each step's dispose scope. The
+    /// time spent in it is reported as waiting for data. A streamed batch's position is recorded (for
+    /// <see cref="SaveState"/>) once the step on it is done.
+    /// </summary>
+    internal void Train(Func<StepBatch> nextBatch, int steps, Action<TrainingProgress>? progress = null, int reportEvery = 50,
+        CancellationToken cancellationToken = default, Action<DiffusionTrainer>? afterStep = null)
+    {
+        if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), steps, "steps must not be negative.");
+        if (reportEvery < 1) throw new ArgumentOutOfRangeException(nameof(reportEvery), reportEvery, "reportEvery must be positive.");
+        long target = StepsDone + steps;
         var clock = Stopwatch.StartNew();
-        long stepsAtLastReport = StepsDone;
+        long stepsAtLastReport = StepsDone, images = 0;
+        TimeSpan waited = TimeSpan.Zero;
         while (StepsDone < target)
         {
             cancellationToken.ThrowIfCancellationRequested();
             using (var scope = NewDisposeScope())
             {
-                if (_epochOrder is null || _epochPosition + batch > count)
-                {
-                    _epochOrder?.Dispose();
-                    _epochOrder = randperm(count, generator: _generator).DetachFromDisposeScope();
-                    _epochPosition = 0;
-                }
-                var indices = _epochOrder.narrow(0, _epochPosition, batch).to(images.device);
-                _epochPosition += batch;
-                using var batchCondition = conditions?.Select(indices);
-                TrainStep(images.index_select(0, indices), batchCondition);
+                var before = clock.Elapsed;
+                var batch = nextBatch();
+                waited += clock.Elapsed - before;
+                using var condition = batch.Condition;
+                TrainStep(batch.Images, condition);
+                images += batch.Images.shape[0];
+                if (batch.Position is not null) StreamPosition = batch.Position;
             }
 
             bool last = StepsDone == target;
@@ -222,8 +248,15 @@ public sealed class DiffusionTrainer : IDisposable
             {
                 double seconds = clock.Elapsed.TotalSeconds;
                 progress(new TrainingProgress((int)StepsDone, (int)target, TakeMeanLoss(), CurrentLearningRate,
-                    seconds > 0 ? (StepsDone - stepsAtLastReport) / seconds : 0));
+                    seconds > 0 ? (StepsDone - stepsAtLastReport) / seconds : 0)
+                {
+                    ImagesPerSecond = seconds > 0 ? images / seconds : 0,
+                    DataWaitFraction = seconds > 0 ? Math.Clamp(waited.TotalSeconds / seconds, 0, 1) : 0,
+                    SkippedRows = StreamPosition?.SkippedRows ?? 0,
+                });
                 stepsAtLastReport = StepsDone;
+                images = 0;
+                waited = TimeSpan.Zero;
                 clock.Restart();
             }
             afterStep?.Invoke(this);
@@ -252,9 +285,13 @@ public sealed class DiffusionTrainer : IDisposable
 
     internal (Tensor? Order, long Position) EpochState => (_epochOrder, _epochPosition);
 
-    internal void RestoreCounters(long stepsDone, Tensor? order, long position)
+    /// <summary>Where streamed training stands in its data after the last step (null when training from a tensor).</summary>
+    internal StreamPosition? StreamPosition { get; set; }
+
+    internal void RestoreCounters(long stepsDone, Tensor? order, long position, StreamPosition? stream)
     {
         StepsDone = stepsDone;
+        StreamPosition = stream;
         _epochOrder?.Dispose();
         _epochOrder = order;
         _epochPosition = position;

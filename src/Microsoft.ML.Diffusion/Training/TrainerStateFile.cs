@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text.Json;
 using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.IO;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Schedules;
@@ -15,7 +16,7 @@ namespace Microsoft.ML.Diffusion.Training;
 /// </summary>
 internal static class TrainerStateFile
 {
-    public const int FormatVersion = 2;
+    public const int FormatVersion = 3;   // 3 adds the streamed data position
 
     private sealed record Header
     {
@@ -26,6 +27,7 @@ internal static class TrainerStateFile
         public long StepsDone { get; init; }
         public long EpochPosition { get; init; }
         public bool HasEpochOrder { get; init; }
+        public StreamPosition? Stream { get; init; }
     }
 
     public static void Write(string path, DiffusionTrainer trainer)
@@ -44,6 +46,7 @@ internal static class TrainerStateFile
                     StepsDone = trainer.StepsDone,
                     EpochPosition = position,
                     HasEpochOrder = order is not null,
+                    Stream = trainer.StreamPosition,
                 };
                 Entry(zip, "trainer.json", s => JsonSerializer.Serialize(s, header, DiffusionCheckpoint.JsonOptions));
                 Entry(zip, "network.bin", s => { using var w = new BinaryWriter(s); trainer.Network.save(w); });
@@ -95,7 +98,7 @@ internal static class TrainerStateFile
                 var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(ReadEntry(zip, "order.bin", source)).ToArray();
                 order = tensor(values, dtype: int64).DetachFromDisposeScope();
             }
-            trainer.RestoreCounters(header.StepsDone, order, header.EpochPosition);
+            trainer.RestoreCounters(header.StepsDone, order, header.EpochPosition, header.Stream);
         }
         catch (Exception e) when (e is InvalidDataException or JsonException or EndOfStreamException)
         {

@@ -45,6 +45,7 @@ internal sealed class TrainCommand
     private readonly Option<double> OffsetNoise = new("--offset-noise") { Description = "Offset noise strength (0.1 is usual; 0 is off).", DefaultValueFactory = _ => 0 };
     private readonly Option<bool> ZeroTerminalSnr = new("--zero-terminal-snr") { Description = "Rescale the noise schedule to zero signal at its last step (use with --prediction v)." };
     private readonly Option<bool> Flip = new("--flip") { Description = "Random left-right flips of training images." };
+    private readonly Option<bool> SkipBadImages = new("--skip-bad-images") { Description = "Skip images that cannot be read (reported at the end) instead of stopping." };
     private readonly Option<int?> MaxImages = new("--max-images") { Description = "Use at most this many images of the folder or IDX file." };
     private readonly Option<int> ShapeCount = new("--shape-count") { Description = "Number of built-in shape images for --shapes.", DefaultValueFactory = _ => ImageSources.DefaultShapeCount };
 
@@ -55,7 +56,7 @@ internal sealed class TrainCommand
         var command = new System.CommandLine.Command("train", "Train a diffusion model through the ML.NET pipeline and save it as a model zip.")
         {
             Images, Idx, Shapes, Size, Channels, Steps, Batch, LearningRate, Warmup, Ema, Seed, Out, Checkpoint, CheckpointEvery, Fresh,
-            BaseChannels, Multipliers, Schedule, Prediction, LrDecay, MinSnrGamma, OffsetNoise, ZeroTerminalSnr, Flip, MaxImages, ShapeCount,
+            BaseChannels, Multipliers, Schedule, Prediction, LrDecay, MinSnrGamma, OffsetNoise, ZeroTerminalSnr, Flip, SkipBadImages, MaxImages, ShapeCount,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
@@ -124,7 +125,6 @@ internal sealed class TrainCommand
             throw new UsageException($"The network cannot be built with --size {size}, --base-channels {baseChannels}, --multipliers {string.Join(",", multipliers)}: {e.Message}");
         }
 
-        if (source == Source.Folder) ImageSources.CheckReadable(folder!, files);
         foreach (string path in new[] { outPath, checkpoint, lossPng })
             if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } dir) Directory.CreateDirectory(dir);
 
@@ -137,6 +137,7 @@ internal sealed class TrainCommand
         var losses = new List<(int Step, double Loss)>();
         var meter = new RateMeter();
         int lastStep = 0;
+        long skipped = 0;
         Action<int, string>? report = null;    // the progress display, once it is running
         var options = new DiffusionTrainingOptions
         {
@@ -159,6 +160,7 @@ internal sealed class TrainCommand
             WarmupSteps = warmup,
             EmaDecay = ema,
             RandomHorizontalFlip = parse.GetValue(Flip),
+            SkipBadRows = parse.GetValue(SkipBadImages),
             Seed = parse.GetValue(Seed),
             Device = "auto",
             ReportEvery = 1,
@@ -167,8 +169,10 @@ internal sealed class TrainCommand
                 if (losses.Count == 0 && p.Step > 1) ctx.Line($"  resumed at step {p.Step - 1}");
                 losses.Add((p.Step, p.Loss));
                 lastStep = p.Step;
+                skipped = p.SkippedRows;
                 meter.Report(p.Step);
-                report?.Invoke(p.Step, FormattableString.Invariant($"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  {meter.PerSecond:F1} steps/s  ETA {meter.Eta(p.TotalSteps - p.Step)}"));
+                double imagesPerStep = p.StepsPerSecond > 0 ? p.ImagesPerSecond / p.StepsPerSecond : batch;
+                report?.Invoke(p.Step, FormattableString.Invariant($"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  {meter.PerSecond:F1} steps/s  {meter.PerSecond * imagesPerStep:F0} images/s  ETA {meter.Eta(p.TotalSteps - p.Step)}"));
             },
             CheckpointPath = checkpoint,
             CheckpointEvery = checkpointEvery,
@@ -184,6 +188,8 @@ internal sealed class TrainCommand
             case Source.Folder:
                 data = ml.Data.LoadFromEnumerable(files.Select(f => new ImageFileRow { Path = f }).ToList());
                 options.ImageColumnName = "Image";
+                // Decoded and resized on a background thread as training runs, so a folder of any size fits in memory.
+                options.DataLoading = TrainingDataLoading.Streaming;
                 pipeline = ml.Transforms.LoadImages("Image", folder!, nameof(ImageFileRow.Path))
                     .Append(ml.Transforms.ResizeImages("Image", size, size))
                     .Append(ml.Transforms.TrainDiffusion(options));
@@ -232,12 +238,18 @@ internal sealed class TrainCommand
         {
             throw new CliRuntimeException($"{e.Message} Use --fresh to start over, or the settings the checkpoint was written with.", e);
         }
+        catch (InvalidOperationException e) when (!Errors.IsCancellation(e))
+        {
+            // The stage's own message names the row, the file and the kept training state.
+            throw new CliRuntimeException(e.Message.Replace("Set SkipBadRows to skip unreadable rows.", "Add --skip-bad-images to skip unreadable images."), e);
+        }
 
         if (losses.Count == 0)
             ctx.Line($"The checkpoint '{checkpoint}' already holds {steps} or more steps; nothing to train (raise --steps to continue).");
         ml.Model.Save(model, data.Schema, outPath);
         var trained = DiffusionTrainingTransformer.FindModel(model);
         ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{outPath}'.");
+        if (skipped > 0) ctx.Line($"Skipped {skipped} unreadable image{(skipped == 1 ? "" : "s")}.");
         if (WriteLoss(losses, lossPng, lossCsv)) ctx.Line($"Loss curve: '{lossPng}' (values in '{lossCsv}').");
         ctx.Line($"Training state: '{checkpoint}' (raise --steps and run again to continue training).");
         (model as IDisposable)?.Dispose();
