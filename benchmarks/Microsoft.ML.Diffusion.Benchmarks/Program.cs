@@ -71,6 +71,26 @@ if (options.SamplerSweep)
     return 0;
 }
 
+if (options.Streaming)
+{
+    var streaming = StreamingBenchmark.Run(options, Log);
+    Json.Write(Path.Combine(options.OutputDirectory, "streaming.json"), streaming);
+    Console.WriteLine("| measurement | result |");
+    Console.WriteLine("| --- | --- |");
+    if (streaming.Memory is { } m)
+        Console.WriteLine($"| {m.Steps} steps of {m.Batch} on a lazy view of {m.Rows:N0} rows of 3×64×64 | peak RSS {m.PeakResidentMiB:F0} MiB, {m.RowsRead:N0} rows read, {m.Seconds:F0} s |");
+    foreach (var r in streaming.FashionMnist)
+        Console.WriteLine($"| Fashion-MNIST, bench network, {r.Loading} | {r.SecondsPerStep * 1000:F1} ms/step, waiting for data {r.DataWaitFraction:P2} |");
+    if (streaming.StreamedOverInMemory is { } ratio)
+        Console.WriteLine($"| Fashion-MNIST streamed / in memory | {ratio:F3}× |");
+    if (streaming.Folder is { } f)
+    {
+        Console.WriteLine($"| {f.Files:N0} PNG files, LoadImages alone, one thread | {f.DecodeFilesPerSecond:F0} files/s |");
+        Console.WriteLine($"| {f.Files:N0} PNG files, LoadImages, bench network, {f.Steps} steps | {f.FirstBatchWaitSeconds:F2} s waiting for the first batch, then {f.SecondsPerStep * 1000:F1} ms/step, {f.ImagesPerSecond:F0} images/s; waiting for data {f.DataWaitFraction:P2} of the run, {f.DataWaitFractionAfterFirstBatch:P2} after the first batch |");
+    }
+    return 0;
+}
+
 if (options.Quality)
 {
     string dir = Path.Combine(options.OutputDirectory, "quality");

@@ -179,7 +179,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         using var prefetch = new BatchPrefetcher(stream, PrefetchBatches);
         var shape = new long[] { o.BatchSize, column.Channels, column.Size, column.Size };
         var conditionOptions = trainer.Network.Options.Condition;
-        trainer.Train(() =>
+        trainer.TrainBatches(() =>
         {
             var batch = prefetch.Take();
             var images = tensor(batch.Pixels, shape);

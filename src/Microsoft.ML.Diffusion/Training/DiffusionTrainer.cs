@@ -198,7 +198,7 @@ public sealed class DiffusionTrainer : IDisposable
             _epochOrder.Dispose();
             _epochOrder = null;
         }
-        Train(() =>
+        TrainBatches(() =>
         {
             if (_epochOrder is null || _epochPosition + batch > count)
             {
@@ -220,7 +220,7 @@ public sealed class DiffusionTrainer : IDisposable
     /// time spent in it is reported as waiting for data. A streamed batch's position is recorded (for
     /// <see cref="SaveState"/>) once the step on it is done.
     /// </summary>
-    internal void Train(Func<StepBatch> nextBatch, int steps, Action<TrainingProgress>? progress = null, int reportEvery = 50,
+    internal void TrainBatches(Func<StepBatch> nextBatch, int steps, Action<TrainingProgress>? progress = null, int reportEvery = 50,
         CancellationToken cancellationToken = default, Action<DiffusionTrainer>? afterStep = null)
     {
         if (steps < 0) throw new ArgumentOutOfRangeException(nameof(steps), steps, "steps must not be negative.");
