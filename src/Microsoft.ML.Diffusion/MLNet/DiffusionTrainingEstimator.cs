@@ -1,7 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Conditioning;
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.MLNet.Streaming;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Runtime;
 using Microsoft.ML.Diffusion.Schedules;

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Microsoft.ML.Diffusion.Conditioning;
-using Microsoft.ML.Diffusion.Data;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;

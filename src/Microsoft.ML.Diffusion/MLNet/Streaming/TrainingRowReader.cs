@@ -1,7 +1,6 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.MLNet;
 
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.MLNet.Streaming;
 
 /// <summary>
 /// One pass over the training view: a row cursor and the readers of its image and condition columns.

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.MLNet.Streaming;
 
 /// <summary>
 /// Runs a <see cref="ShuffledRowStream"/> on a background thread, a bounded number of batches ahead of

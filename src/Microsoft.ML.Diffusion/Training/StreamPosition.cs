@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.Training;
 
 /// <summary>
 /// Where a streamed training run stands in its data, as saved in the training state: the pass over the

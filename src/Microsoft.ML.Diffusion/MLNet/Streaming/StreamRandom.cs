@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.MLNet.Streaming;
 
 /// <summary>
 /// SplitMix64: a small seeded generator whose whole state is one 64-bit number, so a streamed data

@@ -1,6 +1,6 @@
-using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.Training;
 
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.MLNet.Streaming;
 
 /// <summary>
 /// Turns passes over an <see cref="IDataView"/> into an endless, seeded, shuffled sequence of training

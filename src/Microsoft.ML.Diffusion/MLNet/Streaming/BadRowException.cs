@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Diffusion.Data;
+namespace Microsoft.ML.Diffusion.MLNet.Streaming;
 
 /// <summary>A training row that cannot be read, named by its row number and text columns (such as an image path).</summary>
 internal sealed class BadRowException(long row, string description, Exception inner)

@@ -1,9 +1,10 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.MLNet.Streaming;
+using Microsoft.ML.Diffusion.Training;
 using Microsoft.ML.Diffusion.MLNet;
 using Xunit;
 
-namespace Microsoft.ML.Diffusion.Tests.Data;
+namespace Microsoft.ML.Diffusion.Tests.MLNet;
 
 /// <summary>The streamed data order: what rows each epoch sees, and that a saved position continues it exactly.</summary>
 public sealed class ShuffledRowStreamTests

@@ -1,4 +1,6 @@
-namespace Microsoft.ML.Diffusion.Data;
+using Microsoft.ML.Diffusion.Training;
+
+namespace Microsoft.ML.Diffusion.MLNet.Streaming;
 
 /// <summary>
 /// A batch of streamed training rows: <see cref="Count"/> images as planar floats in [−1, 1], their
