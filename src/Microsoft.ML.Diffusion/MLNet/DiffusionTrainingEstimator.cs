@@ -170,6 +170,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         Action<TrainingProgress> report, Action<DiffusionTrainer> afterStep, IChannel ch)
     {
         var o = _options;
+        if (steps == 0) return trainer.StreamPosition?.SkippedRows ?? 0;   // nothing to train: read nothing
         int bufferRows = o.ShuffleBufferSize ?? (int)Math.Clamp(InMemoryBytes / (column.Length * sizeof(float)), 4L * o.BatchSize, int.MaxValue);
         // The stream's own generator, seeded from the run's seed (the trainer's generator stays for noise and timesteps).
         var start = trainer.StreamPosition ?? StreamPosition.Start(trainer.Options.Seed!.Value ^ 0x5DEECE66DL);
