@@ -7,7 +7,8 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// The registry of noise-predictor kinds by name: which options record describes a kind and how a network is
 /// built from it. Models name their network's kind in their files, so a kind must be registered (in code with
 /// <see cref="Register{TOptions}"/>, or by an assembly attribute <see cref="NoisePredictorRegistrationAttribute"/>
-/// in any loaded assembly) before a model of that kind is loaded. The UNet is registered as "unet".
+/// in any loaded assembly) before a model of that kind is loaded. The UNet is registered as "unet", diffusers'
+/// UNet2DModel as "diffusers-unet2d".
 /// </summary>
 public static class NoisePredictors
 {
@@ -20,7 +21,11 @@ public static class NoisePredictors
     /// <summary>The name the built-in UNet is registered under.</summary>
     public const string UNet = "unet";
 
-    static NoisePredictors() => Register<UNetOptions>(UNet, o => new UNetNoisePredictor(o));
+    static NoisePredictors()
+    {
+        Register<UNetOptions>(UNet, o => new UNetNoisePredictor(o));
+        Register<Diffusers.UNet2DModelOptions>(Diffusers.UNet2DModelNoisePredictor.RegisteredName, o => new Diffusers.UNet2DModelNoisePredictor(o));
+    }
 
     /// <summary>
     /// Registers a kind of network: <paramref name="name"/> is written into model files, <typeparamref name="TOptions"/>

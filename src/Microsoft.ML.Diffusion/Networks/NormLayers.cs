@@ -11,9 +11,9 @@ internal static class NormLayers
     /// A GroupNorm with its affine parameters set to the identity (weight 1, bias 0). TorchSharp 0.107's
     /// <c>nn.GroupNorm</c> leaves them uninitialised (memory garbage, sometimes NaN), so we set them here.
     /// </summary>
-    public static GroupNorm GroupNorm(int groups, int channels)
+    public static GroupNorm GroupNorm(int groups, int channels, double eps = 1e-5)
     {
-        var norm = nn.GroupNorm(groups, channels);
+        var norm = nn.GroupNorm(groups, channels, eps);
         // The scope releases the wrappers that fill_/zero_ return (one each, never disposed otherwise).
         using (NewDisposeScope())
         using (no_grad())

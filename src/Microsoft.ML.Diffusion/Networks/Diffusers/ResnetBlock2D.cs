@@ -1,0 +1,61 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Diffusion.Networks.Diffusers;
+
+/// <summary>
+/// diffusers' <c>ResnetBlock2D</c>: GroupNorm, activation, 3×3 convolution, the timestep embedding added (or, with
+/// "scale_shift", scaling and shifting the second GroupNorm's output), GroupNorm, activation, dropout, 3×3
+/// convolution, plus the (1×1-projected) input, divided by the output scale factor.
+/// </summary>
+internal sealed class ResnetBlock2D : Module<Tensor, Tensor, Tensor>
+{
+    private readonly GroupNorm norm1;
+    private readonly Conv2d conv1;
+    private readonly Linear time_emb_proj;
+    private readonly GroupNorm norm2;
+    private readonly Conv2d conv2;
+    private readonly Conv2d? conv_shortcut;
+    private readonly Func<Tensor, Tensor> _activation;
+    private readonly bool _scaleShift;
+    private readonly double _dropout;
+    private readonly double _outputScale;
+
+    public ResnetBlock2D(int inChannels, int outChannels, int timeChannels, UNet2DModelOptions o, double outputScale = 1.0)
+        : base(nameof(ResnetBlock2D))
+    {
+        _scaleShift = o.ResnetTimeScaleShift == "scale_shift";
+        _activation = Activation.Get(o.ActFn);
+        _dropout = o.Dropout;
+        _outputScale = outputScale;
+        norm1 = NormLayers.GroupNorm(o.NormNumGroups, inChannels, o.NormEps);
+        conv1 = Conv2d(inChannels, outChannels, 3, padding: 1);
+        time_emb_proj = Linear(timeChannels, _scaleShift ? 2 * outChannels : outChannels);
+        norm2 = NormLayers.GroupNorm(o.NormNumGroups, outChannels, o.NormEps);
+        conv2 = Conv2d(outChannels, outChannels, 3, padding: 1);
+        if (inChannels != outChannels) conv_shortcut = Conv2d(inChannels, outChannels, 1);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x, Tensor timeEmbedding)
+    {
+        using var scope = NewDisposeScope();
+        var h = conv1.forward(_activation(norm1.forward(x)));
+        var t = time_emb_proj.forward(_activation(timeEmbedding)).unsqueeze(-1).unsqueeze(-1);
+        if (!_scaleShift) h = h + t;
+        h = norm2.forward(h);
+        if (_scaleShift)
+        {
+            var parts = t.chunk(2, 1);
+            h = h * (parts[0] + 1) + parts[1];
+        }
+        h = _activation(h);
+        if (_dropout > 0) h = functional.dropout(h, _dropout, training);
+        h = conv2.forward(h);
+        var skip = conv_shortcut is null ? x : conv_shortcut.forward(x);
+        var y = skip + h;
+        if (_outputScale != 1.0) y = y / _outputScale;
+        return y.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,113 @@
+using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Conditioning;
+using Microsoft.ML.Diffusion.Networks.Diffusers;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Tests.Networks;
+
+/// <summary>diffusers' UNet2DModel: the fixtures diffusers v0.21.4 wrote (TestData/Diffusers) load and give diffusers' outputs.</summary>
+public sealed class DiffusersUNet2DTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("mldiffusion-diffusers-").FullName;
+
+    private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "TestData", "Diffusers", name);
+
+    // A copy of the unet-attn fixture to spoil.
+    private string Copy()
+    {
+        string folder = Path.Combine(_folder, Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        foreach (string file in Directory.GetFiles(Fixture("unet-attn"))) File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        return folder;
+    }
+
+    private static void EditConfig(string folder, Func<string, string> edit)
+    {
+        string path = Path.Combine(folder, "config.json");
+        File.WriteAllText(path, edit(File.ReadAllText(path)));
+    }
+
+    private static void EditWeights(string folder, Action<Dictionary<string, Tensor>> edit)
+    {
+        string path = Path.Combine(folder, "diffusion_pytorch_model.safetensors");
+        var weights = SafeTensors.Read(File.ReadAllBytes(path), path);
+        edit(weights);
+        File.WriteAllBytes(path, SafeTensors.Write(weights.Select(kv => (kv.Key, kv.Value))));
+    }
+
+    [Theory]
+    [InlineData("unet-attn")]
+    [InlineData("unet-ddpm")]
+    [InlineData("unet-fourier")]
+    [InlineData("unet-attn-fp16")]
+    [InlineData("unet-attn-bf16")]
+    public void AFolderDiffusersWroteGivesDiffusersOutputs(string name)
+    {
+        using var scope = NewDisposeScope();
+        using var network = DiffusersUNetFolder.Load(Fixture(name));
+        var io = SafeTensors.Read(File.ReadAllBytes(Path.Combine(Fixture(name), "io.safetensors")), name);
+        using var condition = io.TryGetValue("class_labels", out var labels) ? ConditionBatch.Classes(labels) : null;
+        using var noGrad = no_grad();
+        var output = network.Forward(io["sample"], io["timestep"], condition);
+        var expected = io["output"];
+        Assert.Equal(expected.shape, output.shape);
+        double error = (output - expected).abs().max().item<float>() / expected.abs().max().item<float>();
+        Assert.True(error <= 1e-4, $"{name}: largest difference is {error:E2} of the largest output");
+    }
+
+    [Fact]
+    public void BadFoldersFailNamingTheFileAndTheFieldOrTensor()
+    {
+        var missing = Assert.Throws<DirectoryNotFoundException>(() => DiffusersUNetFolder.Load(Path.Combine(_folder, "nowhere")));
+        Assert.Contains("nowhere", missing.Message);
+
+        string noConfig = Copy();
+        File.Delete(Path.Combine(noConfig, "config.json"));
+        Assert.Contains("has no config.json", Assert.Throws<FileNotFoundException>(() => DiffusersUNetFolder.Load(noConfig)).Message);
+
+        string noWeights = Copy();
+        File.Delete(Path.Combine(noWeights, "diffusion_pytorch_model.safetensors"));
+        Assert.Contains("diffusion_pytorch_model.safetensors", Assert.Throws<FileNotFoundException>(() => DiffusersUNetFolder.Load(noWeights)).Message);
+
+        string block = Copy();
+        EditConfig(block, c => c.Replace("\"AttnDownBlock2D\"", "\"CrossAttnDownBlock2D\""));
+        var blockError = Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(block));
+        Assert.Contains("down_block_types", blockError.Message);
+        Assert.Contains("CrossAttnDownBlock2D", blockError.Message);
+
+        string field = Copy();
+        EditConfig(field, c => c.Replace("\"act_fn\": \"silu\"", "\"act_fn\": \"tanh\""));
+        var fieldError = Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(field));
+        Assert.Contains("act_fn", fieldError.Message);
+        Assert.Contains("tanh", fieldError.Message);
+
+        string unknown = Copy();
+        EditConfig(unknown, c => c.Replace("\"act_fn\"", "\"cross_attention_dim\": 768, \"act_fn\""));
+        Assert.Contains("cross_attention_dim", Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(unknown)).Message);
+
+        string shape = Copy();
+        EditWeights(shape, w => w["conv_in.weight"] = zeros(8, 1, 5, 5));
+        var shapeError = Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(shape));
+        Assert.Contains("'conv_in.weight' has shape [8, 1, 5, 5] but the network expects [8, 1, 3, 3]", shapeError.Message);
+
+        string lacking = Copy();
+        EditWeights(lacking, w => w.Remove("mid_block.attentions.0.to_q.weight"));
+        Assert.Contains("mid_block.attentions.0.to_q.weight", Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(lacking)).Message);
+
+        string extra = Copy();
+        EditWeights(extra, w => w["mid_block.attentions.0.query.weight"] = zeros(16, 16));
+        Assert.Contains("mid_block.attentions.0.query.weight", Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(extra)).Message);
+
+        string nan = Copy();
+        EditWeights(nan, w => w["conv_out.bias"] = full(1, float.NaN));
+        Assert.Contains("'conv_out.bias' holds NaN", Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(nan)).Message);
+
+        string truncated = Copy();
+        string weightsPath = Path.Combine(truncated, "diffusion_pytorch_model.safetensors");
+        File.WriteAllBytes(weightsPath, File.ReadAllBytes(weightsPath)[..5000]);
+        Assert.Contains("diffusion_pytorch_model.safetensors", Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(truncated)).Message);
+    }
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+}
