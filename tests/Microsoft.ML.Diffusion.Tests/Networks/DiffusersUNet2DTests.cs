@@ -37,16 +37,19 @@ public sealed class DiffusersUNet2DTests : IDisposable
     }
 
     [Theory]
-    [InlineData("unet-attn")]
-    [InlineData("unet-ddpm")]
-    [InlineData("unet-fourier")]
-    [InlineData("unet-attn-fp16")]
-    [InlineData("unet-attn-bf16")]
-    public void AFolderDiffusersWroteGivesDiffusersOutputs(string name)
+    [InlineData("unet-attn", "unet-attn")]
+    [InlineData("unet-ddpm", "unet-ddpm")]
+    [InlineData("unet-fourier", "unet-fourier")]
+    [InlineData("unet-attn-fp16", "unet-attn-fp16")]
+    [InlineData("unet-attn-bf16", "unet-attn-bf16")]
+    [InlineData("unet-attn-bin", "unet-attn")]             // PyTorch pickles, read with TorchSharp.PyBridge
+    [InlineData("unet-attn-fp16-bin", "unet-attn-fp16")]
+    [InlineData("unet-attn-bf16-bin", "unet-attn-bf16")]
+    public void AFolderDiffusersWroteGivesDiffusersOutputs(string name, string reference)
     {
         using var scope = NewDisposeScope();
         using var network = DiffusersUNetFolder.Load(Fixture(name));
-        var io = SafeTensors.Read(File.ReadAllBytes(Path.Combine(Fixture(name), "io.safetensors")), name);
+        var io = SafeTensors.Read(File.ReadAllBytes(Path.Combine(Fixture(reference), "io.safetensors")), reference);
         using var condition = io.TryGetValue("class_labels", out var labels) ? ConditionBatch.Classes(labels) : null;
         using var noGrad = no_grad();
         var output = network.Forward(io["sample"], io["timestep"], condition);
@@ -68,7 +71,12 @@ public sealed class DiffusersUNet2DTests : IDisposable
 
         string noWeights = Copy();
         File.Delete(Path.Combine(noWeights, "diffusion_pytorch_model.safetensors"));
-        Assert.Contains("diffusion_pytorch_model.safetensors", Assert.Throws<FileNotFoundException>(() => DiffusersUNetFolder.Load(noWeights)).Message);
+        Assert.Contains("neither diffusion_pytorch_model.safetensors nor diffusion_pytorch_model.bin", Assert.Throws<FileNotFoundException>(() => DiffusersUNetFolder.Load(noWeights)).Message);
+
+        string badPickle = Copy();
+        File.Delete(Path.Combine(badPickle, "diffusion_pytorch_model.safetensors"));
+        File.WriteAllBytes(Path.Combine(badPickle, "diffusion_pytorch_model.bin"), File.ReadAllBytes(Path.Combine(Fixture("unet-attn-bin"), "diffusion_pytorch_model.bin"))[..4000]);
+        Assert.Contains("diffusion_pytorch_model.bin", Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(badPickle)).Message);
 
         string block = Copy();
         EditConfig(block, c => c.Replace("\"AttnDownBlock2D\"", "\"CrossAttnDownBlock2D\""));

@@ -5,13 +5,15 @@ namespace Microsoft.ML.Diffusion.Networks.Diffusers;
 
 /// <summary>
 /// A diffusers model folder as <c>UNet2DModel.save_pretrained</c> writes it: <c>config.json</c> and the weights in
-/// <c>diffusion_pytorch_model.safetensors</c> (float32, float16 or bfloat16; held as float32 here). Every tensor the
-/// network has must be in the file with its shape, and no other; errors name the file and the tensor.
+/// <c>diffusion_pytorch_model.safetensors</c> or, from older diffusers, the PyTorch pickle
+/// <c>diffusion_pytorch_model.bin</c> (read with TorchSharp.PyBridge); float32, float16 or bfloat16, held as float32
+/// here. Every tensor the network has must be in the file with its shape, and no other; errors name the file and the tensor.
 /// </summary>
 internal static class DiffusersUNetFolder
 {
     public const string ConfigFile = "config.json";
     public const string SafeTensorsFile = "diffusion_pytorch_model.safetensors";
+    public const string PickleFile = "diffusion_pytorch_model.bin";
 
     /// <summary>Builds the network the folder describes and loads its weights.</summary>
     public static UNet2DModelNoisePredictor Load(string folder)
@@ -23,9 +25,11 @@ internal static class DiffusersUNetFolder
         var options = UNet2DModelConfig.Read(File.ReadAllText(configPath), $"'{configPath}'");
 
         string weightsPath = Path.Combine(folder, SafeTensorsFile);
-        if (!File.Exists(weightsPath))
-            throw new FileNotFoundException($"'{folder}' has no {SafeTensorsFile}.", weightsPath);
-        var weights = SafeTensors.Read(File.ReadAllBytes(weightsPath), $"'{weightsPath}'");
+        bool pickle = !File.Exists(weightsPath) && File.Exists(Path.Combine(folder, PickleFile));
+        if (pickle) weightsPath = Path.Combine(folder, PickleFile);
+        else if (!File.Exists(weightsPath))
+            throw new FileNotFoundException($"'{folder}' has neither {SafeTensorsFile} nor {PickleFile}.", weightsPath);
+        var weights = pickle ? ReadPickle(weightsPath) : SafeTensors.Read(File.ReadAllBytes(weightsPath), $"'{weightsPath}'");
         var network = new UNet2DModelNoisePredictor(options);
         try
         {
@@ -42,5 +46,29 @@ internal static class DiffusersUNetFolder
         }
         network.eval();
         return network;
+    }
+
+    // torch.save's zip of a pickled state dict. Anything else (a whole pickled model, the legacy format, a truncated zip) fails naming the file.
+    private static Dictionary<string, Tensor> ReadPickle(string path)
+    {
+        System.Collections.Hashtable table;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            table = TorchSharp.PyBridge.PyTorchUnpickler.UnpickleStateDict(stream);
+        }
+        catch (Exception e) when (e is InvalidDataException or NotImplementedException or InvalidCastException or InvalidOperationException
+                                      or EndOfStreamException or Razorvine.Pickle.PickleException or ArgumentException)
+        {
+            throw new CheckpointFormatException($"'{path}' is not a PyTorch state dict this library can read: {e.Message}", e);
+        }
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (System.Collections.DictionaryEntry entry in table)
+        {
+            if (entry.Key is not string name || entry.Value is not Tensor tensor)
+                throw new CheckpointFormatException($"'{path}' holds an entry '{entry.Key}' that is not a tensor; it is not a state dict.");
+            result[name] = tensor;
+        }
+        return result;
     }
 }
