@@ -26,7 +26,8 @@ public sealed class DdimSampler : DiffusionSamplerBase
         using var scope = NewDisposeScope();
 
         double alphaCumprod = Schedule.AlphasCumprod[t];
-        double alphaCumprodPrev = Schedule.AlphaCumprodAt(prev);   // ᾱ = 1 past the last step
+        // Past the last step: ᾱ = 1, or ᾱ_0 without SetAlphaToOne.
+        double alphaCumprodPrev = prev < 0 && !Options.SetAlphaToOne ? Schedule.AlphasCumprod[0] : Schedule.AlphaCumprodAt(prev);
         var (x0, eps) = Decompose(modelOutput, sample, t);
 
         double variance = (1.0 - alphaCumprodPrev) / (1.0 - alphaCumprod) * (1.0 - alphaCumprod / alphaCumprodPrev);

@@ -25,6 +25,12 @@ public sealed record SamplerOptions
     /// </summary>
     public bool UseLargeVariance { get; init; }
 
+    /// <summary>
+    /// DDIM only: the last step lands on ᾱ = 1, clean data (true, the default), or on ᾱ of the schedule's first step
+    /// (false); diffusers' <c>set_alpha_to_one</c>.
+    /// </summary>
+    public bool SetAlphaToOne { get; init; } = true;
+
     /// <summary>How the timesteps are chosen; null uses the sampler's own default.</summary>
     public TimestepSpacing? Spacing { get; init; }
 

@@ -1,0 +1,148 @@
+using System.Text.Json.Nodes;
+using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Process;
+using Microsoft.ML.Diffusion.Schedules;
+
+namespace Microsoft.ML.Diffusion.Samplers.Diffusers;
+
+/// <summary>
+/// A diffusers <c>scheduler_config.json</c> mapped onto the library's schedule and samplers: DDPMScheduler to the
+/// DDPM sampler and DDIMScheduler to DDIM, with their β schedule, prediction type, clipping, timestep spacing, offset,
+/// variance and final ᾱ. Fields missing from a file take diffusers' defaults; a scheduler, field or value the library
+/// does not reproduce is an error that names it.
+/// </summary>
+internal static class DiffusersSchedulerConfig
+{
+    public sealed record Mapping(NoiseScheduleOptions Schedule, string Sampler, SamplerOptions Options);
+
+    private static readonly HashSet<string> Descriptive = ["_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"];
+
+    // Fields each scheduler has, and the value of those the library only supports at one setting.
+    private static readonly Dictionary<string, object?> Fixed = new()
+    {
+        ["thresholding"] = false,
+        ["rescale_betas_zero_snr"] = false,
+        ["trained_betas"] = null,
+    };
+
+    private static readonly HashSet<string> Shared =
+    [
+        "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "clip_sample", "clip_sample_range",
+        "prediction_type", "timestep_spacing", "steps_offset", "thresholding", "dynamic_thresholding_ratio", "sample_max_value",
+        "rescale_betas_zero_snr",
+    ];
+
+    public static Mapping Read(string json, string source)
+    {
+        JsonObject config;
+        try
+        {
+            config = JsonNode.Parse(json) as JsonObject ?? throw new CheckpointFormatException($"{source} is not a JSON object.");
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new CheckpointFormatException($"{source} is not valid JSON: {e.Message}", e);
+        }
+        string kind = Get(config, "_class_name", source, "");
+        var own = kind switch
+        {
+            "DDPMScheduler" => new HashSet<string> { "variance_type" },
+            "DDIMScheduler" => new HashSet<string> { "set_alpha_to_one" },
+            _ => throw new CheckpointFormatException($"{source} describes a {(kind.Length == 0 ? "scheduler without _class_name" : kind)}; supported are DDPMScheduler and DDIMScheduler."),
+        };
+        foreach (var (name, value) in config)
+            if (!Descriptive.Contains(name) && !Shared.Contains(name) && !own.Contains(name))
+                throw new CheckpointFormatException($"{source} has field \"{name}\" ({value?.ToJsonString() ?? "null"}), which {kind} here does not support.");
+        foreach (var (name, supported) in Fixed)
+            if (config.TryGetPropertyValue(name, out var node) && node?.ToJsonString() != (supported is null ? null : System.Text.Json.JsonSerializer.Serialize(supported)))
+                throw new CheckpointFormatException($"{source} has {name} {node?.ToJsonString() ?? "null"}; only {System.Text.Json.JsonSerializer.Serialize(supported)} is supported.");
+
+        string betaSchedule = Get(config, "beta_schedule", source, "linear");
+        var schedule = new NoiseScheduleOptions
+        {
+            TrainSteps = Get(config, "num_train_timesteps", source, 1000),
+            BetaStart = Get(config, "beta_start", source, 0.0001),
+            BetaEnd = Get(config, "beta_end", source, 0.02),
+            Kind = betaSchedule switch
+            {
+                "linear" => NoiseScheduleKind.Linear,
+                "scaled_linear" => NoiseScheduleKind.ScaledLinear,
+                "squaredcos_cap_v2" => NoiseScheduleKind.Cosine,
+                "sigmoid" => NoiseScheduleKind.Sigmoid,
+                _ => throw new CheckpointFormatException($"{source} has beta_schedule \"{betaSchedule}\"; supported are linear, scaled_linear, squaredcos_cap_v2 and sigmoid."),
+            },
+        };
+        string prediction = Get(config, "prediction_type", source, "epsilon");
+        string spacing = Get(config, "timestep_spacing", source, "leading");
+        bool clip = Get(config, "clip_sample", source, true);
+        var options = new SamplerOptions
+        {
+            Prediction = prediction switch
+            {
+                "epsilon" => PredictionType.Epsilon,
+                "v_prediction" => PredictionType.VPrediction,
+                "sample" => PredictionType.Sample,
+                _ => throw new CheckpointFormatException($"{source} has prediction_type \"{prediction}\"; supported are epsilon, v_prediction and sample."),
+            },
+            Clipping = clip ? X0Clipping.Clip : X0Clipping.None,
+            ClipRange = Get(config, "clip_sample_range", source, 1.0),
+            Spacing = spacing switch
+            {
+                "leading" => TimestepSpacing.Leading,
+                "trailing" => TimestepSpacing.Trailing,
+                "linspace" => TimestepSpacing.Linspace,
+                _ => throw new CheckpointFormatException($"{source} has timestep_spacing \"{spacing}\"; supported are leading, trailing and linspace."),
+            },
+            StepsOffset = Get(config, "steps_offset", source, 0),
+        };
+        string sampler;
+        if (kind == "DDPMScheduler")
+        {
+            sampler = DiffusionSamplers.Ddpm;
+            string variance = Get(config, "variance_type", source, "fixed_small");
+            options = options with
+            {
+                UseLargeVariance = variance switch
+                {
+                    "fixed_small" => false,
+                    "fixed_large" => true,
+                    _ => throw new CheckpointFormatException($"{source} has variance_type \"{variance}\"; supported are fixed_small and fixed_large."),
+                },
+            };
+        }
+        else
+        {
+            sampler = DiffusionSamplers.Ddim;
+            options = options with { SetAlphaToOne = Get(config, "set_alpha_to_one", source, true) };
+        }
+        try
+        {
+            schedule.Validate();
+            options.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointFormatException($"{source} describes a schedule this library cannot build: {e.Message}", e);
+        }
+        return new Mapping(schedule, sampler, options);
+    }
+
+    private static T Get<T>(JsonObject config, string field, string source, T fallback)
+    {
+        if (!config.TryGetPropertyValue(field, out var node) || node is null) return fallback;
+        try
+        {
+            if (typeof(T) == typeof(int))
+            {
+                double number = node.GetValue<double>();
+                if (number != Math.Floor(number)) throw new FormatException();
+                return (T)(object)(int)number;
+            }
+            return System.Text.Json.JsonSerializer.Deserialize<T>(node) ?? fallback;
+        }
+        catch (Exception e) when (e is FormatException or InvalidOperationException or System.Text.Json.JsonException)
+        {
+            throw new CheckpointFormatException($"{source} has {field} {node.ToJsonString()}, which is not a {(typeof(T) == typeof(int) ? "whole number" : typeof(T) == typeof(double) ? "number" : typeof(T) == typeof(bool) ? "true or false" : "string")}.", e);
+        }
+    }
+}
