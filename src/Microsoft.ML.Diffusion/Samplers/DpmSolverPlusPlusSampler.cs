@@ -30,15 +30,37 @@ public sealed class DpmSolverPlusPlusSampler : DiffusionSamplerBase
     /// </summary>
     protected override TimestepSpacing DefaultSpacing => TimestepSpacing.LogSnr;
 
+    // With diffusers' own spacings the sampler is diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint,
+    // lower_order_final): its timesteps, and a last step that lands on t = 0, first-order below 15 steps.
+    private bool FollowsDiffusers => Spacing != TimestepSpacing.LogSnr;
+
+    /// <inheritdoc/>
+    protected override double[] ChooseTimesteps(int inferenceSteps)
+    {
+        if (!FollowsDiffusers) return base.ChooseTimesteps(inferenceSteps);
+        int steps = Schedule.Length, n = inferenceSteps;
+        // diffusers' multistep schedulers space n + 1 points and drop the last (t = 0), or count down from T for trailing.
+        IEnumerable<double> points = Spacing switch
+        {
+            TimestepSpacing.Linspace => Enumerable.Range(0, n + 1).Select(i => Math.Round((steps - 1) * (double)i / n)).Reverse().Take(n),
+            TimestepSpacing.Leading => Enumerable.Range(0, n + 1).Select(i => (double)(i * (steps / (n + 1)))).Reverse().Take(n).Select(t => t + Options.StepsOffset),
+            _ => Enumerable.Range(0, n).Select(i => Math.Round(steps - i * ((double)steps / n)) - 1),
+        };
+        return points.Distinct().ToArray();
+    }
+
     /// <inheritdoc/>
     public override SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null)
     {
         int s = TimestepAt(stepIndex);   // validates stepIndex
         int t = NextTimestep(stepIndex);
+        bool last = t < 0;
+        if (last && FollowsDiffusers) t = 0;
         using var scope = NewDisposeScope();
 
         var (x0, _) = Decompose(modelOutput, sample, s);
         double lambdaS = Lambda(s);
+        bool secondOrder = _previousX0 is not null && !(last && FollowsDiffusers && Timesteps.Count < 15);
         Tensor result;
         if (t < 0)
         {
@@ -55,11 +77,11 @@ public sealed class DpmSolverPlusPlusSampler : DiffusionSamplerBase
 
             // First order: x_t = (σ_t/σ_s) x_s − α_t (e^{−h} − 1) D0.
             result = (sigmaT / sigmaS) * sample - (alphaT * phi) * x0;
-            if (_previousX0 is not null)
+            if (secondOrder)
             {
                 // Second order (midpoint): D1 = (x̂₀ − x̂₀_prev) / r0, term −½ α_t (e^{−h} − 1) D1.
                 double r0 = (lambdaS - _previousLambda) / h;
-                result = result - (0.5 * alphaT * phi / r0) * (x0 - _previousX0);
+                result = result - (0.5 * alphaT * phi / r0) * (x0 - _previousX0!);
             }
         }
 

@@ -18,6 +18,7 @@ public sealed class DiffusersSchedulerTests
     [InlineData("ddpm-cosine-large", 10)]    // squaredcos_cap_v2, no clipping, fixed_large variance
     [InlineData("ddim-leading", 10)]         // DDIMScheduler: steps_offset 1, set_alpha_to_one false
     [InlineData("ddim-trailing-v", 8)]       // scaled_linear β, v-prediction, trailing spacing
+    [InlineData("dpmsolver-multistep", 12)]  // DPMSolverMultistepScheduler: dpmsolver++ 2M, linspace, lower-order final step to t = 0
     public void ADiffusersSchedulerConfigRetracesDiffusersTrajectory(string name, int steps)
     {
         using var scope = NewDisposeScope();
@@ -57,6 +58,9 @@ public sealed class DiffusersSchedulerTests
         Assert.Contains("prediction_type \"flow\"", Error("""{"_class_name": "DDIMScheduler", "prediction_type": "flow"}"""));
         Assert.Contains("thresholding true", Error("""{"_class_name": "DDIMScheduler", "thresholding": true}"""));
         Assert.Contains("\"use_karras_sigmas\"", Error("""{"_class_name": "DDIMScheduler", "use_karras_sigmas": true}"""));
+        Assert.Contains("solver_order 3", Error("""{"_class_name": "DPMSolverMultistepScheduler", "solver_order": 3}"""));
+        Assert.Contains("algorithm_type \"dpmsolver\"", Error("""{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"}"""));
+        Assert.Equal(DiffusionSamplers.DpmSolverPlusPlus, DiffusersSchedulerConfig.Read("""{"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -Infinity}""", "x").Sampler);
         Assert.Contains("num_train_timesteps \"many\"", Error("""{"_class_name": "DDIMScheduler", "num_train_timesteps": "many"}"""));
     }
 }

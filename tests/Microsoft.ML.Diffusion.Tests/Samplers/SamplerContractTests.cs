@@ -26,7 +26,9 @@ public class SamplerContractTests
         Assert.Equal([901.0, 801, 701, 601, 501, 401, 301, 201, 101, 1], Timesteps(SamplerKind.Ddim, TimestepSpacing.Leading, 10, offset: 1));
         Assert.Equal([999.0, 899, 799, 699, 599, 499, 399, 299, 199, 99], Timesteps(SamplerKind.Ddpm, TimestepSpacing.Trailing, 10));
         Assert.Equal([999.0, 888, 777, 666, 555, 444, 333, 222, 111, 0], Timesteps(SamplerKind.Ddim, TimestepSpacing.Linspace, 10));
-        Assert.Equal([999.0, 666, 333, 0], Timesteps(SamplerKind.DpmSolverPlusPlus, TimestepSpacing.Linspace, 4));
+        // DPM-Solver++ follows diffusers' multistep scheduler: N + 1 points, the last (t = 0) dropped; it then steps to t = 0.
+        Assert.Equal([999.0, 749, 500, 250], Timesteps(SamplerKind.DpmSolverPlusPlus, TimestepSpacing.Linspace, 4));
+        Assert.Equal([800.0, 600, 400, 200], Timesteps(SamplerKind.DpmSolverPlusPlus, TimestepSpacing.Leading, 4));
     }
 
     [Fact]

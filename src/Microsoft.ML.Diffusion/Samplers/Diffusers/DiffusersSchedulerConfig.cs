@@ -7,8 +7,8 @@ namespace Microsoft.ML.Diffusion.Samplers.Diffusers;
 
 /// <summary>
 /// A diffusers <c>scheduler_config.json</c> mapped onto the library's schedule and samplers: DDPMScheduler to the
-/// DDPM sampler and DDIMScheduler to DDIM, with their β schedule, prediction type, clipping, timestep spacing, offset,
-/// variance and final ᾱ. Fields missing from a file take diffusers' defaults; a scheduler, field or value the library
+/// DDPM sampler, DDIMScheduler to DDIM and DPMSolverMultistepScheduler (dpmsolver++, order 2) to DPM-Solver++, with
+/// their β schedule, prediction type, clipping, timestep spacing, offset, variance and final ᾱ. Fields missing from a file take diffusers' defaults; a scheduler, field or value the library
 /// does not reproduce is an error that names it.
 /// </summary>
 internal static class DiffusersSchedulerConfig
@@ -25,6 +25,18 @@ internal static class DiffusersSchedulerConfig
         ["trained_betas"] = null,
     };
 
+    // DPMSolverMultistepScheduler's settings the DPM-Solver++ sampler reproduces (diffusers' defaults).
+    private static readonly Dictionary<string, object?> MultistepFixed = new()
+    {
+        ["algorithm_type"] = "dpmsolver++",
+        ["solver_order"] = 2,
+        ["solver_type"] = "midpoint",
+        ["lower_order_final"] = true,
+        ["use_karras_sigmas"] = false,
+        ["lambda_min_clipped"] = "-Infinity",
+        ["variance_type"] = null,
+    };
+
     private static readonly HashSet<string> Shared =
     [
         "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "clip_sample", "clip_sample_range",
@@ -37,6 +49,8 @@ internal static class DiffusersSchedulerConfig
         JsonObject config;
         try
         {
+            // Python's json writes infinities and NaN as bare words (lambda_min_clipped: -Infinity); read them as strings.
+            json = System.Text.RegularExpressions.Regex.Replace(json, @"(:\s*)(-?Infinity|NaN)(\s*[,}\]])", "$1\"$2\"$3");
             config = JsonNode.Parse(json) as JsonObject ?? throw new CheckpointFormatException($"{source} is not a JSON object.");
         }
         catch (System.Text.Json.JsonException e)
@@ -48,12 +62,13 @@ internal static class DiffusersSchedulerConfig
         {
             "DDPMScheduler" => new HashSet<string> { "variance_type" },
             "DDIMScheduler" => new HashSet<string> { "set_alpha_to_one" },
-            _ => throw new CheckpointFormatException($"{source} describes a {(kind.Length == 0 ? "scheduler without _class_name" : kind)}; supported are DDPMScheduler and DDIMScheduler."),
+            "DPMSolverMultistepScheduler" => new HashSet<string>(MultistepFixed.Keys),
+            _ => throw new CheckpointFormatException($"{source} describes a {(kind.Length == 0 ? "scheduler without _class_name" : kind)}; supported are DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler."),
         };
         foreach (var (name, value) in config)
             if (!Descriptive.Contains(name) && !Shared.Contains(name) && !own.Contains(name))
                 throw new CheckpointFormatException($"{source} has field \"{name}\" ({value?.ToJsonString() ?? "null"}), which {kind} here does not support.");
-        foreach (var (name, supported) in Fixed)
+        foreach (var (name, supported) in kind == "DPMSolverMultistepScheduler" ? Fixed.Concat(MultistepFixed) : Fixed)
             if (config.TryGetPropertyValue(name, out var node) && node?.ToJsonString() != (supported is null ? null : System.Text.Json.JsonSerializer.Serialize(supported)))
                 throw new CheckpointFormatException($"{source} has {name} {node?.ToJsonString() ?? "null"}; only {System.Text.Json.JsonSerializer.Serialize(supported)} is supported.");
 
@@ -73,8 +88,9 @@ internal static class DiffusersSchedulerConfig
             },
         };
         string prediction = Get(config, "prediction_type", source, "epsilon");
-        string spacing = Get(config, "timestep_spacing", source, "leading");
-        bool clip = Get(config, "clip_sample", source, true);
+        bool multistep = kind == "DPMSolverMultistepScheduler";
+        string spacing = Get(config, "timestep_spacing", source, multistep ? "linspace" : "leading");
+        bool clip = !multistep && Get(config, "clip_sample", source, true);   // DPMSolverMultistep never clips x̂₀
         var options = new SamplerOptions
         {
             Prediction = prediction switch
@@ -109,6 +125,10 @@ internal static class DiffusersSchedulerConfig
                     _ => throw new CheckpointFormatException($"{source} has variance_type \"{variance}\"; supported are fixed_small and fixed_large."),
                 },
             };
+        }
+        else if (multistep)
+        {
+            sampler = DiffusionSamplers.DpmSolverPlusPlus;
         }
         else
         {
