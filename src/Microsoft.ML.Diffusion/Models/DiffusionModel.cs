@@ -117,6 +117,7 @@ public sealed class DiffusionModel : IDisposable
         ClipRange = options.ClipRange,
         ThresholdPercentile = options.ThresholdPercentile,
         UseLargeVariance = options.UseLargeVariance,
+        SetAlphaToOne = options.SetAlphaToOne,
         Spacing = options.Spacing,
         StepsOffset = options.StepsOffset,
     });
@@ -207,6 +208,24 @@ public sealed class DiffusionModel : IDisposable
         }
         network.to(device);
         return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps);
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face diffusers model folder: a <c>UNet2DModel</c> (<c>config.json</c> with
+    /// <c>diffusion_pytorch_model.safetensors</c> or <c>.bin</c>, in float32, float16 or bfloat16) at the top or in a
+    /// <c>unet</c> subfolder, and the noise schedule and prediction type of its <c>scheduler_config.json</c> (top or
+    /// <c>scheduler</c> subfolder; DDPMScheduler, DDIMScheduler or DPMSolverMultistepScheduler). The weights go to
+    /// <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>). <see cref="GenerationOptions.FromDiffusers"/>
+    /// gives the sampler settings that reproduce the scheduler. Errors name the file and the field or tensor.
+    /// </summary>
+    public static DiffusionModel LoadDiffusers(string folder, Device? device = null)
+    {
+        DiffusionDevice.EnsureInitialized();
+        var (_, scheduler) = Samplers.Diffusers.DiffusersSchedulerConfig.ReadFolder(folder);
+        string unet = Directory.Exists(Path.Combine(folder, "unet")) ? Path.Combine(folder, "unet") : folder;
+        var network = Networks.Diffusers.DiffusersUNetFolder.Load(unet);
+        network.to(device ?? DiffusionDevice.Resolve());
+        return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction);
     }
 
     private byte[] WeightsBytes() => ModuleWeights.Save(Network);

@@ -35,6 +35,9 @@ public record GenerationOptions
     /// <summary>DDPM only: use β_t as the reverse variance ("fixed large") instead of β̃_t ("fixed small").</summary>
     public bool UseLargeVariance { get; set; }
 
+    /// <summary>DDIM only: the last step lands on ᾱ = 1 (true) or on ᾱ of the first training step (diffusers' <c>set_alpha_to_one</c>).</summary>
+    public bool SetAlphaToOne { get; set; } = true;
+
     /// <summary>
     /// Classifier-free guidance scale w for conditional models: ε = ε_uncond + w (ε_cond − ε_uncond).
     /// 1 uses the conditional prediction alone, 0 ignores the condition, larger values (3–5) follow it more
@@ -59,5 +62,28 @@ public record GenerationOptions
         if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");
         if (ForwardBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(ForwardBatchSize), ForwardBatchSize, "ForwardBatchSize must be positive.");
         if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
+    }
+
+    /// <summary>
+    /// The options that reproduce a diffusers scheduler: its <c>scheduler_config.json</c> (DDPMScheduler, DDIMScheduler
+    /// or DPMSolverMultistepScheduler) in <paramref name="folder"/>, in its <c>scheduler</c> subfolder, or given as the file.
+    /// Steps stay unset (the sampler's usual count); a scheduler, field or value the library does not reproduce is a
+    /// <see cref="Checkpoints.CheckpointFormatException"/> that names it.
+    /// </summary>
+    public static GenerationOptions FromDiffusers(string folder)
+    {
+        var (_, mapping) = Samplers.Diffusers.DiffusersSchedulerConfig.ReadFolder(folder);
+        var o = mapping.Options;
+        return new GenerationOptions
+        {
+            Sampler = mapping.Sampler,
+            Spacing = o.Spacing,
+            StepsOffset = o.StepsOffset,
+            Eta = o.Eta,
+            Clipping = o.Clipping,
+            ClipRange = o.ClipRange,
+            UseLargeVariance = o.UseLargeVariance,
+            SetAlphaToOne = o.SetAlphaToOne,
+        };
     }
 }

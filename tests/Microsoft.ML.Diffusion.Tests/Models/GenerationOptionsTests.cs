@@ -23,6 +23,7 @@ public class GenerationOptionsTests
         o.UseLargeVariance = true;
         o.Spacing = TimestepSpacing.Trailing;
         o.StepsOffset = 1;
+        o.SetAlphaToOne = false;
         return o;
     }
 
@@ -33,7 +34,7 @@ public class GenerationOptionsTests
         var expected = new SamplerOptions
         {
             Prediction = PredictionType.VPrediction, Eta = 0.3, Clipping = X0Clipping.DynamicThreshold, ClipRange = 2, ThresholdPercentile = 0.9,
-            UseLargeVariance = true, Spacing = TimestepSpacing.Trailing, StepsOffset = 1,
+            UseLargeVariance = true, Spacing = TimestepSpacing.Trailing, StepsOffset = 1, SetAlphaToOne = false,
         };
         foreach (var options in new[] { Unusual(new GenerationOptions()), Unusual(new DiffusionGenerationOptions()) })
         {

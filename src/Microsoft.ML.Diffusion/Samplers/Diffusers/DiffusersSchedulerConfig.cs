@@ -44,6 +44,21 @@ internal static class DiffusersSchedulerConfig
         "rescale_betas_zero_snr",
     ];
 
+    public const string FileName = "scheduler_config.json";
+
+    /// <summary>Reads the scheduler of a diffusers folder: its scheduler_config.json at the top or in a scheduler subfolder, or the file itself.</summary>
+    public static (string Path, Mapping Mapping) ReadFolder(string folder)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        string path = File.Exists(folder) ? folder
+            : File.Exists(Path.Combine(folder, "scheduler", FileName)) ? Path.Combine(folder, "scheduler", FileName)
+            : Path.Combine(folder, FileName);
+        if (!Directory.Exists(folder) && !File.Exists(folder)) throw new DirectoryNotFoundException($"The diffusers model folder '{folder}' does not exist.");
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"'{folder}' has no {FileName} (nor scheduler/{FileName}); the noise schedule the model was trained with must be known.", path);
+        return (path, Read(File.ReadAllText(path), $"'{path}'"));
+    }
+
     public static Mapping Read(string json, string source)
     {
         JsonObject config;
