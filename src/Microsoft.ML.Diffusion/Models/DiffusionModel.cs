@@ -228,6 +228,38 @@ public sealed class DiffusionModel : IDisposable
         return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction);
     }
 
+    /// <summary>
+    /// Writes the model as a diffusers pipeline folder that <c>DDPMPipeline.from_pretrained</c> (and
+    /// <c>UNet2DModel.from_pretrained</c> on its <c>unet</c> subfolder) loads: <c>model_index.json</c>,
+    /// <c>unet/config.json</c>, <c>unet/diffusion_pytorch_model.safetensors</c> (float32) and
+    /// <c>scheduler/scheduler_config.json</c> (a DDPMScheduler with this model's schedule and prediction type). Only a
+    /// diffusers <see cref="Networks.Diffusers.UNet2DModelNoisePredictor"/> can be written; files are replaced atomically.
+    /// </summary>
+    public void SaveDiffusers(string folder)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        if (Network is not Networks.Diffusers.UNet2DModelNoisePredictor || NetworkOptions is not Networks.Diffusers.UNet2DModelOptions unet)
+            throw new NotSupportedException($"Only diffusers' UNet2DModel can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(NetworkOptions.GetType())}. Train with Network = new UNet2DModelOptions {{ … }} to export.");
+        string scheduler = Samplers.Diffusers.DiffusersSchedulerConfig.Write(ScheduleOptions, Prediction);   // fails before anything is written
+        string config = Networks.Diffusers.UNet2DModelConfig.Write(unet);
+        byte[] weights = SafeTensors.Write(Network.state_dict().Select(kv => (kv.Key, kv.Value)), new Dictionary<string, string> { ["format"] = "pt" });
+        string index = $$"""
+            {
+              "_class_name": "DDPMPipeline",
+              "_diffusers_version": "{{Networks.Diffusers.UNet2DModelConfig.DiffusersVersion}}",
+              "scheduler": ["diffusers", "DDPMScheduler"],
+              "unet": ["diffusers", "UNet2DModel"]
+            }
+
+            """;
+        Directory.CreateDirectory(Path.Combine(folder, "unet"));
+        Directory.CreateDirectory(Path.Combine(folder, "scheduler"));
+        IO.AtomicFile.Write(Path.Combine(folder, "unet", Networks.Diffusers.DiffusersUNetFolder.SafeTensorsFile), s => s.Write(weights));
+        IO.AtomicFile.Write(Path.Combine(folder, "unet", Networks.Diffusers.DiffusersUNetFolder.ConfigFile), s => s.Write(System.Text.Encoding.UTF8.GetBytes(config)));
+        IO.AtomicFile.Write(Path.Combine(folder, "scheduler", Samplers.Diffusers.DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(scheduler)));
+        IO.AtomicFile.Write(Path.Combine(folder, "model_index.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(index)));
+    }
+
     private byte[] WeightsBytes() => ModuleWeights.Save(Network);
 
     /// <inheritdoc/>

@@ -81,6 +81,44 @@ internal static class UNet2DModelConfig
         return options;
     }
 
+    /// <summary>The config.json diffusers' <c>UNet2DModel.from_pretrained</c> reads for <paramref name="o"/>, every field written out.</summary>
+    public static string Write(UNet2DModelOptions o)
+    {
+        var config = new JsonObject
+        {
+            ["_class_name"] = "UNet2DModel",
+            ["_diffusers_version"] = DiffusersVersion,
+            ["act_fn"] = o.ActFn,
+            ["add_attention"] = o.AddAttention,
+            ["attention_head_dim"] = o.AttentionHeadDim,
+            ["block_out_channels"] = new JsonArray([.. o.BlockOutChannels.Select(c => (JsonNode)c)]),
+            ["center_input_sample"] = o.CenterInputSample,
+            ["class_embed_type"] = null,
+            ["down_block_types"] = new JsonArray([.. o.DownBlockTypes.Select(t => (JsonNode)t)]),
+            ["downsample_padding"] = o.DownsamplePadding,
+            ["downsample_type"] = "conv",
+            ["dropout"] = o.Dropout,
+            ["flip_sin_to_cos"] = o.FlipSinToCos,
+            ["freq_shift"] = o.FreqShift,
+            ["in_channels"] = o.ImageChannels,
+            ["layers_per_block"] = o.LayersPerBlock,
+            ["mid_block_scale_factor"] = o.MidBlockScaleFactor,
+            ["norm_eps"] = o.NormEps,
+            ["norm_num_groups"] = o.NormNumGroups,
+            ["num_class_embeds"] = o.Condition.Kind == ConditionKind.Class ? o.Condition.ClassCount : null,
+            ["out_channels"] = o.ImageChannels,
+            ["resnet_time_scale_shift"] = o.ResnetTimeScaleShift,
+            ["sample_size"] = o.ImageSize,
+            ["time_embedding_type"] = o.TimeEmbeddingType,
+            ["up_block_types"] = new JsonArray([.. o.UpBlockTypes.Select(t => (JsonNode)t)]),
+            ["upsample_type"] = "conv",
+        };
+        return config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
+    /// <summary>The diffusers version whose formats the files written here follow.</summary>
+    public const string DiffusersVersion = "0.21.4";
+
     private static int SampleSize(JsonObject config, string source)
     {
         var node = config["sample_size"] ?? throw new CheckpointFormatException($"{source} has no sample_size; the image size must be known.");

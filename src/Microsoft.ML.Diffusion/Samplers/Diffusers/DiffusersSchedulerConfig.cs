@@ -59,6 +59,50 @@ internal static class DiffusersSchedulerConfig
         return (path, Read(File.ReadAllText(path), $"'{path}'"));
     }
 
+    /// <summary>
+    /// A DDPMScheduler configuration for <paramref name="schedule"/> and <paramref name="prediction"/> (what diffusers'
+    /// DDPMPipeline loads; DDIMScheduler and DPMSolverMultistepScheduler.from_config read it too). Schedules diffusers
+    /// cannot express are an error that says why.
+    /// </summary>
+    public static string Write(NoiseScheduleOptions schedule, PredictionType prediction)
+    {
+        string betaSchedule = schedule.Kind switch
+        {
+            NoiseScheduleKind.Linear => "linear",
+            NoiseScheduleKind.ScaledLinear => "scaled_linear",
+            NoiseScheduleKind.Sigmoid => "sigmoid",
+            NoiseScheduleKind.Cosine when schedule.CosineOffset == 0.008 && schedule.MaxBeta == 0.999 => "squaredcos_cap_v2",
+            NoiseScheduleKind.Cosine => throw new NotSupportedException($"diffusers' cosine schedule (squaredcos_cap_v2) has offset 0.008 and β cap 0.999; this one has {schedule.CosineOffset} and {schedule.MaxBeta}."),
+            _ => throw new NotSupportedException($"The {schedule.Kind} schedule has no diffusers equivalent."),
+        };
+        if (schedule.ZeroTerminalSnr)
+            throw new NotSupportedException("diffusers' DDPMScheduler (v0.21) cannot rescale a schedule to zero terminal SNR.");
+        var config = new JsonObject
+        {
+            ["_class_name"] = "DDPMScheduler",
+            ["_diffusers_version"] = Networks.Diffusers.UNet2DModelConfig.DiffusersVersion,
+            ["beta_end"] = schedule.BetaEnd,
+            ["beta_schedule"] = betaSchedule,
+            ["beta_start"] = schedule.BetaStart,
+            ["clip_sample"] = true,
+            ["clip_sample_range"] = 1.0,
+            ["num_train_timesteps"] = schedule.TrainSteps,
+            ["prediction_type"] = prediction switch
+            {
+                PredictionType.Epsilon => "epsilon",
+                PredictionType.VPrediction => "v_prediction",
+                PredictionType.Sample => "sample",
+                _ => throw new NotSupportedException($"Prediction type {prediction} has no diffusers equivalent."),
+            },
+            ["steps_offset"] = 0,
+            ["thresholding"] = false,
+            ["timestep_spacing"] = "leading",
+            ["trained_betas"] = null,
+            ["variance_type"] = "fixed_small",
+        };
+        return config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
     public static Mapping Read(string json, string source)
     {
         JsonObject config;
