@@ -26,12 +26,14 @@ public static class MLDiffusionCli
         var ctx = new CliContext(output, error, interactive, cancellationToken);
         int Guard(Func<int> body) => RunGuarded(body, ctx);
 
-        var root = new RootCommand("mldiffusion: train, generate, evaluate and inspect Microsoft.ML.Diffusion models.")
+        var root = new RootCommand("mldiffusion: train, generate, evaluate and inspect Microsoft.ML.Diffusion models, and import and export Hugging Face diffusers folders.")
         {
             TrainCommand.Create(Guard, ctx),
             GenerateCommand.Create(Guard, ctx),
             EvaluateCommand.Create(Guard, ctx),
             InfoCommand.Create(Guard, ctx),
+            ImportCommand.Create(Guard, ctx),
+            ExportCommand.Create(Guard, ctx),
         };
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -10,10 +10,11 @@ namespace Microsoft.ML.Diffusion.Cli.Commands;
 /// <summary><c>mldiffusion generate</c>: loads a model zip, generates through DiffusionGenerate and writes a PNG grid.</summary>
 internal sealed class GenerateCommand
 {
-    private readonly Option<string> _model = new("--model") { Description = "The model zip written by 'mldiffusion train'.", Required = true };
+    private readonly Option<string?> _model = new("--model") { Description = "The model zip written by 'mldiffusion train' or 'import'." };
+    private readonly Option<string?> _diffusers = new("--diffusers") { Description = "A Hugging Face diffusers model folder (UNet2DModel + scheduler) to generate from instead of a zip." };
     private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 16 };
     private readonly Option<long> _seed = new("--seed") { Description = "Seed of the first image; image i uses seed + i.", DefaultValueFactory = _ => 0 };
-    private readonly Option<string> _sampler = new Option<string>("--sampler") { Description = "ddpm, ddim, dpm (DPM-Solver++), euler-ancestral (euler-a), heun, or another registered sampler.", DefaultValueFactory = _ => "dpm" }
+    private readonly Option<string?> _sampler = new Option<string?>("--sampler") { Description = "ddpm, ddim, dpm (DPM-Solver++), euler-ancestral (euler-a), heun, or another registered sampler (default: dpm; a diffusers folder's own scheduler)." }
         .AcceptOnlyFromAmong(Names.Samplers);
     private readonly Option<int?> _steps = new("--steps") { Description = "Denoising steps (default: DDPM all T, DDIM 50, DPM-Solver++ 20)." };
     private readonly Option<double> _eta = new("--eta") { Description = "DDIM's η: 0 is deterministic, 1 is DDPM-like.", DefaultValueFactory = _ => 0.0 };
@@ -28,7 +29,7 @@ internal sealed class GenerateCommand
     {
         var command = new System.CommandLine.Command("generate", "Generate images from a model zip and write them as a PNG grid.")
         {
-            _model, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch,
+            _model, _diffusers, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
@@ -38,7 +39,9 @@ internal sealed class GenerateCommand
     {
         int count = parse.GetValue(_count);
         if (count is < 1 or > 100_000) throw new UsageException($"--count must be between 1 and 100000, not {count}.");
-        var sampler = Names.Sampler(parse.GetValue(_sampler)!);
+        string? zip = parse.GetValue(_model), diffusers = parse.GetValue(_diffusers);
+        if ((zip is null) == (diffusers is null)) throw new UsageException(zip is null ? "Give the model: --model <zip> or --diffusers <folder>." : "Give only one of --model and --diffusers.");
+        SamplerName? sampler = parse.GetValue(_sampler) is { } name ? Names.Sampler(name) : (SamplerName?)null;
         int? steps = parse.GetValue(_steps);
         if (steps is < 1) throw new UsageException($"--steps must be positive, not {steps}.");
         double eta = parse.GetValue(_eta);
@@ -52,11 +55,11 @@ internal sealed class GenerateCommand
         string outPath = parse.GetValue(_out)!;
         if (string.IsNullOrWhiteSpace(outPath) || Directory.Exists(outPath)) throw new UsageException($"--out must name a PNG file, not '{outPath}'.");
         long seed = parse.GetValue(_seed);
-        if (eta > 0 && sampler != (SamplerName)SamplerKind.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(sampler)} ignores it.");
+        if (eta > 0 && sampler is { } chosen && chosen != (SamplerName)SamplerKind.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(chosen)} ignores it.");
 
         var ml = new MLContext(seed: 0);
         using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
-        using var loaded = LoadedModel.Load(ml, parse.GetValue(_model)!);
+        using var loaded = zip is not null ? LoadedModel.Load(ml, zip) : LoadedModel.FromDiffusers(ml, diffusers!);
         var shape = loaded.Model.ImageShape;
         ctx.Line($"Model '{loaded.Path}': {shape[0]}×{shape[1]}×{shape[2]} images, {loaded.Model.TrainingSteps} training steps.");
         try

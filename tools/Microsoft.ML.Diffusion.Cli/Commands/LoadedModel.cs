@@ -9,13 +9,20 @@ namespace Microsoft.ML.Diffusion.Cli.Commands;
 /// <summary>A model zip loaded with ML.NET and the diffusion model found inside it.</summary>
 internal sealed class LoadedModel : IDisposable
 {
-    private LoadedModel(string path, ITransformer transformer, DataViewSchema inputSchema, DiffusionModel model)
+    private LoadedModel(string path, ITransformer transformer, DataViewSchema inputSchema, DiffusionModel model, GenerationOptions? scheduler = null)
     {
         Path = path;
         Transformer = transformer;
         InputSchema = inputSchema;
         Model = model;
+        Scheduler = scheduler;
     }
+
+    /// <summary>
+    /// The sampler settings to use unless --sampler names another sampler: a diffusers folder's scheduler, or the
+    /// generation stage of a zip that has one.
+    /// </summary>
+    public GenerationOptions? Scheduler { get; }
 
     public string Path { get; }
     public ITransformer Transformer { get; }
@@ -54,30 +61,78 @@ internal sealed class LoadedModel : IDisposable
             (transformer as IDisposable)?.Dispose();
             throw new CliRuntimeException($"'{path}' is an ML.NET model zip but holds no trained diffusion model (its stages: {(stages.Length == 0 ? "none" : stages)}). Train one with 'mldiffusion train'.");
         }
-        return new LoadedModel(path, transformer, schema, model);
+        // A zip whose last diffusion stage is a generator (as 'import' writes) samples with that stage's settings by default.
+        var generator = (transformer is IEnumerable<ITransformer> all ? all : [transformer]).OfType<DiffusionGenerationTransformer>().LastOrDefault();
+        return new LoadedModel(path, transformer, schema, model, generator?.Options);
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face diffusers model folder (UNet2DModel + scheduler) and wraps it in a DiffusionGenerate stage, so it
+    /// generates and saves like a model zip. Missing or unsupported files name the file and the field or tensor.
+    /// </summary>
+    public static LoadedModel FromDiffusers(MLContext ml, string folder)
+    {
+        if (File.Exists(folder)) throw new UsageException($"'{folder}' is a file; give the diffusers model folder (with config.json or unet/).");
+        if (!Directory.Exists(folder)) throw new UsageException($"Diffusers folder '{folder}' does not exist.");
+        DiffusionModel model;
+        GenerationOptions scheduler;
+        try
+        {
+            scheduler = GenerationOptions.FromDiffusers(folder);
+            model = DiffusionModel.LoadDiffusers(folder);
+        }
+        catch (Exception e) when (e is Checkpoints.CheckpointFormatException or FileNotFoundException or DirectoryNotFoundException or IOException)
+        {
+            throw new CliRuntimeException(e.Message, e);
+        }
+        var seeds = ml.Data.LoadFromEnumerable(Array.Empty<SeedRow>());
+        var stage = ml.Transforms.DiffusionGenerate(model, WithScheduler(new DiffusionGenerationOptions
+        {
+            OutputColumnName = "Generated",
+            SeedColumnName = nameof(SeedRow.Seed),
+            OutputKind = GeneratedOutputKind.Pixels,
+        }, scheduler)).Fit(seeds);
+        return new LoadedModel(folder, stage, seeds.Schema, model, scheduler);
+    }
+
+    // The scheduler's settings on a stage's options (its sampler, spacing, offset, clipping, variance and final ᾱ).
+    private static DiffusionGenerationOptions WithScheduler(DiffusionGenerationOptions o, GenerationOptions scheduler)
+    {
+        o.Sampler = scheduler.Sampler;
+        o.Spacing = scheduler.Spacing;
+        o.StepsOffset = scheduler.StepsOffset;
+        o.Clipping = scheduler.Clipping;
+        o.ClipRange = scheduler.ClipRange;
+        o.UseLargeVariance = scheduler.UseLargeVariance;
+        o.SetAlphaToOne = scheduler.SetAlphaToOne;
+        return o;
     }
 
     /// <summary>
     /// Generates <paramref name="count"/> images through the ML.NET DiffusionGenerate stage, seeds
     /// <paramref name="seed"/> … seed + count − 1, as planar C×H×W pixels in [0, 255].
     /// </summary>
-    public float[][] Generate(MLContext ml, CliContext ctx, int count, long seed, SamplerName sampler, int? steps, double eta, int batchSize)
+    public float[][] Generate(MLContext ml, CliContext ctx, int count, long seed, SamplerName? sampler, int? steps, double eta, int batchSize)
     {
         var seeds = ml.Data.LoadFromEnumerable(Enumerable.Range(0, count).Select(i => new SeedRow { Seed = seed + i }).ToList());
-        var generate = ml.Transforms.DiffusionGenerate(Transformer, new DiffusionGenerationOptions
+        var options = new DiffusionGenerationOptions
         {
             OutputColumnName = "Generated",
             SeedColumnName = nameof(SeedRow.Seed),
-            Sampler = sampler,
-            Steps = steps,
-            Eta = eta,
             OutputKind = GeneratedOutputKind.Pixels,
             BatchSize = batchSize,
-        });
+        };
+        // The folder's scheduler or the zip's generation stage unless another sampler is asked for; DPM-Solver++ otherwise.
+        if (Scheduler is not null && (sampler is null || sampler == Scheduler.Sampler)) options = WithScheduler(options, Scheduler);
+        else options.Sampler = sampler ?? SamplerKind.DpmSolverPlusPlus;
+        options.Steps = steps;
+        options.Eta = eta;
+        var generate = ml.Transforms.DiffusionGenerate(Transformer, options);
+        sampler = options.Sampler;
         var view = generate.Fit(seeds).Transform(seeds);
-        int stepCount = steps ?? DiffusionSamplers.DefaultSteps(sampler, Model.Schedule);
+        int stepCount = steps ?? DiffusionSamplers.DefaultSteps(sampler.Value, Model.Schedule);
         var meter = new RateMeter();
-        return ctx.WithProgress($"Generating {count} images ({Names.Of(sampler)}, {stepCount} steps, batches of {batchSize})", count, report =>
+        return ctx.WithProgress($"Generating {count} images ({Names.Of(sampler.Value)}, {stepCount} steps, batches of {batchSize})", count, report =>
         {
             var images = new List<float[]>(count);
             using var cursor = view.GetRowCursor([view.Schema["Generated"]]);

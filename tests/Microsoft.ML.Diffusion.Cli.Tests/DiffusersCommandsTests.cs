@@ -1,0 +1,89 @@
+using Microsoft.ML.Diffusion.MLNet;
+using Microsoft.ML.Diffusion.Networks.Diffusers;
+using Xunit;
+using static Microsoft.ML.Diffusion.Cli.Tests.CliRunner;
+
+namespace Microsoft.ML.Diffusion.Cli.Tests;
+
+/// <summary>import, export and generate --diffusers on a diffusers folder written by diffusers itself (the library's fixtures).</summary>
+public sealed class DiffusersCommandsTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("mldiffusion-cli-diffusers-").FullName;
+
+    private string In(string name) => Path.Combine(_folder, name);
+
+    private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "TestData", "Diffusers", name);
+
+    // A diffusers pipeline folder: the unet-attn fixture and the DDIM scheduler of ddim-leading.
+    private string Pipeline()
+    {
+        string folder = In("pipeline");
+        foreach (var (from, to) in new[] { ("unet-attn", "unet"), ("ddim-leading", "scheduler") })
+        {
+            Directory.CreateDirectory(Path.Combine(folder, to));
+            foreach (string file in Directory.GetFiles(Fixture(from)).Where(f => f.EndsWith(".json") || f.EndsWith("model.safetensors")))
+                File.Copy(file, Path.Combine(folder, to, Path.GetFileName(file)), overwrite: true);
+        }
+        return folder;
+    }
+
+    [Fact]
+    public void ImportGenerateAndExportADiffusersFolder()
+    {
+        string pipeline = Pipeline(), zip = In("imported.zip");
+        var import = Run("import", "--diffusers", pipeline, "--out", zip);
+        Succeeded(import);
+        Assert.Contains("UNet2DModel of 1×8×8 images", import.Output);
+        Assert.Contains("sampler DDIM", import.Output);
+
+        // The zip and the folder generate the same images with the folder's own scheduler (DDIM, steps_offset 1, no final ᾱ = 1).
+        Succeeded(Run("generate", "--model", zip, "--sampler", "ddim", "--steps", "5", "--count", "3", "--out", In("from-zip.png")));
+        Succeeded(Run("generate", "--diffusers", pipeline, "--steps", "5", "--count", "3", "--out", In("from-folder.png")));
+        Assert.Equal(File.ReadAllBytes(In("from-zip.png")), File.ReadAllBytes(In("from-folder.png")));
+
+        string exported = In("exported");
+        var export = Run("export", "--model", zip, "--diffusers", exported);
+        Succeeded(export);
+        Assert.Contains("DDPMPipeline.from_pretrained", export.Output);
+        Assert.True(File.Exists(Path.Combine(exported, "unet", "diffusion_pytorch_model.safetensors")));
+        // The same tensors under the same names as the folder diffusers wrote.
+        Dictionary<string, float[]> Weights(string folder)
+        {
+            string path = Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors");
+            return Checkpoints.SafeTensors.Read(File.ReadAllBytes(path), path).ToDictionary(kv => kv.Key, kv => kv.Value.data<float>().ToArray());
+        }
+        var original = Weights(pipeline);
+        var written = Weights(exported);
+        Assert.Equal(original.Keys.Order(), written.Keys.Order());
+        Assert.All(original, kv => Assert.Equal(kv.Value, written[kv.Key]));
+        var ml = new MLContext();
+        Assert.IsType<UNet2DModelNoisePredictor>(DiffusionTrainingTransformer.FindModel(ml.Model.Load(zip, out _)).Network);
+    }
+
+    [Fact]
+    public void BadDiffusersInputIsNamed()
+    {
+        var missing = Run("import", "--diffusers", In("nowhere"), "--out", In("m.zip"));
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("does not exist", missing.Output);
+
+        string pipeline = Pipeline();
+        File.WriteAllText(Path.Combine(pipeline, "scheduler", "scheduler_config.json"), """{"_class_name": "LMSDiscreteScheduler"}""");
+        var scheduler = Run("generate", "--diffusers", pipeline, "--out", In("g.png"));
+        Assert.Equal(1, scheduler.ExitCode);
+        Assert.Contains("LMSDiscreteScheduler", scheduler.Output);
+
+        var both = Run("generate", "--diffusers", pipeline, "--model", In("m.zip"), "--out", In("g.png"));
+        Assert.Equal(2, both.ExitCode);
+        Assert.Contains("only one of --model and --diffusers", both.Output);
+
+        // A model with the library's own UNet has no diffusers form.
+        string zip = In("own.zip");
+        Succeeded(Run(["train", "--shapes", .. TinyTraining(2), "--out", zip]));
+        var export = Run("export", "--model", zip, "--diffusers", In("exported"));
+        Assert.Equal(1, export.ExitCode);
+        Assert.Contains("Only diffusers' UNet2DModel", export.Output);
+    }
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+}
