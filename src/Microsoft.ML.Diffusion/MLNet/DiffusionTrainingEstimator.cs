@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.MLNet.Streaming;
+using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Runtime;
 using Microsoft.ML.Diffusion.Schedules;
@@ -72,7 +73,8 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
             ? $"Training a diffusion model on {column.Channels}×{column.Size}×{column.Size} images streamed from column '{column.Name}' on {device}."
             : $"Training a diffusion model on {column.Channels}×{column.Size}×{column.Size} images read into memory from column '{column.Name}' on {device}.");
 
-        var network = o.Network is { } chosen
+        var network = o.StartFrom is { } start ? StartingNetwork(start, column, condition)
+            : o.Network is { } chosen
             ? chosen with { ImageChannels = column.Channels, ImageSize = column.Size, Condition = condition?.Options ?? new() }
             : new UNetOptions
         {
@@ -95,16 +97,26 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         {
             throw new ArgumentOutOfRangeException(nameof(input), $"The noise predictor cannot be built for column '{column.Name}'{(condition is null ? "" : $" and condition column '{o.ConditionColumnName}'")}: {e.Message}");
         }
-        var schedule = o.Schedule ?? throw new ArgumentNullException(nameof(input), "DiffusionTrainingOptions.Schedule must be set.");
+        var schedule = o.StartFrom?.ScheduleOptions ?? o.Schedule ?? throw new ArgumentNullException(nameof(input), "DiffusionTrainingOptions.Schedule must be set.");
         // The hyper-parameters as given (this stage's own settings ride along unused), seeded from the MLContext when unset.
         // A decaying learning rate reaches 0 at the last training step unless told otherwise.
-        var trainerOptions = o with { Seed = o.Seed ?? _host.Rand.Next(), DecaySteps = o.DecaySteps ?? Math.Max(1, o.TrainingSteps) };
+        var trainerOptions = o with
+        {
+            Seed = o.Seed ?? _host.Rand.Next(),
+            DecaySteps = o.DecaySteps ?? Math.Max(1, o.TrainingSteps),
+            Prediction = o.StartFrom?.Prediction ?? o.Prediction,
+        };
 
         using var trainer = new DiffusionTrainer(network, schedule, trainerOptions, device);
         if (o.CheckpointPath is not null && o.ResumeFromCheckpoint && File.Exists(o.CheckpointPath))
         {
             trainer.LoadState(o.CheckpointPath);
             ch.Info($"Resumed from checkpoint '{o.CheckpointPath}' at step {trainer.StepsDone}.");
+        }
+        else if (o.StartFrom is { } pretrained)
+        {
+            trainer.InitializeWeights(pretrained.Network);
+            ch.Info($"Starting from the given model's weights ({NoisePredictors.NameOf(pretrained.NetworkOptions.GetType())}, {pretrained.TrainingSteps} steps trained before).");
         }
 
         int remaining = (int)Math.Max(0, o.TrainingSteps - trainer.StepsDone);
@@ -163,6 +175,28 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
         ch.Info($"Training finished at step {trainer.StepsDone}.");
         return new DiffusionTrainingTransformer(_host, trainer.ToModel(), column.Name, condition?.Name);
+    }
+
+    // The network of the model training starts from, checked against the columns it will be trained on.
+    private NoisePredictorOptions StartingNetwork(DiffusionModel start, ImageColumn column, ConditionColumn? condition)
+    {
+        var n = start.NetworkOptions;
+        if (n.ImageChannels != column.Channels || n.ImageSize != column.Size)
+            throw new ArgumentOutOfRangeException(nameof(DiffusionTrainingOptions.StartFrom), $"StartFrom's network takes {n.ImageChannels}×{n.ImageSize}×{n.ImageSize} images, but column '{column.Name}' gives {column.Channels}×{column.Size}×{column.Size}; set ImageChannels and resize the images to match.");
+        var given = condition?.Options ?? new ConditioningOptions();
+        var kind = n.Condition.Kind;
+        bool fits = kind == given.Kind && kind switch
+        {
+            ConditionKind.Class => n.Condition.ClassCount == given.ClassCount,
+            ConditionKind.Vector => n.Condition.VectorSize == given.VectorSize,
+            ConditionKind.Text => n.Condition.VocabularySize == given.VocabularySize,
+            _ => true,
+        };
+        if (!fits)
+            throw new ArgumentOutOfRangeException(nameof(DiffusionTrainingOptions.StartFrom), kind == ConditionKind.None
+                ? $"StartFrom's network is unconditional, but condition column '{condition!.Name}' was given."
+                : $"StartFrom's network is conditioned on {kind} ({n.Condition.ClassCount} classes, vector size {n.Condition.VectorSize}, vocabulary {n.Condition.VocabularySize}); the condition column gives {(condition is null ? "none" : $"{given.Kind} ({given.ClassCount} classes, vector size {given.VectorSize}, vocabulary {given.VocabularySize})")}.");
+        return n;
     }
 
     // Streams batches through a shuffle buffer on a background thread; returns the number of rows skipped as unreadable.

@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Schedules;
@@ -54,6 +55,15 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     /// UNet settings below, which are ignored otherwise.
     /// </summary>
     public NoisePredictorOptions? Network { get; set; }
+
+    /// <summary>
+    /// A trained model to continue training (fine-tuning), such as one from <c>DiffusionModel.LoadDiffusers</c>: its network
+    /// (kind, size and weights), noise schedule and prediction type replace <see cref="Network"/>, the UNet settings,
+    /// <see cref="Schedule"/> and <see cref="DiffusionTrainerOptions.Prediction"/>. The images must have its size and channels, and
+    /// a conditional model needs a condition column of its kind. A checkpoint being resumed holds newer weights and wins.
+    /// The model is read, not changed or disposed.
+    /// </summary>
+    public DiffusionModel? StartFrom { get; set; }
 
     /// <summary>Channels of the UNet's first level.</summary>
     public int BaseChannels { get; set; } = 32;

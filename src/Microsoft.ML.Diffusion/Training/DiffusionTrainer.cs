@@ -276,6 +276,20 @@ public sealed class DiffusionTrainer : IDisposable
     /// </summary>
     public void LoadState(string path) => TrainerStateFile.Read(path, this);
 
+    /// <summary>Copies a trained network's state (same kind and configuration) into the network and its EMA, to fine-tune from it.</summary>
+    internal void InitializeWeights(NoisePredictor source)
+    {
+        var from = source.state_dict();
+        foreach (var target in new[] { _network, _emaNetwork })
+        {
+            if (target is null) continue;
+            using (no_grad())
+            using (NewDisposeScope())   // releases the wrappers copy_ returns
+                foreach (var (name, dst) in target.state_dict())
+                    dst.copy_(from.TryGetValue(name, out var value) ? value : throw new ArgumentException($"The starting network has no '{name}'; it is not of this trainer's kind.", nameof(source)));
+        }
+    }
+
     internal NoisePredictor? EmaNetwork => _emaNetwork;
 
     internal TorchSharp.Modules.AdamW Optimizer => _optimizer;
