@@ -61,6 +61,18 @@ public sealed class DiffusersCommandsTests : IDisposable
     }
 
     [Fact]
+    public void TrainFromADiffusersFolderFineTunesItAndExportsTheResult()
+    {
+        string pipeline = Pipeline(), zip = In("tuned.zip");
+        var training = Run("train", "--shapes", "--from", pipeline, "--steps", "2", "--batch", "8", "--out", zip);
+        Succeeded(training);
+        Assert.Contains($"Fine-tuning '{pipeline}' (diffusers-unet2d, 1×8×8)", training.Output);
+        Assert.Contains("built-in shape images at 8×8", training.Output);
+        Succeeded(Run("export", "--model", zip, "--diffusers", In("tuned")));
+        Assert.True(File.Exists(Path.Combine(In("tuned"), "scheduler", "scheduler_config.json")));
+    }
+
+    [Fact]
     public void BadDiffusersInputIsNamed()
     {
         var missing = Run("import", "--diffusers", In("nowhere"), "--out", In("m.zip"));

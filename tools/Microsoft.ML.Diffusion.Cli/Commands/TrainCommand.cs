@@ -45,6 +45,7 @@ internal sealed class TrainCommand
     private readonly Option<double> OffsetNoise = new("--offset-noise") { Description = "Offset noise strength (0.1 is usual; 0 is off).", DefaultValueFactory = _ => 0 };
     private readonly Option<bool> ZeroTerminalSnr = new("--zero-terminal-snr") { Description = "Rescale the noise schedule to zero signal at its last step (use with --prediction v)." };
     private readonly Option<bool> Flip = new("--flip") { Description = "Random left-right flips of training images." };
+    private readonly Option<string?> From = new("--from") { Description = "Fine-tune: start from this model zip or Hugging Face diffusers folder (its network, weights, schedule and prediction; images are resized to its size)." };
     private readonly Option<bool> SkipBadImages = new("--skip-bad-images") { Description = "Skip images that cannot be read (reported at the end) instead of stopping." };
     private readonly Option<int?> MaxImages = new("--max-images") { Description = "Use at most this many images of the folder or IDX file." };
     private readonly Option<int> ShapeCount = new("--shape-count") { Description = "Number of built-in shape images for --shapes.", DefaultValueFactory = _ => ImageSources.DefaultShapeCount };
@@ -56,7 +57,7 @@ internal sealed class TrainCommand
         var command = new System.CommandLine.Command("train", "Train a diffusion model through the ML.NET pipeline and save it as a model zip.")
         {
             Images, Idx, Shapes, Size, Channels, Steps, Batch, LearningRate, Warmup, Ema, Seed, Out, Checkpoint, CheckpointEvery, Fresh,
-            BaseChannels, Multipliers, Schedule, Prediction, LrDecay, MinSnrGamma, OffsetNoise, ZeroTerminalSnr, Flip, SkipBadImages, MaxImages, ShapeCount,
+            BaseChannels, Multipliers, Schedule, Prediction, LrDecay, MinSnrGamma, OffsetNoise, ZeroTerminalSnr, Flip, From, SkipBadImages, MaxImages, ShapeCount,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
@@ -76,14 +77,19 @@ internal sealed class TrainCommand
         int? maxImages = parse.GetValue(MaxImages);
         if (maxImages is < 1) throw new UsageException($"--max-images must be positive, not {maxImages}.");
         string[] files = source == Source.Folder ? ImageSources.ListImageFiles(folder!, maxImages) : [];
-        int size = parse.GetValue(Size) ?? source switch
+        // A model to fine-tune decides the network, the image size and channels.
+        string? from = parse.GetValue(From);
+        using var start = from is null ? null
+            : Directory.Exists(from) ? LoadedModel.FromDiffusers(new MLContext(seed: 0), from)
+            : LoadedModel.Load(new MLContext(seed: 0), from);
+        int size = parse.GetValue(Size) ?? (start is not null ? (int)start.Model.ImageShape[1] : (int?)null) ?? source switch
         {
             Source.Folder => 32,
             Source.IdxFile => ImageSources.IdxSquareSize(idx!) ?? throw new UsageException($"IDX file '{idx}' holds non-square images; give --size."),
             _ => 16,
         };
         if (size is < 8 or > 256) throw new UsageException($"--size must be between 8 and 256, not {size}.");
-        int channels = parse.GetValue(Channels) ?? (source == Source.Folder ? 3 : 1);
+        int channels = parse.GetValue(Channels) ?? (start is not null ? (int)start.Model.ImageShape[0] : source == Source.Folder ? 3 : 1);
         if (channels is not (1 or 3)) throw new UsageException($"--channels must be 1 or 3, not {channels}.");
         if (channels != 1 && source != Source.Folder)
             throw new UsageException($"{(source == Source.IdxFile ? "IDX" : "Built-in shape")} images are grey; use --channels 1.");
@@ -112,17 +118,20 @@ internal sealed class TrainCommand
         string lossPng = stem + ".loss.png", lossCsv = stem + ".loss.csv";
 
         // The network must be buildable for this size; UNetOptions says what is wrong.
-        try
+        if (start is null)
         {
-            new UNetOptions
+            try
             {
-                ImageChannels = channels, ImageSize = size, BaseChannels = baseChannels, ChannelMultipliers = multipliers,
-                AttentionResolutions = [size >> (multipliers.Length - 1)],
-            }.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            throw new UsageException($"The network cannot be built with --size {size}, --base-channels {baseChannels}, --multipliers {string.Join(",", multipliers)}: {e.Message}");
+                new UNetOptions
+                {
+                    ImageChannels = channels, ImageSize = size, BaseChannels = baseChannels, ChannelMultipliers = multipliers,
+                    AttentionResolutions = [size >> (multipliers.Length - 1)],
+                }.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                throw new UsageException($"The network cannot be built with --size {size}, --base-channels {baseChannels}, --multipliers {string.Join(",", multipliers)}: {e.Message}");
+            }
         }
 
         foreach (string path in new[] { outPath, checkpoint, lossPng })
@@ -161,6 +170,7 @@ internal sealed class TrainCommand
             EmaDecay = ema,
             RandomHorizontalFlip = parse.GetValue(Flip),
             SkipBadRows = parse.GetValue(SkipBadImages),
+            StartFrom = start?.Model,
             Seed = parse.GetValue(Seed),
             Device = "auto",
             ReportEvery = 1,
@@ -213,7 +223,9 @@ internal sealed class TrainCommand
         }
 
         ctx.Line($"Training on {description}.");
-        ctx.Line($"UNet: base channels {baseChannels}, multipliers {string.Join(",", multipliers)}; {steps} steps of {batch} images, learning rate {lr}, seed {parse.GetValue(Seed)}.");
+        ctx.Line(start is null
+            ? $"UNet: base channels {baseChannels}, multipliers {string.Join(",", multipliers)}; {steps} steps of {batch} images, learning rate {lr}, seed {parse.GetValue(Seed)}."
+            : $"Fine-tuning '{start.Path}' ({Networks.NoisePredictors.NameOf(start.Model.NetworkOptions.GetType())}, {start.Model.ImageShape[0]}×{start.Model.ImageShape[1]}×{start.Model.ImageShape[2]}); {steps} steps of {batch} images, learning rate {lr}, seed {parse.GetValue(Seed)}.");
         if (resuming) ctx.Line($"Resuming from checkpoint '{checkpoint}' (use --fresh to start over).");
 
         ITransformer model;
