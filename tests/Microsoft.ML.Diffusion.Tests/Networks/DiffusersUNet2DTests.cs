@@ -59,6 +59,27 @@ public sealed class DiffusersUNet2DTests : IDisposable
         Assert.True(error <= 1e-4, $"{name}: largest difference is {error:E2} of the largest output");
     }
 
+    // google/ddpm-cifar10-32's exact architecture with random weights from diffusers (143 MB, not committed). Write it with
+    // make_fixtures.py --cifar10 DIR (its docstring gives the rest) and set MLDIFFUSION_CIFAR10_FIXTURE to DIR.
+    [SkippableFact]
+    public void GoogleDdpmCifar10ArchitectureLoadsEveryTensorInUnderTwoSecondsAndMatchesDiffusers()
+    {
+        string? folder = Environment.GetEnvironmentVariable("MLDIFFUSION_CIFAR10_FIXTURE");
+        Skip.If(string.IsNullOrEmpty(folder) || !File.Exists(Path.Combine(folder, "config.json")),
+            "Set MLDIFFUSION_CIFAR10_FIXTURE to the folder written by 'make_fixtures.py --diffusers <diffusers src> --cifar10 <folder>' to run this test.");
+        using var scope = NewDisposeScope();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var network = DiffusersUNetFolder.Load(folder!);   // every name and shape must match the file, both ways
+        double seconds = clock.Elapsed.TotalSeconds;
+        Assert.Equal(35_746_307, network.parameters().Sum(p => p.numel()));
+        Assert.True(seconds < 2, $"loading took {seconds:F2} s");
+        var io = SafeTensors.Read(File.ReadAllBytes(Path.Combine(folder!, "io.safetensors")), "io");
+        using var noGrad = no_grad();
+        var output = network.Forward(io["sample"], io["timestep"], null);
+        double error = (output - io["output"]).abs().max().item<float>() / io["output"].abs().max().item<float>();
+        Assert.True(error <= 1e-4, $"largest difference is {error:E2} of the largest output");
+    }
+
     [Fact]
     public void BadFoldersFailNamingTheFileAndTheFieldOrTensor()
     {

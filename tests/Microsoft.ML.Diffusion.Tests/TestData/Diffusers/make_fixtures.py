@@ -40,6 +40,14 @@ MODELS = {
                          add_attention=False, num_class_embeds=3, norm_eps=1e-4),
 }
 
+# google/ddpm-cifar10-32's UNet2DModel configuration (the DDPM paper's CIFAR-10 network, 35.7 M parameters). Its
+# random-weight copy is 143 MB, so it is not committed: --cifar10 DIR writes it for the architecture test.
+CIFAR10 = dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2, block_out_channels=(128, 256, 256, 256),
+               down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+               up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), norm_num_groups=32, norm_eps=1e-6,
+               flip_sin_to_cos=False, freq_shift=1, downsample_padding=0, attention_head_dim=None, act_fn="silu",
+               center_input_sample=False, mid_block_scale_factor=1, time_embedding_type="positional")
+
 SCHEDULERS = {
     "ddpm-linear": ("DDPMScheduler", dict(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True,
                                           variance_type="fixed_small"), 10),
@@ -59,6 +67,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--diffusers", required=True, help="the src folder of a diffusers v0.21.x checkout")
     parser.add_argument("--out", default=HERE, help="where to write the fixtures (default: beside this script)")
+    parser.add_argument("--cifar10", help="write only google/ddpm-cifar10-32's architecture with random weights to this folder")
     args = parser.parse_args()
     sys.path[:0] = [os.path.join(HERE, "python"), args.diffusers]
 
@@ -99,6 +108,14 @@ def main():
         if labels is not None:
             tensors["class_labels"] = labels
         return tensors
+
+    if args.cifar10:
+        model = UNet2DModel(**CIFAR10).eval()   # diffusers' own initialisation, seeded above
+        folder = reset(args.cifar10)
+        model.save_pretrained(folder)
+        save_file(io(model, CIFAR10, seed=400), os.path.join(folder, "io.safetensors"))
+        print(folder, sum(p.numel() for p in model.parameters()), "parameters")
+        return
 
     written = []
     for i, (name, config) in enumerate(MODELS.items()):
