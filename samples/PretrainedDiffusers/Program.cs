@@ -3,9 +3,8 @@
 //
 //   dotnet run --project samples/PretrainedDiffusers -c Release -- <diffusers folder> [--count 16 --steps 50 --out out/pretrained-diffusers]
 //
-// Getting google/ddpm-cifar10-32 on a machine that can reach huggingface.co (then copy the folder here):
-//   git lfs install && git clone https://huggingface.co/google/ddpm-cifar10-32
-//   (or in Python: from huggingface_hub import snapshot_download; snapshot_download("google/ddpm-cifar10-32", local_dir="ddpm-cifar10-32"))
+// Getting google/ddpm-cifar10-32 on a machine that can reach the Hugging Face Hub (then copy the folder here), in Python:
+//   from huggingface_hub import snapshot_download; snapshot_download("google/ddpm-cifar10-32", local_dir="ddpm-cifar10-32")
 using Microsoft.ML.Diffusion.Samples;
 
 string? folder = null;
@@ -28,7 +27,8 @@ for (int i = 0; i < args.Length; i++)
 if (folder is null || !Directory.Exists(folder))
 {
     Console.WriteLine(folder is null ? "Give the path of a downloaded diffusers model folder, e.g. google/ddpm-cifar10-32." : $"The diffusers folder '{folder}' does not exist.");
-    Console.WriteLine("On a machine that can reach huggingface.co: git lfs install && git clone https://huggingface.co/google/ddpm-cifar10-32");
+    Console.WriteLine("On a machine that can reach the Hugging Face Hub, download it in Python (pip install huggingface_hub):");
+    Console.WriteLine("  from huggingface_hub import snapshot_download; snapshot_download(\"google/ddpm-cifar10-32\", local_dir=\"ddpm-cifar10-32\")");
     Console.WriteLine("then run: dotnet run --project samples/PretrainedDiffusers -c Release -- ddpm-cifar10-32");
     return 1;
 }
