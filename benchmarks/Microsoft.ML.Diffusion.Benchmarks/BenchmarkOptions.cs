@@ -35,6 +35,9 @@ internal sealed record BenchmarkOptions
     public double SweepGuidance { get; init; } = 1;
     public bool SweepReportOnly { get; init; }
     public bool Streaming { get; init; }
+    public string? DiffusersFolder { get; init; }
+    public int DiffusersSteps { get; init; } = 10;
+    public int DiffusersRepeats { get; init; } = 1;
     public string[] StreamingParts { get; init; } = ["memory", "fashion", "folder"];
 
     public const string Usage = """
@@ -84,6 +87,10 @@ internal sealed record BenchmarkOptions
                                   150 steps, twice each); data-wait share on 20,000 PNG files written from Fashion-MNIST
                                   to OUT (needs eng/install-data.sh; about 15 min)
           --streaming-parts a,b   (streaming) which of memory, fashion, folder to run (default all)
+          --diffusers-sample DIR  DDIM sampling of a diffusers UNet2DModel folder (the C# side of
+                                  benchmarks/diffusers_lockstep.py); prints {"median_seconds": …} on stdout
+          --diffusers-steps N     (diffusers-sample) DDIM steps (default 10); the batch is --sample-batch (default 64)
+          --diffusers-repeats N   (diffusers-sample) timed runs after one warm-up run (default 1)
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -127,6 +134,9 @@ internal sealed record BenchmarkOptions
                 "--sweep-nfe" => o with { SweepEvaluations = Ints(Value(), a) },
                 "--sweep-guidance" => o with { SweepGuidance = Doubles(Value(), a)[0] },
                 "--streaming" => o with { Streaming = true },
+                "--diffusers-sample" => o with { DiffusersFolder = Value() },
+                "--diffusers-steps" => o with { DiffusersSteps = Int() },
+                "--diffusers-repeats" => o with { DiffusersRepeats = Int() },
                 "--streaming-parts" => o with { Streaming = true, StreamingParts = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                 "--sweep-report-only" => o with { SamplerSweep = true, SweepReportOnly = true },
                 "-h" or "--help" => throw new HelpRequestedException(),

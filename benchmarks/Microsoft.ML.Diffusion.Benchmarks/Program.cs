@@ -71,6 +71,13 @@ if (options.SamplerSweep)
     return 0;
 }
 
+if (options.DiffusersFolder is { } diffusersFolder)
+{
+    var r = DiffusersSampling.Run(diffusersFolder, options.SampleBatch ?? 64, options.DiffusersSteps, options.DiffusersRepeats, Log);
+    Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new { median_seconds = r.MedianSeconds, seconds = r.Seconds, parameters = r.Parameters }));
+    return 0;
+}
+
 if (options.Streaming)
 {
     var streaming = StreamingBenchmark.Run(options, Log);
