@@ -74,7 +74,6 @@ def main():
     import torch
     import diffusers
     from diffusers import UNet2DModel
-    import diffusers.schedulers as schedulers
     from safetensors.torch import save_file
 
     if not diffusers.__version__.startswith("0.21."):
@@ -109,10 +108,12 @@ def main():
             tensors["class_labels"] = labels
         return tensors
 
+    import diffusers.schedulers as schedulers
     if args.cifar10:
         model = UNet2DModel(**CIFAR10).eval()   # diffusers' own initialisation, seeded above
         folder = reset(args.cifar10)
         model.save_pretrained(folder)
+        schedulers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True).save_pretrained(folder)   # its scheduler
         save_file(io(model, CIFAR10, seed=400), os.path.join(folder, "io.safetensors"))
         print(folder, sum(p.numel() for p in model.parameters()), "parameters")
         return
