@@ -17,6 +17,15 @@ public static class NoiseLevels
     /// <summary>ᾱ for a given σ.</summary>
     public static double AlphaCumprodOf(double sigma) => 1.0 / (1.0 + sigma * sigma);
 
+    /// <summary>σ at a (fractional) timestep: log σ interpolated linearly between whole timesteps, the inverse of <see cref="TimestepOf"/>.</summary>
+    public static double SigmaAt(NoiseSchedule schedule, double t)
+    {
+        if (!(t >= 0 && t <= schedule.Length - 1)) throw new ArgumentOutOfRangeException(nameof(t), t, $"The timestep must lie in [0, {schedule.Length - 1}].");
+        int low = (int)Math.Floor(t), high = Math.Min(low + 1, schedule.Length - 1);
+        double fraction = t - low;
+        return Math.Exp((1 - fraction) * Math.Log(Sigma(schedule, low)) + fraction * Math.Log(Sigma(schedule, high)));
+    }
+
     /// <summary>
     /// The (fractional) timestep whose σ is <paramref name="sigma"/>, interpolating log σ linearly between whole
     /// timesteps as diffusers' <c>_sigma_to_t</c> does; clamped to [0, T − 1].

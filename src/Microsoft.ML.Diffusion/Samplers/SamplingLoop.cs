@@ -18,9 +18,13 @@ public static class SamplingLoop
     /// <param name="noiseSource">Source of the noise stochastic samplers add at each step (required for them).</param>
     /// <param name="onStep">Called after each network evaluation with (evaluations done, total).</param>
     /// <param name="cancellationToken">Checked between steps.</param>
+    /// <param name="startIndex">
+    /// Index into the sampler's timesteps to start at, for starting mid-trajectory (image-to-image): <paramref name="initialNoise"/>
+    /// is then x at <c>Timesteps[startIndex]</c>. 0 starts from pure noise.
+    /// </param>
     /// <returns>The generated samples, owned by the caller.</returns>
     public static Tensor Run(Denoiser denoiser, IDiffusionSampler sampler, Tensor initialNoise, int steps,
-        NoiseSource? noiseSource = null, Action<int, int>? onStep = null, CancellationToken cancellationToken = default)
+        NoiseSource? noiseSource = null, Action<int, int>? onStep = null, CancellationToken cancellationToken = default, int startIndex = 0)
     {
         ArgumentNullException.ThrowIfNull(denoiser);
         ArgumentNullException.ThrowIfNull(sampler);
@@ -28,6 +32,8 @@ public static class SamplingLoop
         if (sampler.IsStochastic && noiseSource is null)
             throw new ArgumentException($"The {sampler.Name} sampler adds noise at each step; pass a noise source.", nameof(noiseSource));
         sampler.SetTimesteps(steps);
+        if (startIndex < 0 || startIndex >= sampler.Timesteps.Count)
+            throw new ArgumentOutOfRangeException(nameof(startIndex), startIndex, $"The start index must lie in [0, {sampler.Timesteps.Count}) (the sampler's timesteps).");
         using var inference = inference_mode();
         var x = initialNoise.clone().DetachFromDisposeScope();
         try
@@ -35,7 +41,7 @@ public static class SamplingLoop
             var timesteps = sampler.Timesteps;
             // Whole timesteps go to the network as integers, as in training; fractional ones (Karras levels) as floats.
             bool whole = timesteps.All(t => t == Math.Floor(t));
-            for (int i = 0; i < timesteps.Count; i++)
+            for (int i = startIndex; i < timesteps.Count; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
@@ -46,7 +52,7 @@ public static class SamplingLoop
                 var next = step.PreviousSample.alias().DetachFromDisposeScope();
                 x.Dispose();
                 x = next;
-                onStep?.Invoke(i + 1, timesteps.Count);
+                onStep?.Invoke(i + 1 - startIndex, timesteps.Count - startIndex);
             }
             return x;
         }
