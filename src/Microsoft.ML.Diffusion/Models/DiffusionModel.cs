@@ -216,6 +216,110 @@ public sealed class DiffusionModel : IDisposable
         return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Inpainting by RePaint (Lugmayr et al. 2022): where <paramref name="mask"/> is 1 the model redraws the image, where
+    /// it is 0 the image is kept, and the output equals the input there exactly. At each step the kept region is the
+    /// input noised by the forward process to that step and the redrawn region is the model's denoising step; jumping
+    /// back and resampling (<see cref="InpaintingOptions.JumpLength"/>, <see cref="InpaintingOptions.Resamplings"/>) makes the two
+    /// agree. A mask of zeros returns the images; a mask of ones draws new images (with this walk, not
+    /// <see cref="Generate"/>'s sampler). Each image's noise comes from its own seed.
+    /// </summary>
+    /// <param name="options">Steps, jumps, η and guidance.</param>
+    /// <param name="images">Images (N, C, H, W) in [−1, 1], of the model's shape.</param>
+    /// <param name="mask">1 where to redraw, 0 where to keep: (N, 1, H, W) for all channels or (N, C, H, W); values in [0, 1].</param>
+    /// <param name="seeds">One seed per image.</param>
+    /// <param name="onStep">Called after each network evaluation with (evaluations done, total).</param>
+    /// <param name="cancellationToken">Checked between steps.</param>
+    /// <param name="condition">One condition per image for a conditional model; null samples unconditionally.</param>
+    /// <returns>Images (N, C, H, W) in [−1, 1], owned by the caller.</returns>
+    public Tensor Inpaint(InpaintingOptions options, Tensor images, Tensor mask, IReadOnlyList<long> seeds,
+        Action<int, int>? onStep = null, CancellationToken cancellationToken = default, ConditionBatch? condition = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(mask);
+        ArgumentNullException.ThrowIfNull(seeds);
+        options.Validate();
+        if (images.dim() != 4 || !images.shape.Skip(1).SequenceEqual(ImageShape))
+            throw new ArgumentException($"The images must have shape (N, {string.Join(", ", ImageShape)}) to match the model, not [{string.Join(", ", images.shape)}].", nameof(images));
+        long n = images.shape[0];
+        if (n != seeds.Count) throw new ArgumentException($"There are {n} images for {seeds.Count} seeds.", nameof(seeds));
+        if (mask.dim() != 4 || mask.shape[0] != n || (mask.shape[1] != 1 && mask.shape[1] != ImageShape[0]) || mask.shape[2] != ImageShape[1] || mask.shape[3] != ImageShape[2])
+            throw new ArgumentException($"The mask must have shape ({n}, 1 or {ImageShape[0]}, {ImageShape[1]}, {ImageShape[2]}), not [{string.Join(", ", mask.shape)}].", nameof(mask));
+        if (options.Steps > Schedule.Length) throw new ArgumentOutOfRangeException(nameof(options), options.Steps, $"Steps must not exceed the schedule's {Schedule.Length} steps.");
+        using (var check = NewDisposeScope())
+        {
+            long nonFinite = (~isfinite(images)).sum().item<long>();
+            if (nonFinite > 0) throw new ArgumentException($"The images contain {nonFinite} NaN or infinite values.", nameof(images));
+            if (!(mask.min().item<float>() >= 0 && mask.max().item<float>() <= 1)) throw new ArgumentException("The mask's values must lie in [0, 1] (1 = redraw).", nameof(mask));
+        }
+        if (condition is not null && !Network.IsConditional) throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
+        if (condition is not null && condition.Count != n) throw new ArgumentException($"There are {condition.Count} conditions for {n} images.", nameof(condition));
+        condition?.Validate(NetworkOptions.Condition);
+
+        using var noise = NoiseSource.PerSample(seeds);
+        using var scope = NewDisposeScope();
+        using var inference = inference_mode();
+        var known = images.to(float32).to(Device);
+        var redraw = mask.to(float32).to(Device).expand(known.shape);
+        var keep = 1 - redraw;
+        using var onDevice = condition?.To(Device);
+        var denoiser = onDevice is null ? AsDenoiser(options.ForwardBatchSize) : AsDenoiser(onDevice, options.GuidanceScale, options.ForwardBatchSize);
+        var walk = RePaintTimesteps.Create(Schedule.Length, options.Steps, options.JumpLength, options.Resamplings);
+        int ratio = Schedule.Length / options.Steps;
+        int evaluations = walk.Where((t, i) => i == 0 || t < walk[i - 1]).Count(), done = 0;   // the steps down
+        var x = noise.Next(known.shape, Device).DetachFromDisposeScope();
+        // As diffusers' RePaintPipeline: a step down from t leaves x at t − ratio; a step up to t re-noises x from the previous
+        // value's time by `ratio` training steps.
+        int last = walk[0] + 1;
+        try
+        {
+            foreach (int t in walk)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var step = NewDisposeScope();
+                Tensor next;
+                if (t < last)
+                {
+                    // Denoise from t to t − ratio: DDIM(η) on the redrawn part, the input noised by q(x_{t−ratio} | x₀) on the kept part.
+                    double a = Schedule.AlphasCumprod[t], aPrev = t - ratio >= 0 ? Schedule.AlphasCumprod[t - ratio] : 1.0;
+                    var output = denoiser(x, full(n, (long)t, dtype: int64, device: Device));
+                    var x0 = PredictionConverter.ToSample(Prediction, output, x, a);
+                    var eps = PredictionConverter.ToNoise(x, x0, a);   // from the unclipped x̂₀, as diffusers' RePaint uses the model's ε
+                    x0 = x0.clamp(-1, 1);
+                    double variance = (1 - aPrev) / (1 - a) * (1 - a / aPrev);
+                    double sigma = options.Eta * Math.Sqrt(Math.Max(variance, 0));
+                    var z = noise.Next(known.shape, Device);
+                    var unknown = Math.Sqrt(aPrev) * x0 + Math.Sqrt(Math.Max(1 - aPrev - sigma * sigma, 0)) * eps;
+                    if (t > 0 && sigma > 0) unknown = unknown + sigma * z;
+                    var kept = Math.Sqrt(aPrev) * known + Math.Sqrt(1 - aPrev) * z;
+                    next = redraw * unknown + keep * kept;
+                    onStep?.Invoke(++done, evaluations);
+                }
+                else
+                {
+                    // Jump back: re-noise by the forward process from `last` up to t, one training step at a time.
+                    next = x.alias();
+                    for (int s = last; s < t; s++)
+                    {
+                        double beta = Schedule.Betas[s];
+                        next = Math.Sqrt(1 - beta) * next + Math.Sqrt(beta) * noise.Next(known.shape, Device);
+                    }
+                }
+                var detached = next.DetachFromDisposeScope();
+                x.Dispose();
+                x = detached;
+                last = t;
+            }
+            // The last denoising step lands on t = 0 − ratio (clean): keep the input exactly where the mask keeps it.
+            return (redraw * x.clamp(-1, 1) + keep * known).MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            x.Dispose();
+        }
+    }
+
     /// <summary>An independent copy of this model on <paramref name="device"/>, owned by the caller.</summary>
     internal DiffusionModel CopyTo(Device device)
     {
