@@ -320,6 +320,50 @@ public sealed class DiffusionModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// A strip of <paramref name="count"/> images moving smoothly from seed <paramref name="seedA"/>'s image to
+    /// <paramref name="seedB"/>'s: the starting noises are spherically interpolated (slerp keeps them at the norm of
+    /// Gaussian noise, where a straight line would pass through low-norm noise the model never saw), then sampled. With
+    /// a deterministic sampler (DDIM at η = 0, DPM-Solver++, Heun) the ends are <see cref="Generate"/>'s images of the two
+    /// seeds (up to the float rounding of another batch size); a stochastic sampler's step noise comes from <paramref name="seedA"/>.
+    /// </summary>
+    /// <returns>Images (count, C, H, W) in [−1, 1], owned by the caller.</returns>
+    public Tensor Interpolate(GenerationOptions options, long seedA, long seedB, int count, Action<int, int>? onStep = null,
+        CancellationToken cancellationToken = default, ConditionBatch? condition = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (count < 2) throw new ArgumentOutOfRangeException(nameof(count), count, "An interpolation needs at least 2 images (the two ends).");
+        options.Validate();
+        if (condition is not null && !Network.IsConditional) throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
+        if (condition is not null && condition.Count != count) throw new ArgumentException($"There are {condition.Count} conditions for {count} images.", nameof(condition));
+        condition?.Validate(NetworkOptions.Condition);
+        using var scope = NewDisposeScope();
+        using var sourceA = NoiseSource.PerSample([seedA]);
+        using var sourceB = NoiseSource.PerSample([seedB]);
+        var a = sourceA.Next([1, .. ImageShape], Device);
+        var b = sourceB.Next([1, .. ImageShape], Device);
+        var x = cat(Enumerable.Range(0, count).Select(i => Slerp(a, b, (double)i / (count - 1))).ToArray(), 0);
+        using var sampler = CreateSampler(options);
+        int steps = options.Steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Schedule);
+        using var onDevice = condition?.To(Device);
+        var denoiser = onDevice is null ? AsDenoiser(options.ForwardBatchSize) : AsDenoiser(onDevice, options.GuidanceScale, options.ForwardBatchSize);
+        using var stepNoise = sampler.IsStochastic ? NoiseSource.FromSeed(seedA) : null;
+        using var result = SamplingLoop.Run(denoiser, sampler, x, steps, stepNoise, onStep, cancellationToken);
+        return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+    }
+
+    // Spherical linear interpolation between two noise tensors (Shoemake 1985), falling back to a straight line when they are nearly parallel.
+    private static Tensor Slerp(Tensor a, Tensor b, double t)
+    {
+        if (t == 0) return a.clone();
+        if (t == 1) return b.clone();
+        double dot = (a * b).sum().item<float>() / (a.norm().item<float>() * b.norm().item<float>());
+        double theta = Math.Acos(Math.Clamp(dot, -1.0, 1.0));
+        if (theta < 1e-4) return (1 - t) * a + t * b;
+        double s = Math.Sin(theta);
+        return Math.Sin((1 - t) * theta) / s * a + Math.Sin(t * theta) / s * b;
+    }
+
     /// <summary>An independent copy of this model on <paramref name="device"/>, owned by the caller.</summary>
     internal DiffusionModel CopyTo(Device device)
     {

@@ -1,0 +1,33 @@
+using Microsoft.ML.Diffusion.Models;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Tests.Models;
+
+/// <summary>Interpolating between two seeds: the ends are the seeds' own images, the images between change smoothly.</summary>
+public sealed class InterpolationTests : IClassFixture<ImageToImageTests.Trained>
+{
+    private readonly DiffusionModel _model;
+
+    public InterpolationTests(ImageToImageTests.Trained trained) => _model = trained.Model;
+
+    [Theory]
+    [InlineData("ddim")]
+    [InlineData("dpm-solver++")]
+    public void TheEndsAreTheSeedsImagesAndNeighboursAreCloserThanTheEnds(string sampler)
+    {
+        using var scope = NewDisposeScope();
+        var options = new GenerationOptions { Sampler = sampler, Steps = 8 };
+        var strip = _model.Interpolate(options, 3, 4, count: 5);
+        Assert.Equal(new long[] { 5, 1, 16, 16 }, strip.shape);
+        // Equal up to float rounding (a batch of 5 runs other kernels than a batch of 1).
+        Assert.True((_model.Generate(options, [3]) - strip[0].unsqueeze(0)).abs().max().item<float>() < 1e-4);
+        Assert.True((_model.Generate(options, [4]) - strip[4].unsqueeze(0)).abs().max().item<float>() < 1e-4);
+        double Distance(int i, int j) => (strip[i] - strip[j]).square().mean().item<float>();
+        Assert.True(Distance(0, 1) < Distance(0, 4) && Distance(3, 4) < Distance(0, 4), "neighbours should be closer than the two ends");
+    }
+
+    [Fact]
+    public void AStripNeedsTwoImages()
+        => Assert.Contains("at least 2 images", Assert.Throws<ArgumentOutOfRangeException>(() => _model.Interpolate(new GenerationOptions(), 1, 2, count: 1)).Message);
+}
