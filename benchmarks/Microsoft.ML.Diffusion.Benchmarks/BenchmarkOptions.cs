@@ -84,7 +84,7 @@ internal sealed record BenchmarkOptions
           --sweep-report-only     (sweep) write the table and plot from the cells measured so far; run no new cell
           --streaming             streamed training: peak memory training 100 steps on a lazily generated view of
                                   1,000,000 RGB 64x64 rows; Fashion-MNIST ms/step streamed vs in memory (bench network,
-                                  150 steps, twice each); data-wait share on 20,000 PNG files written from Fashion-MNIST
+                                  100 steps, twice each); data-wait share over 300 steps on 20,000 PNG files written from Fashion-MNIST
                                   to OUT (needs eng/install-data.sh; about 15 min)
           --streaming-parts a,b   (streaming) which of memory, fashion, folder to run (default all)
           --diffusers-sample DIR  DDIM sampling of a diffusers UNet2DModel folder (the C# side of

@@ -58,7 +58,7 @@ internal static class StreamingBenchmark
     {
         var parts = options.StreamingParts;
         var memory = parts.Contains("memory") ? MeasureMemory(options.Quick ? 10 : 100, log) : null;   // first: the process's peak is still its own
-        int steps = options.Quick ? 30 : 150;
+        int steps = options.Quick ? 30 : 100;
         var fashion = new List<ThroughputResult>();
         double? ratio = null;
         if (parts.Contains("fashion"))
@@ -71,7 +71,7 @@ internal static class StreamingBenchmark
                 / fashion.Where(r => r.Loading == "InMemory").Average(r => r.SecondsPerStep);
             log($"[streaming] Fashion-MNIST: streamed steps take {ratio:F3}× the in-memory ones");
         }
-        var folder = parts.Contains("folder") ? MeasureFolder(options, options.Quick ? 2_000 : 20_000, options.Quick ? 30 : 400, log) : null;
+        var folder = parts.Contains("folder") ? MeasureFolder(options, options.Quick ? 2_000 : 20_000, options.Quick ? 30 : 300, log) : null;
         return new Report(memory, [.. fashion], ratio, folder);
     }
 
