@@ -37,8 +37,11 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         if (!Enum.IsDefined(options.DataLoading)) throw new ArgumentOutOfRangeException(nameof(options), options.DataLoading, "Unknown DataLoading.");
     }
 
-    // Data up to this size (as floats) is read into memory by TrainingDataLoading.Auto, and fills the default shuffle buffer.
+    // Data up to this size (as floats) is read into memory by TrainingDataLoading.Auto.
     internal const long InMemoryBytes = 256L << 20;
+
+    // The default shuffle buffer's size (as floats).
+    internal const long ShuffleBufferBytes = 128L << 20;
 
     // Batches the streaming producer may run ahead of training.
     private const int PrefetchBatches = 4;
@@ -205,7 +208,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
     {
         var o = _options;
         if (steps == 0) return trainer.StreamPosition?.SkippedRows ?? 0;   // nothing to train: read nothing
-        int bufferRows = o.ShuffleBufferSize ?? (int)Math.Clamp(InMemoryBytes / (column.Length * sizeof(float)), 4L * o.BatchSize, int.MaxValue);
+        int bufferRows = o.ShuffleBufferSize ?? (int)Math.Clamp(ShuffleBufferBytes / (column.Length * sizeof(float)), 4L * o.BatchSize, int.MaxValue);
         // The stream's own generator, seeded from the run's seed (the trainer's generator stays for noise and timesteps).
         var start = trainer.StreamPosition ?? StreamPosition.Start(trainer.Options.Seed!.Value ^ 0x5DEECE66DL);
         if (steps > 0 && trainer.StepsDone > 0 && trainer.StreamPosition is null)
@@ -214,9 +217,14 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         using var prefetch = new BatchPrefetcher(stream, PrefetchBatches);
         var shape = new long[] { o.BatchSize, column.Channels, column.Size, column.Size };
         var conditionOptions = trainer.Network.Options.Condition;
+        float[]? previous = null;
         trainer.TrainBatches(() =>
         {
+            // The tensor may wrap the batch's array without copying it, so an array goes back to the producer only when
+            // the next batch is asked for, after the step on it (and its dispose scope) has ended.
+            if (previous is not null) prefetch.Return(previous);
             var batch = prefetch.Take();
+            previous = batch.Pixels;
             var images = tensor(batch.Pixels, shape);
             var conditions = condition?.ToBatch(batch.Conditions!);
             conditions?.Validate(conditionOptions);

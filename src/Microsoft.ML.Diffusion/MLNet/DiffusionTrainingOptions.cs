@@ -103,7 +103,7 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     public TrainingDataLoading DataLoading { get; set; } = TrainingDataLoading.Auto;
 
     /// <summary>
-    /// Rows the streaming shuffle buffer holds; null holds as many as take 256 MiB as floats (at least four batches).
+    /// Rows the streaming shuffle buffer holds; null holds as many as take 128 MiB as floats (at least four batches).
     /// Larger buffers shuffle better; a data set that fits in the buffer is kept after its first pass.
     /// </summary>
     public int? ShuffleBufferSize { get; set; }

@@ -30,6 +30,9 @@ internal sealed class BatchPrefetcher : IDisposable
     public long RowsRead => Volatile.Read(ref _rowsRead);
     private long _rowsRead;
 
+    /// <summary>Hands a batch's pixel array back for the producer to fill again (batches are large-object-heap sized).</summary>
+    public void Return(float[] pixels) => _stream.ReturnPixels(pixels);
+
     /// <summary>The next batch, waiting for the producer if it is behind; rethrows the producer's error.</summary>
     public TrainingBatch Take()
     {

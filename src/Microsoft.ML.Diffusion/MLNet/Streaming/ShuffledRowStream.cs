@@ -25,6 +25,7 @@ internal sealed class ShuffledRowStream : IDisposable
     private readonly StreamRandom _random;
     private readonly List<Slot> _slots = [];
     private readonly List<long> _firstSkipped;
+    private readonly System.Collections.Concurrent.ConcurrentBag<float[]> _spareBatches = [];   // batch arrays handed back by the trainer
     private StreamPosition? _pendingRestore;
     private TrainingRowReader? _reader;
     private Slot? _spare;                 // the slot last emitted, whose arrays the next row reuses
@@ -64,6 +65,12 @@ internal sealed class ShuffledRowStream : IDisposable
         if (position.Buffer.Length > 0) _pendingRestore = position;
     }
 
+    /// <summary>Takes back a batch's pixel array once its contents have been copied (safe from any thread).</summary>
+    public void ReturnPixels(float[] pixels)
+    {
+        if (pixels.Length == _batchSize * _image.Length && _spareBatches.Count < 8) _spareBatches.Add(pixels);
+    }
+
     /// <summary>Rows whose pixels have been read from the view (restoring a saved buffer counts too).</summary>
     public long RowsRead { get; private set; }
 
@@ -76,7 +83,7 @@ internal sealed class ShuffledRowStream : IDisposable
             _pendingRestore = null;
         }
         int length = _image.Length;
-        var pixels = new float[_batchSize * length];
+        var pixels = _spareBatches.TryTake(out var reused) ? reused : new float[_batchSize * length];
         var conditions = _condition is null ? null : new object?[_batchSize];
         for (int i = 0; i < _batchSize; i++)
         {
