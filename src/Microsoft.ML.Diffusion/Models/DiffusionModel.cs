@@ -139,11 +139,7 @@ public sealed class DiffusionModel : IDisposable
         options.Validate();
         ArgumentNullException.ThrowIfNull(seeds);
         if (seeds.Count == 0) throw new ArgumentException("At least one seed is needed.", nameof(seeds));
-        if (condition is not null && !Network.IsConditional)
-            throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
-        if (condition is not null && condition.Count != seeds.Count)
-            throw new ArgumentException($"There are {condition.Count} conditions for {seeds.Count} seeds.", nameof(condition));
-        condition?.Validate(NetworkOptions.Condition);
+        CheckCondition(condition, seeds.Count);
         using var noise = NoiseSource.PerSample(seeds);
         using var sampler = CreateSampler(options);
         using var scope = NewDisposeScope();
@@ -193,11 +189,7 @@ public sealed class DiffusionModel : IDisposable
         int redrawn = Math.Min((int)Math.Floor(steps * strength), steps);
         if (redrawn == 0) return images.to(float32).to(Device).clone();
         if (redrawn == steps) return Generate(options, seeds, onStep, cancellationToken, condition);
-        if (condition is not null && !Network.IsConditional)
-            throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
-        if (condition is not null && condition.Count != seeds.Count)
-            throw new ArgumentException($"There are {condition.Count} conditions for {seeds.Count} seeds.", nameof(condition));
-        condition?.Validate(NetworkOptions.Condition);
+        CheckCondition(condition, seeds.Count);
 
         using var noise = NoiseSource.PerSample(seeds);
         using var sampler = CreateSampler(options);
@@ -253,9 +245,7 @@ public sealed class DiffusionModel : IDisposable
             if (nonFinite > 0) throw new ArgumentException($"The images contain {nonFinite} NaN or infinite values.", nameof(images));
             if (!(mask.min().item<float>() >= 0 && mask.max().item<float>() <= 1)) throw new ArgumentException("The mask's values must lie in [0, 1] (1 = redraw).", nameof(mask));
         }
-        if (condition is not null && !Network.IsConditional) throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
-        if (condition is not null && condition.Count != n) throw new ArgumentException($"There are {condition.Count} conditions for {n} images.", nameof(condition));
-        condition?.Validate(NetworkOptions.Condition);
+        CheckCondition(condition, n);
 
         using var noise = NoiseSource.PerSample(seeds);
         using var scope = NewDisposeScope();
@@ -334,9 +324,7 @@ public sealed class DiffusionModel : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         if (count < 2) throw new ArgumentOutOfRangeException(nameof(count), count, "An interpolation needs at least 2 images (the two ends).");
         options.Validate();
-        if (condition is not null && !Network.IsConditional) throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
-        if (condition is not null && condition.Count != count) throw new ArgumentException($"There are {condition.Count} conditions for {count} images.", nameof(condition));
-        condition?.Validate(NetworkOptions.Condition);
+        CheckCondition(condition, count);
         using var scope = NewDisposeScope();
         using var sourceA = NoiseSource.PerSample([seedA]);
         using var sourceB = NoiseSource.PerSample([seedB]);
@@ -362,6 +350,15 @@ public sealed class DiffusionModel : IDisposable
         if (theta < 1e-4) return (1 - t) * a + t * b;
         double s = Math.Sin(theta);
         return Math.Sin((1 - t) * theta) / s * a + Math.Sin(t * theta) / s * b;
+    }
+
+    // One condition per image, of the kind the network takes.
+    private void CheckCondition(ConditionBatch? condition, long count)
+    {
+        if (condition is null) return;
+        if (!Network.IsConditional) throw new ArgumentException("This model is unconditional; it takes no condition.", nameof(condition));
+        if (condition.Count != count) throw new ArgumentException($"There are {condition.Count} conditions for {count} images.", nameof(condition));
+        condition.Validate(NetworkOptions.Condition);
     }
 
     /// <summary>An independent copy of this model on <paramref name="device"/>, owned by the caller.</summary>
