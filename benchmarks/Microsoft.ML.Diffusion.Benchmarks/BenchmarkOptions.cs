@@ -39,6 +39,11 @@ internal sealed record BenchmarkOptions
     public int DiffusersSteps { get; init; } = 10;
     public int DiffusersRepeats { get; init; } = 1;
     public string[] StreamingParts { get; init; } = ["memory", "fashion", "folder"];
+    public bool RecipeSearch { get; init; }
+    public string[]? Recipes { get; init; }
+    public int[] RecipeSteps { get; init; } = [1000, 2437];
+    public int RecipeSamples { get; init; } = 1000;
+    public int RecipeTimingSteps { get; init; } = 10;
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -91,6 +96,14 @@ internal sealed record BenchmarkOptions
                                   benchmarks/diffusers_lockstep.py); prints {"median_seconds": …} on stdout
           --diffusers-steps N     (diffusers-sample) DDIM steps (default 10); the batch is --sample-batch (default 64)
           --diffusers-repeats N   (diffusers-sample) timed runs after one warm-up run (default 1)
+          --recipes               training-recipe search: unconditional bench models trained with each recipe on
+                                  Fashion-MNIST, Fréchet distance, precision and recall of DDIM-50 samples after each
+                                  step count, step times measured round-robin; resumes from OUT/recipes; writes
+                                  training-recipes.md/.json (needs eng/install-data.sh; about 45 min per recipe)
+          --recipe-names a,b      (recipes) which recipes, in this order (default all)
+          --recipe-steps a,b      (recipes) snapshot step counts (default 1000,2437)
+          --recipe-samples N      (recipes) generated images per cell (default 1000)
+          --recipe-timing-steps N (recipes) steps per recipe and round of the step-time measurement (default 10; 0 skips it)
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -138,6 +151,11 @@ internal sealed record BenchmarkOptions
                 "--diffusers-steps" => o with { DiffusersSteps = Int() },
                 "--diffusers-repeats" => o with { DiffusersRepeats = Int() },
                 "--streaming-parts" => o with { Streaming = true, StreamingParts = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
+                "--recipes" => o with { RecipeSearch = true },
+                "--recipe-names" => o with { RecipeSearch = true, Recipes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
+                "--recipe-steps" => o with { RecipeSteps = Ints(Value(), a) },
+                "--recipe-samples" => o with { RecipeSamples = Int() },
+                "--recipe-timing-steps" => o with { RecipeTimingSteps = int.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
                 "--sweep-report-only" => o with { SamplerSweep = true, SweepReportOnly = true },
                 "-h" or "--help" => throw new HelpRequestedException(),
                 _ => throw new ArgumentException($"Unknown option '{a}'."),

@@ -71,6 +71,16 @@ if (options.SamplerSweep)
     return 0;
 }
 
+if (options.RecipeSearch)
+{
+    var recipes = RecipeSearch.Run(options, versions, Path.Combine(options.OutputDirectory, "quality"), Path.Combine(options.OutputDirectory, "recipes"), Log);
+    Json.Write(Path.Combine(options.OutputDirectory, "training-recipes.json"), recipes);
+    string recipesMarkdown = RecipeSearch.Markdown(recipes, RecipeSearch.All(options.RecipeSteps.Max()));
+    File.WriteAllText(Path.Combine(options.OutputDirectory, "training-recipes.md"), recipesMarkdown);
+    Console.Write(recipesMarkdown);
+    return 0;
+}
+
 if (options.DiffusersFolder is { } diffusersFolder)
 {
     var r = DiffusersSampling.Run(diffusersFolder, options.SampleBatch ?? 64, options.DiffusersSteps, options.DiffusersRepeats, Log);

@@ -1,0 +1,235 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Microsoft.ML.Diffusion.Evaluation;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Process;
+using Microsoft.ML.Diffusion.SampleData;
+using Microsoft.ML.Diffusion.Samplers;
+using Microsoft.ML.Diffusion.Schedules;
+using Microsoft.ML.Diffusion.Training;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Benchmarks;
+
+/// <summary>A training recipe of the search: trainer options and schedule on top of the bench configuration.</summary>
+internal sealed record TrainingRecipe(string Name, string Description, DiffusionTrainerOptions Trainer, NoiseScheduleOptions Schedule);
+
+/// <summary>One recipe's score after some training steps.</summary>
+internal sealed record RecipeCell(string Recipe, int Steps, double TrainingSeconds, double FrechetDistance, double Precision, double Recall, double SamplingSeconds);
+
+/// <summary>One recipe's training-step time, measured round-robin against the others.</summary>
+internal sealed record RecipeTiming(string Recipe, double MedianSecondsPerStep, double RelativeToDefault);
+
+internal sealed record RecipeReport(string Timestamp, VersionsInfo Versions, int Images, int ReferenceImages, double FloorFrechetDistance,
+    RecipeCell[] Cells, RecipeTiming[] Timings);
+
+/// <summary>
+/// The training-recipe search: unconditional models of the bench configuration (1×28×28, channels 32/64/64, attention
+/// at 7×7, batch 64, AdamW, EMA, horizontal flips) trained on the 60,000 Fashion-MNIST training images with each recipe
+/// and the same seed, scored after each step count by Fréchet distance, precision and recall of DDIM-50 samples in the
+/// quality study's classifier features. Trainings resume from state files and scores are kept as they finish, so a
+/// stopped search goes on where it was. Every recipe's step time is measured round-robin with the others at the end,
+/// so a slower machine or a busy core slows them all alike.
+/// </summary>
+internal static class RecipeSearch
+{
+    private static readonly GenerationOptions Sampling = new() { Sampler = SamplerKind.Ddim, Steps = 50 };
+
+    public static UNetOptions Network => FashionQualityTraining.Network with { Condition = new() };
+
+    /// <summary>Today's default as a new user runs it: AdamW 2e-4 after 100 warm-up steps, EMA 0.999, ε target, uniform weighting.</summary>
+    private static DiffusionTrainerOptions Baseline => new() { BatchSize = 64, LearningRate = 2e-4, EmaDecay = 0.999, RandomHorizontalFlip = true, Seed = 1 };
+
+    public static IReadOnlyList<TrainingRecipe> All(int decaySteps) =>
+    [
+        new("default", "ε, uniform weighting, constant learning rate 2e-4, EMA 0.999", Baseline, new()),
+        new("min-snr-5", "ε, Min-SNR-5 weighting", Baseline with { MinSnrGamma = 5 }, new()),
+        new("lr-5e-4-cosine", "ε, peak learning rate 5e-4, cosine decay to 0", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps }, new()),
+        new("v-min-snr-5", "v target, Min-SNR-5 weighting", Baseline with { Prediction = PredictionType.VPrediction, MinSnrGamma = 5 }, new()),
+        new("ema-0.995", "ε, EMA 0.995", Baseline with { EmaDecay = 0.995 }, new()),
+        new("cosine-lr", "ε, cosine decay of 2e-4 to 0", Baseline with { LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps }, new()),
+        new("v-ztsnr", "v target, zero-terminal-SNR schedule", Baseline with { Prediction = PredictionType.VPrediction }, new() { ZeroTerminalSnr = true }),
+        new("offset-noise", "ε, offset noise 0.1", Baseline with { OffsetNoise = 0.1 }, new()),
+        new("lr-5e-4-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 5e-4, cosine decay", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
+        new("lr-5e-4-cosine-ema-0.995", "ε, peak learning rate 5e-4, cosine decay, EMA 0.995", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, EmaDecay = 0.995 }, new()),
+    ];
+
+    public static RecipeReport Run(BenchmarkOptions options, VersionsInfo versions, string qualityDirectory, string directory, Action<string> log)
+    {
+        Directory.CreateDirectory(directory);
+        var targets = options.RecipeSteps.Order().ToArray();
+        var recipes = All(targets.Max());
+        var chosen = options.Recipes is { } names
+            ? names.Select(n => recipes.FirstOrDefault(r => r.Name == n) ?? throw new ArgumentException($"Unknown recipe '{n}'; known: {string.Join(", ", recipes.Select(r => r.Name))}.")).ToList()
+            : recipes.ToList();
+
+        using var train = FashionMnist.LoadTensor(FashionMnistSplit.Train, out long[] trainLabels);
+        using var test = FashionMnist.LoadTensor(FashionMnistSplit.Test, out long[] testLabels);
+        var classifierResult = FashionQualityEvaluation.TrainOrLoadClassifier(options, qualityDirectory, train, trainLabels, test, testLabels, log);
+        using var classifier = ImageClassifier.Load(classifierResult.Path);
+        using var reference = train.narrow(0, 0, FashionQualityEvaluation.ReferenceImages);
+        using var evaluator = classifier.CreateQualityEvaluator(reference);
+        int count = options.RecipeSamples;
+        double floor;
+        using (var floorImages = test.narrow(0, 0, count)) floor = evaluator.Evaluate(floorImages).FrechetDistance;
+        log($"[recipes] floor (the first {count} real test images): FD {floor:F3}");
+
+        string cellsPath = Path.Combine(directory, $"recipe-cells-n{count}.json");
+        var cells = File.Exists(cellsPath) ? Json.Read<List<RecipeCell>>(cellsPath) ?? [] : [];
+        var seeds = Enumerable.Range(0, count).Select(i => (long)i).ToArray();
+
+        // Every recipe to the last step count first, scoring that snapshot; the earlier snapshots are scored after all of them.
+        foreach (var recipe in chosen)
+        {
+            TrainTo(recipe, targets, train, directory, log);
+            Score(recipe, targets.Max());
+        }
+        foreach (var recipe in chosen)
+            foreach (int steps in targets.Where(s => s < targets.Max()))
+                Score(recipe, steps);
+
+        void Score(TrainingRecipe recipe, int steps)
+        {
+            if (cells.Any(c => c.Recipe == recipe.Name && c.Steps == steps)) return;
+            var times = Json.Read<Dictionary<int, double>>(TimesPath(directory, recipe))!;
+            using var model = DiffusionModel.Load(SnapshotPath(directory, recipe, steps), CPU);
+            var clock = Stopwatch.StartNew();
+            using var images = Generate(model, seeds);
+            double seconds = clock.Elapsed.TotalSeconds;
+            var report = evaluator.Evaluate(images);
+            cells.Add(new RecipeCell(recipe.Name, steps, times[steps], report.FrechetDistance, report.Precision, report.Recall, seconds));
+            Json.Write(cellsPath, cells);
+            log($"[recipes] {recipe.Name} after {steps} steps: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1} ({seconds:F0} s to sample)");
+            if (options.GridDirectory is { } grids && steps == targets.Max())
+            {
+                using var first = images.narrow(0, 0, Math.Min(64, count));
+                ClassInterleavedImages.SaveGrid(first, 1, (int)first.shape[0], Path.Combine(grids, $"recipe-{recipe.Name}-{steps}.png"), columns: 8);
+            }
+        }
+
+        string timingsPath = Path.Combine(directory, "recipe-timings.json");
+        var timings = File.Exists(timingsPath) ? Json.Read<List<RecipeTiming>>(timingsPath) ?? [] : [];
+        if (options.RecipeTimingSteps > 0 && chosen.Any(r => timings.All(t => t.Recipe != r.Name)))
+        {
+            var withDefault = chosen.Any(r => r.Name == "default") ? chosen : [recipes[0], .. chosen];
+            timings = TimeSteps(withDefault, train, options.RecipeTimingSteps, log);
+            Json.Write(timingsPath, timings);
+        }
+        return new RecipeReport(DateTimeOffset.UtcNow.ToString("O"), versions, count, FashionQualityEvaluation.ReferenceImages, floor,
+            [.. cells.OrderBy(c => recipes.ToList().FindIndex(r => r.Name == c.Recipe)).ThenBy(c => c.Steps)], [.. timings]);
+    }
+
+    private static string SnapshotPath(string directory, TrainingRecipe recipe, int steps) => Path.Combine(directory, $"{recipe.Name}-{steps:D5}.mldiff");
+    private static string TimesPath(string directory, TrainingRecipe recipe) => Path.Combine(directory, $"{recipe.Name}-times.json");
+
+    private static void TrainTo(TrainingRecipe recipe, int[] targets, Tensor images, string directory, Action<string> log)
+    {
+        string timesPath = TimesPath(directory, recipe);
+        var times = File.Exists(timesPath) ? Json.Read<Dictionary<int, double>>(timesPath) ?? [] : [];
+        if (targets.All(s => File.Exists(SnapshotPath(directory, recipe, s)) && times.ContainsKey(s))) return;
+
+        using var trainer = new DiffusionTrainer(Network, recipe.Schedule, recipe.Trainer, CPU);
+        string statePath = Path.Combine(directory, $"{recipe.Name}.state");
+        double seconds = 0;
+        if (File.Exists(statePath))
+        {
+            trainer.LoadState(statePath);
+            seconds = times.Where(t => t.Key <= trainer.StepsDone).Select(t => t.Value).DefaultIfEmpty(0).Max();
+            log($"[recipes] {recipe.Name}: resumed at step {trainer.StepsDone}");
+        }
+        log($"[recipes] {recipe.Name} ({recipe.Description}): training to steps {string.Join(", ", targets)}");
+        var clock = new Stopwatch();
+        const int chunk = 250;   // the state is saved this often, so a stopped session loses little
+        foreach (int target in targets)
+        {
+            while (trainer.StepsDone < target)
+            {
+                int steps = (int)Math.Min(chunk, target - trainer.StepsDone);
+                clock.Restart();
+                trainer.Train(images, steps, p => log($"[recipes] {recipe.Name} step {p.Step,5}  loss {p.Loss:F4}  {p.StepsPerSecond:F2} steps/s"), reportEvery: 250);
+                seconds += clock.Elapsed.TotalSeconds;
+                trainer.SaveState(statePath);
+                times[(int)trainer.StepsDone] = seconds;
+                Json.Write(timesPath, times);
+            }
+            using (var model = trainer.ToModel()) model.Save(SnapshotPath(directory, recipe, target));
+            times[target] = seconds;
+            Json.Write(timesPath, times);
+            log($"[recipes] {recipe.Name}: step {target} after {seconds / 60:F1} min of training");
+        }
+    }
+
+    private static Tensor Generate(DiffusionModel model, long[] seeds)
+    {
+        const int batch = 125;
+        var parts = new List<Tensor>();
+        try
+        {
+            for (int start = 0; start < seeds.Length; start += batch)
+                parts.Add(model.Generate(Sampling, seeds.AsSpan(start, Math.Min(batch, seeds.Length - start)).ToArray()));
+            return cat(parts, 0);
+        }
+        finally
+        {
+            foreach (var p in parts) p.Dispose();
+        }
+    }
+
+    // Each recipe trains `steps` steps per round, the recipes taking turns for five rounds; the median round gives the step time.
+    private static List<RecipeTiming> TimeSteps(IReadOnlyList<TrainingRecipe> recipes, Tensor images, int steps, Action<string> log)
+    {
+        var trainers = recipes.Select(r => new DiffusionTrainer(Network, r.Schedule, r.Trainer, CPU)).ToList();
+        try
+        {
+            foreach (var t in trainers) t.Train(images, 2);
+            var rounds = recipes.Select(_ => new List<double>()).ToList();
+            for (int round = 0; round < 5; round++)
+                for (int i = 0; i < trainers.Count; i++)
+                {
+                    var clock = Stopwatch.StartNew();
+                    trainers[i].Train(images, steps);
+                    rounds[i].Add(clock.Elapsed.TotalSeconds / steps);
+                }
+            double Median(List<double> v) => v.Order().ElementAt(v.Count / 2);
+            double baseline = Median(rounds[recipes.ToList().FindIndex(r => r.Name == "default")]);
+            var result = recipes.Select((r, i) => new RecipeTiming(r.Name, Median(rounds[i]), Median(rounds[i]) / baseline)).ToList();
+            foreach (var t in result) log($"[recipes] {t.Recipe}: {t.MedianSecondsPerStep * 1000:F0} ms/step ({t.RelativeToDefault:F3}× default)");
+            return result;
+        }
+        finally
+        {
+            foreach (var t in trainers) t.Dispose();
+        }
+    }
+
+    public static string Markdown(RecipeReport r, IReadOnlyList<TrainingRecipe> recipes)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var steps = r.Cells.Select(c => c.Steps).Distinct().Order().ToArray();
+        var b = new StringBuilder();
+        b.AppendLine(inv, $"Unconditional bench network on Fashion-MNIST; DDIM-50, {r.Images:N0} images per cell (seeds 0…{r.Images - 1}), classifier features,");
+        b.AppendLine(inv, $"{r.ReferenceImages:N0} training images as reference; floor ({r.Images:N0} real test images) {r.FloorFrechetDistance:F2}.");
+        b.AppendLine();
+        b.Append("| recipe |");
+        foreach (int s in steps) b.Append(inv, $" FD @ {s:N0} | precision @ {s:N0} | recall @ {s:N0} |");
+        b.AppendLine(" step time vs default |");
+        b.Append("| --- |");
+        foreach (int _ in steps) b.Append(" ---: | ---: | ---: |");
+        b.AppendLine(" ---: |");
+        foreach (var name in r.Cells.Select(c => c.Recipe).Distinct())
+        {
+            var recipe = recipes.FirstOrDefault(x => x.Name == name);
+            b.Append(inv, $"| {name}{(recipe is null ? "" : $" ({recipe.Description})")} |");
+            foreach (int s in steps)
+            {
+                var c = r.Cells.FirstOrDefault(x => x.Recipe == name && x.Steps == s);
+                b.Append(c is null ? " – | – | – |" : string.Create(inv, $" {c.FrechetDistance:F2} | {c.Precision:P1} | {c.Recall:P1} |"));
+            }
+            var t = r.Timings.FirstOrDefault(x => x.Recipe == name);
+            b.AppendLine(t is null ? " – |" : string.Create(inv, $" {t.RelativeToDefault:F3}× |"));
+        }
+        return b.ToString();
+    }
+}
