@@ -8,7 +8,9 @@ using Microsoft.ML.Transforms.Image;
 namespace Microsoft.ML.Diffusion.MLNet;
 
 /// <summary>
-/// The estimator behind <see cref="DiffusionCatalog.DiffusionGenerate(TransformsCatalog, ITransformer, DiffusionGenerationOptions)"/>.
+/// The estimator behind <see cref="DiffusionCatalog.DiffusionGenerate(TransformsCatalog, ITransformer, DiffusionGenerationOptions)"/>,
+/// <see cref="DiffusionCatalog.DiffusionImageToImage(TransformsCatalog, ITransformer, DiffusionImageToImageOptions)"/> and
+/// <see cref="DiffusionCatalog.DiffusionInpaint(TransformsCatalog, ITransformer, DiffusionInpaintingOptions)"/>.
 /// Nothing is learned: <see cref="Fit"/> checks the input schema and returns the generating transformer.
 /// </summary>
 public sealed class DiffusionGenerationEstimator : IEstimator<DiffusionGenerationTransformer>
@@ -51,6 +53,12 @@ public sealed class DiffusionGenerationEstimator : IEstimator<DiffusionGeneratio
         }
         if (_options.ConditionColumnName is { } condition && !inputSchema.TryFindColumn(condition, out _))
             throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Condition column '{condition}' was not found in the input schema.");
+        if (_options is DiffusionImageToImageOptions edit) ImageColumn.Check(inputSchema, edit.ImageColumnName);
+        if (_options is DiffusionInpaintingOptions inpaint)
+        {
+            ImageColumn.Check(inputSchema, inpaint.ImageColumnName);
+            MaskColumn.Check(inputSchema, inpaint.MaskColumnName);
+        }
         var shape = _model.ImageShape;
         columns[_options.OutputColumnName] = _options.OutputKind == GeneratedOutputKind.Image
             ? new SchemaShape.Column(_options.OutputColumnName, SchemaShape.Column.VectorKind.Scalar, new ImageDataViewType((int)shape[1], (int)shape[2]), false)

@@ -8,7 +8,12 @@ namespace Microsoft.ML.Diffusion.MLNet;
 /// every sampling setting of <see cref="GenerationOptions"/> plus the stage's columns, output and batching. Saved with
 /// the stage in model zips (all but <see cref="Device"/>).
 /// </summary>
-public sealed record DiffusionGenerationOptions : GenerationOptions
+// Saved in zips with the kind of stage, so a loaded zip edits as it was built to.
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "Stage")]
+[JsonDerivedType(typeof(DiffusionGenerationOptions), "generate")]
+[JsonDerivedType(typeof(DiffusionImageToImageOptions), "image-to-image")]
+[JsonDerivedType(typeof(DiffusionInpaintingOptions), "inpaint")]
+public record DiffusionGenerationOptions : GenerationOptions
 {
     /// <summary>Name of the generated column.</summary>
     public string OutputColumnName { get; set; } = "GeneratedImage";

@@ -4,6 +4,7 @@ using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.MLNet.Internal;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Runtime;
+using TorchSharp;
 
 [assembly: LoadableClass(typeof(DiffusionGenerationTransformer), null, typeof(SignatureLoadModel),
     "Diffusion Generation", DiffusionGenerationTransformer.LoaderSignature)]
@@ -11,8 +12,9 @@ using Microsoft.ML.Runtime;
 namespace Microsoft.ML.Diffusion.MLNet;
 
 /// <summary>
-/// Maps each input row (its seed) to a generated image, running the sampler once per batch of rows.
-/// Saved with its model inside ML.NET model zips.
+/// Maps each input row to an image made by the diffusion model, running the sampler once per batch of rows: generated from
+/// the row's seed (<see cref="DiffusionGenerationOptions"/>), or the row's image edited (<see cref="DiffusionImageToImageOptions"/>,
+/// <see cref="DiffusionInpaintingOptions"/>). Saved with its model and settings inside ML.NET model zips.
 /// </summary>
 public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
 {
@@ -64,16 +66,56 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
         return new GenerationBinding(this, inputSchema);
     }
 
-    /// <summary>One sampler run for a batch of seeds; planar (C, H, W) pixels in [−1, 1] per image.</summary>
-    internal float[][] GenerateBatch(IReadOnlyList<long> seeds, ConditionColumn? conditionColumn, IReadOnlyList<object> conditions)
+    /// <summary>
+    /// One sampler run for a batch of rows: generation from their seeds, or the edit the settings ask for (image-to-image,
+    /// inpainting) of their images. Planar (C, H, W) pixels in [−1, 1] per row.
+    /// </summary>
+    internal float[][] GenerateBatch(IReadOnlyList<GenerationRow> rows, ConditionColumn? conditionColumn)
     {
-        float[] all;
-        using (var condition = conditionColumn?.ToBatch(conditions))
-        using (var images = Model.Generate(Settings, seeds, onStep: (_, _) => _host.CheckAlive(), condition: condition))
-            all = images.cpu().data<float>().ToArray();
-        int length = all.Length / seeds.Count;
-        var result = new float[seeds.Count][];
-        for (int i = 0; i < seeds.Count; i++) result[i] = all.AsSpan(i * length, length).ToArray();
+        if (Settings is DiffusionInpaintingOptions inpainting) return InpaintBatch(rows, conditionColumn, inpainting);
+        var seeds = rows.Select(r => r.Seed).ToArray();
+        using var condition = conditionColumn?.ToBatch(rows.Select(r => r.Condition!).ToList());
+        Action<int, int> onStep = (_, _) => _host.CheckAlive();
+        if (Settings is DiffusionImageToImageOptions edit)
+        {
+            using var images = StackImages(rows.Select(r => r.Image!));
+            using var edited = Model.ImageToImage(Settings, images, edit.Strength, seeds, onStep, condition: condition);
+            return Split(edited, rows.Count);
+        }
+        using var generated = Model.Generate(Settings, seeds, onStep, condition: condition);
+        return Split(generated, rows.Count);
+    }
+
+    // Rows whose mask is all zeros come back as they are; the others are inpainted together.
+    private float[][] InpaintBatch(IReadOnlyList<GenerationRow> rows, ConditionColumn? conditionColumn, DiffusionInpaintingOptions options)
+    {
+        var result = rows.Select(r => r.Image!).ToArray();
+        var redrawn = Enumerable.Range(0, rows.Count).Where(i => rows[i].Mask!.Any(v => v > 0)).ToArray();
+        if (redrawn.Length == 0) return result;
+        var shape = Model.ImageShape;
+        int maskChannels = rows[0].Mask!.Length / (int)(shape[1] * shape[2]);
+        using var condition = conditionColumn?.ToBatch(redrawn.Select(i => rows[i].Condition!).ToList());
+        using var images = StackImages(redrawn.Select(i => rows[i].Image!));
+        using var masks = torch.tensor(redrawn.SelectMany(i => rows[i].Mask!).ToArray(), [redrawn.Length, maskChannels, shape[1], shape[2]]);
+        using var inpainted = Model.Inpaint(options.ToInpaintingOptions(), images, masks, redrawn.Select(i => rows[i].Seed).ToArray(),
+            (_, _) => _host.CheckAlive(), condition: condition);
+        var parts = Split(inpainted, redrawn.Length);
+        for (int k = 0; k < redrawn.Length; k++) result[redrawn[k]] = parts[k];
+        return result;
+    }
+
+    private torch.Tensor StackImages(IEnumerable<float[]> images)
+    {
+        var all = images.ToArray();
+        return torch.tensor(all.SelectMany(p => p).ToArray(), [all.Length, .. Model.ImageShape]);
+    }
+
+    private static float[][] Split(torch.Tensor images, int count)
+    {
+        float[] all = images.cpu().data<float>().ToArray();
+        int length = all.Length / count;
+        var result = new float[count][];
+        for (int i = 0; i < count; i++) result[i] = all.AsSpan(i * length, length).ToArray();
         return result;
     }
 

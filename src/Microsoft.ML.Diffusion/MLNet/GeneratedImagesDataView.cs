@@ -5,7 +5,7 @@ namespace Microsoft.ML.Diffusion.MLNet;
 
 /// <summary>
 /// The data view <see cref="DiffusionGenerationTransformer.Transform"/> returns: the input rows plus a
-/// generated column, filled a batch at a time. A second cursor over the input reads ahead the seeds of
+/// generated column, filled a batch at a time. A second cursor over the input reads ahead the seeds (conditions, images, masks) of
 /// the next <see cref="DiffusionGenerationOptions.BatchSize"/> rows so that one sampler run serves them all.
 /// </summary>
 internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataView input) : IDataView
@@ -35,8 +35,7 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
         private readonly GenerationBinding _binding;
         private readonly DataViewRowCursor _main;
         private readonly DataViewRowCursor? _lookahead;
-        private readonly Func<long>? _lookaheadSeed;
-        private readonly Func<object>? _lookaheadCondition;
+        private readonly Func<GenerationRow>? _lookaheadRow;
         private readonly bool _outputActive;
         private long _batchStart = -1;
         private float[][] _batch = [];
@@ -47,11 +46,7 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
             _main = main;
             _lookahead = lookahead;
             _outputActive = outputActive;
-            if (lookahead is not null)
-            {
-                _lookaheadSeed = binding.CreateSeedReader(lookahead);
-                _lookaheadCondition = binding.CreateConditionReader(lookahead);
-            }
+            if (lookahead is not null) _lookaheadRow = binding.CreateRowReader(lookahead);
         }
 
         public override DataViewSchema Schema => _binding.OutputSchema;
@@ -84,20 +79,15 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
             if (position >= _batchStart && position < _batchStart + _batch.Length)
                 return _batch[position - _batchStart];
 
-            // Move the look-ahead cursor to this row, then read the seeds of up to BatchSize rows from here.
+            // Move the look-ahead cursor to this row, then read the inputs of up to BatchSize rows from here.
             var lookahead = _lookahead!;
             while (lookahead.Position < position)
                 if (!lookahead.MoveNext())
                     throw new InvalidOperationException("The input data view returned fewer rows on a second pass; generation needs an input that can be read twice in the same order.");
-            var seeds = new List<long>();
-            var conditions = new List<object>();
-            do
-            {
-                seeds.Add(_lookaheadSeed!());
-                if (_lookaheadCondition is not null) conditions.Add(_lookaheadCondition());
-            }
-            while (seeds.Count < _binding.Parent.Settings.BatchSize && lookahead.MoveNext());
-            _batch = _binding.Parent.GenerateBatch(seeds, _binding.Condition, conditions);
+            var rows = new List<GenerationRow>();
+            do rows.Add(_lookaheadRow!());
+            while (rows.Count < _binding.Parent.Settings.BatchSize && lookahead.MoveNext());
+            _batch = _binding.Parent.GenerateBatch(rows, _binding.Condition);
             _batchStart = position;
             return _batch[0];
         }

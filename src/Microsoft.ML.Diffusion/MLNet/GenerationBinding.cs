@@ -41,6 +41,16 @@ internal sealed class GenerationBinding
         Channels = (int)shape[0];
         Height = (int)shape[1];
         Width = (int)shape[2];
+        switch (options)
+        {
+            case DiffusionImageToImageOptions edit:
+                Image = ImageColumn.Resolve(inputSchema, edit.ImageColumnName, Channels, Height, edit.PixelRange);
+                break;
+            case DiffusionInpaintingOptions inpaint:
+                Image = ImageColumn.Resolve(inputSchema, inpaint.ImageColumnName, Channels, Height, inpaint.PixelRange);
+                Mask = MaskColumn.Resolve(inputSchema, inpaint.MaskColumnName, Channels, Height);
+                break;
+        }
         OutputType = options.OutputKind == GeneratedOutputKind.Image
             ? new ImageDataViewType(Height, Width)
             : new VectorDataViewType(NumberDataViewType.Single, Channels, Height, Width);
@@ -56,6 +66,8 @@ internal sealed class GenerationBinding
     public DataViewSchema OutputSchema { get; }
     public DataViewSchema.Column? SeedColumn { get; }
     public ConditionColumn? Condition { get; }
+    public ImageColumn? Image { get; }
+    public MaskColumn? Mask { get; }
     public int ConditionIndex { get; } = -1;
     public DataViewType OutputType { get; }
     public int OutputIndex { get; }
@@ -105,15 +117,37 @@ internal sealed class GenerationBinding
         return vector;
     }
 
-    /// <summary>Columns the look-ahead reads: the seed and the condition, where there are such columns.</summary>
+    /// <summary>Columns the look-ahead reads: the seed, the condition, the image and the mask, where there are such columns.</summary>
     public IEnumerable<DataViewSchema.Column> GenerationInputs()
+        => GenerationInputIndices().Distinct().Order().Select(i => InputSchema[i]);
+
+    private IEnumerable<int> GenerationInputIndices()
     {
-        if (SeedColumn is not null) yield return InputSchema[SeedColumn.Value.Index];
-        if (ConditionIndex >= 0 && ConditionIndex != SeedColumn?.Index) yield return InputSchema[ConditionIndex];
+        if (SeedColumn is not null) yield return SeedColumn.Value.Index;
+        if (ConditionIndex >= 0) yield return ConditionIndex;
+        if (Image is not null) yield return InputSchema[Image.Name].Index;
+        if (Mask is not null) yield return InputSchema[Mask.Name].Index;
     }
 
-    /// <summary>Reads the current row's condition, or null for an unconditional model.</summary>
-    public Func<object>? CreateConditionReader(DataViewRow row) => Condition?.CreateReader(row);
+    /// <summary>Reads what the stage needs from <paramref name="row"/>'s current position.</summary>
+    public Func<GenerationRow> CreateRowReader(DataViewRow row)
+    {
+        var seed = CreateSeedReader(row);
+        var condition = Condition?.CreateReader(row);
+        Action<Span<float>>? image = Image?.CreateReader(row);
+        var mask = Mask?.CreateReader(row);
+        int length = Channels * Height * Width;
+        return () =>
+        {
+            float[]? pixels = null;
+            if (image is not null)
+            {
+                pixels = new float[length];
+                image(pixels);
+            }
+            return new GenerationRow(seed(), condition?.Invoke(), pixels, mask?.Invoke());
+        };
+    }
 
     /// <summary>Input columns needed to produce the given output columns.</summary>
     public IEnumerable<DataViewSchema.Column> InputColumnsFor(IEnumerable<DataViewSchema.Column> outputColumns)
@@ -124,8 +158,7 @@ internal sealed class GenerationBinding
             if (column.Index < OutputIndex) needed.Add(column.Index);
             else
             {
-                if (SeedColumn is not null) needed.Add(SeedColumn.Value.Index);
-                if (ConditionIndex >= 0) needed.Add(ConditionIndex);
+                needed.UnionWith(GenerationInputIndices());
             }
         }
         return needed.OrderBy(i => i).Select(i => InputSchema[i]);

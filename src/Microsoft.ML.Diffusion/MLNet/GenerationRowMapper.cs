@@ -24,8 +24,8 @@ internal sealed class GenerationRowMapper(GenerationBinding binding) : IRowToRow
         private readonly GenerationBinding _binding;
         private readonly DataViewRow _input;
         private readonly bool _outputActive;
-        private readonly Func<long>? _seed;
-        private readonly Func<object>? _condition;
+        private readonly Func<GenerationRow>? _read;
+        private GenerationRow? _cachedRow;
         private long _cachedPosition = -1;
         private float[] _cached = [];
 
@@ -34,11 +34,7 @@ internal sealed class GenerationRowMapper(GenerationBinding binding) : IRowToRow
             _binding = binding;
             _input = input;
             _outputActive = outputActive;
-            if (outputActive)
-            {
-                _seed = binding.CreateSeedReader(input);
-                _condition = binding.CreateConditionReader(input);
-            }
+            if (outputActive) _read = binding.CreateRowReader(input);
         }
 
         public override DataViewSchema Schema => _binding.OutputSchema;
@@ -66,21 +62,15 @@ internal sealed class GenerationRowMapper(GenerationBinding binding) : IRowToRow
         private float[] Current()
         {
             // A prediction engine reuses one row object, with the same position, for every request:
-            // cache only while the position, the seed and the condition all stay the same.
-            long seed = _seed!();
-            object? condition = _condition?.Invoke();
-            string conditionKey = condition switch { long[] l => string.Join(",", l), float[] f => string.Join(",", f), _ => "" };
-            if (_cachedPosition != _input.Position || _cached.Length == 0 || _cachedSeed != seed || _cachedCondition != conditionKey)
+            // cache only while the position and every input (seed, condition, image, mask) stay the same.
+            var row = _read!();
+            if (_cachedPosition != _input.Position || _cached.Length == 0 || !row.SameInputs(_cachedRow))
             {
-                _cached = _binding.Parent.GenerateBatch([seed], _binding.Condition, condition is null ? [] : [condition])[0];
-                _cachedCondition = conditionKey;
+                _cached = _binding.Parent.GenerateBatch([row], _binding.Condition)[0];
+                _cachedRow = row;
                 _cachedPosition = _input.Position;
-                _cachedSeed = seed;
             }
             return _cached;
         }
-
-        private long _cachedSeed;
-        private string _cachedCondition = "";
     }
 }

@@ -1,0 +1,53 @@
+using Microsoft.ML.Diffusion.Models;
+
+namespace Microsoft.ML.Diffusion.MLNet;
+
+/// <summary>
+/// Options for <see cref="DiffusionCatalog.DiffusionInpaint(TransformsCatalog, ITransformer, DiffusionInpaintingOptions)"/>:
+/// RePaint inpainting (see <see cref="DiffusionModel.Inpaint"/>). Where a row's mask is 1 the model redraws the image,
+/// where it is 0 the output equals the input exactly. A row whose mask is all zeros is returned as it is, without
+/// sampling; a mask of ones draws a new image. RePaint walks its own timesteps: <see cref="GenerationOptions.Steps"/>
+/// (null: 250), <see cref="GenerationOptions.Eta"/>, <see cref="GenerationOptions.GuidanceScale"/> and
+/// <see cref="GenerationOptions.ForwardBatchSize"/> apply, the sampler and its spacing and clipping settings do not.
+/// </summary>
+public sealed record DiffusionInpaintingOptions : DiffusionGenerationOptions
+{
+    /// <summary>Creates the options with the inpainted column named "InpaintedImage".</summary>
+    public DiffusionInpaintingOptions() => OutputColumnName = "InpaintedImage";
+
+    /// <summary>
+    /// The input image column: an image of the model's size (LoadImages + ResizeImages) or a float vector of its
+    /// C×H×W pixels (ExtractPixels) in <see cref="PixelRange"/>.
+    /// </summary>
+    public string ImageColumnName { get; set; } = "Image";
+
+    /// <summary>The range of a float-vector image column (ExtractPixels gives bytes, 0–255).</summary>
+    public PixelRange PixelRange { get; set; } = PixelRange.Bytes;
+
+    /// <summary>
+    /// The mask column, 1 = redraw: an image of the model's size (white redraws, black keeps; its grey level is the value),
+    /// or a float vector of H×W values (one mask for all channels) or C×H×W values, each in [0, 1].
+    /// </summary>
+    public string MaskColumnName { get; set; } = "Mask";
+
+    /// <summary>Steps the sampler goes back up at each jump (RePaint's j).</summary>
+    public int JumpLength { get; set; } = 10;
+
+    /// <summary>Times each jumped-over stretch is sampled (RePaint's r); 1 never jumps back.</summary>
+    public int Resamplings { get; set; } = 10;
+
+    internal InpaintingOptions ToInpaintingOptions() => new()
+    {
+        Steps = Steps ?? new InpaintingOptions().Steps, JumpLength = JumpLength, Resamplings = Resamplings, Eta = Eta,
+        GuidanceScale = GuidanceScale, ForwardBatchSize = ForwardBatchSize,
+    };
+
+    /// <inheritdoc/>
+    public override void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ImageColumnName)) throw new ArgumentException("ImageColumnName must be set.", nameof(ImageColumnName));
+        if (string.IsNullOrWhiteSpace(MaskColumnName)) throw new ArgumentException("MaskColumnName must be set.", nameof(MaskColumnName));
+        base.Validate();
+        ToInpaintingOptions().Validate();
+    }
+}
