@@ -340,6 +340,53 @@ public sealed class DiffusionModel : IDisposable
         return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// A strip of <paramref name="count"/> images of one seed moving from condition <paramref name="from"/> to
+    /// <paramref name="to"/> (two classes, two prompts, two vectors): every image starts from the seed's noise, and image i's
+    /// prediction at each step is (1 − λᵢ)·ε(x, from) + λᵢ·ε(x, to) with λᵢ = i / (count − 1), each side guided by
+    /// <see cref="GenerationOptions.GuidanceScale"/> (the weighted sum of predictions of composable diffusion, Liu et al.
+    /// 2022). The ends are <see cref="Generate"/>'s images of the seed under each condition (up to the float rounding of
+    /// another batch size); the network is evaluated twice per image and step.
+    /// </summary>
+    /// <param name="options">Sampler, steps and guidance.</param>
+    /// <param name="seed">The seed of every image's starting noise (and a stochastic sampler's step noise).</param>
+    /// <param name="from">The first image's condition (a batch of one).</param>
+    /// <param name="to">The last image's condition (a batch of one).</param>
+    /// <param name="count">Images in the strip, at least 2.</param>
+    /// <param name="onStep">Called after each sampler step with (steps done, total).</param>
+    /// <param name="cancellationToken">Checked between steps.</param>
+    /// <returns>Images (count, C, H, W) in [−1, 1], owned by the caller.</returns>
+    public Tensor InterpolateConditions(GenerationOptions options, long seed, ConditionBatch from, ConditionBatch to, int count,
+        Action<int, int>? onStep = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(to);
+        if (count < 2) throw new ArgumentOutOfRangeException(nameof(count), count, "An interpolation needs at least 2 images (the two ends).");
+        if (from.Count != 1) throw new ArgumentException($"'from' must hold one condition, not {from.Count}.", nameof(from));
+        if (to.Count != 1) throw new ArgumentException($"'to' must hold one condition, not {to.Count}.", nameof(to));
+        options.Validate();
+        CheckCondition(from, 1);
+        CheckCondition(to, 1);
+        using var scope = NewDisposeScope();
+        using var source = NoiseSource.PerSample([seed]);
+        var x = source.Next([1, .. ImageShape], Device).expand(count, -1, -1, -1).contiguous();
+        using var every = zeros(count, dtype: int64);
+        using var fromAll = from.Select(every);
+        using var toAll = to.Select(every);
+        using var fromOnDevice = fromAll.To(Device);
+        using var toOnDevice = toAll.To(Device);
+        var denoiseFrom = AsDenoiser(fromOnDevice, options.GuidanceScale, options.ForwardBatchSize);
+        var denoiseTo = AsDenoiser(toOnDevice, options.GuidanceScale, options.ForwardBatchSize);
+        var lambda = linspace(0, 1, count, dtype: float32, device: Device).view(count, 1, 1, 1);
+        Denoiser blended = (sample, t) => (1 - lambda) * denoiseFrom(sample, t) + lambda * denoiseTo(sample, t);
+        using var sampler = CreateSampler(options);
+        int steps = options.Steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Schedule);
+        using var stepNoise = sampler.IsStochastic ? NoiseSource.FromSeed(seed) : null;
+        using var result = SamplingLoop.Run(blended, sampler, x, steps, stepNoise, onStep, cancellationToken);
+        return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+    }
+
     // Spherical linear interpolation between two noise tensors (Shoemake 1985), falling back to a straight line when they are nearly parallel.
     private static Tensor Slerp(Tensor a, Tensor b, double t)
     {

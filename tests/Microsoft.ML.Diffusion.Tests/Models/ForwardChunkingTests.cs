@@ -11,7 +11,7 @@ namespace Microsoft.ML.Diffusion.Tests.Models;
 /// <summary>Large batches (and guidance's doubled batch) run through the network in chunks; the output must not change.</summary>
 public sealed class ForwardChunkingTests
 {
-    private static DiffusionModel RandomClassModel()
+    internal static DiffusionModel RandomClassModel()
     {
         manual_seed(5);
         var network = new UNetNoisePredictor(new UNetOptions
