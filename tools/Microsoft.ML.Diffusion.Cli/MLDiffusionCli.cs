@@ -6,7 +6,7 @@ namespace Microsoft.ML.Diffusion.Cli;
 
 /// <summary>
 /// The <c>mldiffusion</c> command line, callable in-process: <c>Run</c> parses the arguments,
-/// runs one verb (train, generate, evaluate, info) and returns its exit code — 0 on success, 1 for
+/// runs one verb (train, generate, edit, evaluate, info, import, export) and returns its exit code — 0 on success, 1 for
 /// runtime errors, 2 for usage errors, 130 when cancelled.
 /// </summary>
 public static class MLDiffusionCli
@@ -26,10 +26,11 @@ public static class MLDiffusionCli
         var ctx = new CliContext(output, error, interactive, cancellationToken);
         int Guard(Func<int> body) => RunGuarded(body, ctx);
 
-        var root = new RootCommand("mldiffusion: train, generate, evaluate and inspect Microsoft.ML.Diffusion models, and import and export Hugging Face diffusers folders.")
+        var root = new RootCommand("mldiffusion: train, generate, edit, evaluate and inspect Microsoft.ML.Diffusion models, and import and export Hugging Face diffusers folders.")
         {
             TrainCommand.Create(Guard, ctx),
             GenerateCommand.Create(Guard, ctx),
+            EditCommand.Create(Guard, ctx),
             EvaluateCommand.Create(Guard, ctx),
             InfoCommand.Create(Guard, ctx),
             ImportCommand.Create(Guard, ctx),

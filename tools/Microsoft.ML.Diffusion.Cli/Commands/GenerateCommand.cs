@@ -22,6 +22,11 @@ internal sealed class GenerateCommand
     private readonly Option<int> _columns = new("--columns") { Description = "Images per grid row.", DefaultValueFactory = _ => 8 };
     private readonly Option<int> _scale = new("--scale") { Description = "Pixel magnification in the grid.", DefaultValueFactory = _ => 4 };
     private readonly Option<int> _batch = new("--batch") { Description = "Images per sampler run.", DefaultValueFactory = _ => 16 };
+    private readonly Option<long[]?> _interpolate = new("--interpolate")
+    {
+        Description = "Two seeds A B: a strip of --count images moving smoothly from A's image to B's (spherical interpolation of their noise).",
+        Arity = new ArgumentArity(2, 2), AllowMultipleArgumentsPerToken = true,
+    };
 
     public static System.CommandLine.Command Create(Func<Func<int>, int> guard, CliContext ctx) => new GenerateCommand().Build(guard, ctx);
 
@@ -29,7 +34,7 @@ internal sealed class GenerateCommand
     {
         var command = new System.CommandLine.Command("generate", "Generate images from a model zip and write them as a PNG grid.")
         {
-            _model, _diffusers, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch,
+            _model, _diffusers, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch, _interpolate,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
@@ -55,6 +60,9 @@ internal sealed class GenerateCommand
         string outPath = parse.GetValue(_out)!;
         if (string.IsNullOrWhiteSpace(outPath) || Directory.Exists(outPath)) throw new UsageException($"--out must name a PNG file, not '{outPath}'.");
         long seed = parse.GetValue(_seed);
+        long[]? ends = parse.GetValue(_interpolate) is { Length: 2 } pair ? pair : null;
+        if (ends is not null && count < 2) throw new UsageException($"--interpolate needs --count of at least 2 (the two ends), not {count}.");
+        if (ends is not null && parse.GetResult(_seed) is { Implicit: false }) throw new UsageException("Give either --seed or --interpolate A B, not both.");
         if (eta > 0 && sampler is { } chosen && chosen != (SamplerName)SamplerKind.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(chosen)} ignores it.");
 
         var ml = new MLContext(seed: 0);
@@ -64,7 +72,9 @@ internal sealed class GenerateCommand
         ctx.Line($"Model '{loaded.Path}': {shape[0]}×{shape[1]}×{shape[2]} images, {loaded.Model.TrainingSteps} training steps.");
         try
         {
-            var pixels = loaded.Generate(ml, ctx, count, seed, sampler, steps, eta, batch);
+            var pixels = ends is null
+                ? loaded.Generate(ml, ctx, count, seed, sampler, steps, eta, batch)
+                : loaded.Interpolate(ctx, ends[0], ends[1], count, sampler, steps, eta);
             PixelRows.SaveGrid(pixels, (int)shape[0], (int)shape[1], (int)shape[2], outPath, columns, scale);
         }
         catch (Exception e) when (Errors.IsCancellation(e))
@@ -73,7 +83,8 @@ internal sealed class GenerateCommand
             return ExitCodes.Cancelled;
         }
         int gridColumns = Math.Min(columns, count), rows = (count + gridColumns - 1) / gridColumns;
-        ctx.Line($"Wrote {count} images (seeds {seed}–{seed + count - 1}) as a {gridColumns}×{rows} grid to '{outPath}'.");
+        string what = ends is null ? $"seeds {seed}–{seed + count - 1}" : $"from seed {ends[0]} to seed {ends[1]}";
+        ctx.Line($"Wrote {count} images ({what}) as a {gridColumns}×{rows} grid to '{outPath}'.");
         return ExitCodes.Success;
     }
 }

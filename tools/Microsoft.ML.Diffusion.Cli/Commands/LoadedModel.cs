@@ -96,7 +96,7 @@ internal sealed class LoadedModel : IDisposable
     }
 
     // The scheduler's settings on a stage's options (its sampler, spacing, offset, clipping, variance and final ᾱ).
-    private static DiffusionGenerationOptions WithScheduler(DiffusionGenerationOptions o, GenerationOptions scheduler)
+    private static T WithScheduler<T>(T o, GenerationOptions scheduler) where T : DiffusionGenerationOptions
     {
         o.Sampler = scheduler.Sampler;
         o.Spacing = scheduler.Spacing;
@@ -109,45 +109,75 @@ internal sealed class LoadedModel : IDisposable
     }
 
     /// <summary>
+    /// The sampling settings on <paramref name="options"/>: the folder's scheduler or the zip's generation stage unless
+    /// another sampler is asked for, DPM-Solver++ otherwise; then the steps and η.
+    /// </summary>
+    public T WithSampling<T>(T options, SamplerName? sampler, int? steps, double eta) where T : DiffusionGenerationOptions
+    {
+        if (Scheduler is not null && (sampler is null || sampler == Scheduler.Sampler)) WithScheduler(options, Scheduler);
+        else options.Sampler = sampler ?? SamplerKind.DpmSolverPlusPlus;
+        options.Steps = steps;
+        options.Eta = eta;
+        return options;
+    }
+
+    /// <summary>
     /// Generates <paramref name="count"/> images through the ML.NET DiffusionGenerate stage, seeds
     /// <paramref name="seed"/> … seed + count − 1, as planar C×H×W pixels in [0, 255].
     /// </summary>
     public float[][] Generate(MLContext ml, CliContext ctx, int count, long seed, SamplerName? sampler, int? steps, double eta, int batchSize)
     {
         var seeds = ml.Data.LoadFromEnumerable(Enumerable.Range(0, count).Select(i => new SeedRow { Seed = seed + i }).ToList());
-        var options = new DiffusionGenerationOptions
+        var options = WithSampling(new DiffusionGenerationOptions
         {
             OutputColumnName = "Generated",
             SeedColumnName = nameof(SeedRow.Seed),
             OutputKind = GeneratedOutputKind.Pixels,
             BatchSize = batchSize,
-        };
-        // The folder's scheduler or the zip's generation stage unless another sampler is asked for; DPM-Solver++ otherwise.
-        if (Scheduler is not null && (sampler is null || sampler == Scheduler.Sampler)) options = WithScheduler(options, Scheduler);
-        else options.Sampler = sampler ?? SamplerKind.DpmSolverPlusPlus;
-        options.Steps = steps;
-        options.Eta = eta;
-        var generate = ml.Transforms.DiffusionGenerate(Transformer, options);
-        sampler = options.Sampler;
-        var view = generate.Fit(seeds).Transform(seeds);
-        int stepCount = steps ?? DiffusionSamplers.DefaultSteps(sampler.Value, Model.Schedule);
+        }, sampler, steps, eta);
+        var view = ml.Transforms.DiffusionGenerate(Transformer, options).Fit(seeds).Transform(seeds);
+        int stepCount = steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Model.Schedule);
+        return ReadWithProgress(ctx, view, "Generated", count, $"Generating {count} images ({Names.Of(options.Sampler)}, {stepCount} steps, batches of {batchSize})");
+    }
+
+    /// <summary>
+    /// Reads <paramref name="count"/> rows of a pixel column with a progress bar: the first row of each batch runs the
+    /// sampler for the whole batch.
+    /// </summary>
+    public static float[][] ReadWithProgress(CliContext ctx, IDataView view, string column, int count, string title)
+    {
         var meter = new RateMeter();
-        return ctx.WithProgress($"Generating {count} images ({Names.Of(sampler.Value)}, {stepCount} steps, batches of {batchSize})", count, report =>
+        return ctx.WithProgress(title, count, report =>
         {
             var images = new List<float[]>(count);
-            using var cursor = view.GetRowCursor([view.Schema["Generated"]]);
-            var getter = cursor.GetGetter<VBuffer<float>>(view.Schema["Generated"]);
+            using var cursor = view.GetRowCursor([view.Schema[column]]);
+            var getter = cursor.GetGetter<VBuffer<float>>(view.Schema[column]);
             VBuffer<float> buffer = default;
             meter.Report(0);
             report(0, $"image 0/{count}");
             while (cursor.MoveNext())
             {
-                getter(ref buffer);                     // the first row of each batch runs the sampler for the whole batch
+                getter(ref buffer);
                 images.Add(buffer.DenseValues().ToArray());
                 meter.Report(images.Count);
                 report(images.Count, FormattableString.Invariant($"image {images.Count}/{count}  {meter.PerSecond:F2} images/s  ETA {meter.Eta(count - images.Count)}"));
             }
             return images.ToArray();
+        });
+    }
+
+    /// <summary>A strip of <paramref name="count"/> images from seed <paramref name="seedA"/>'s to <paramref name="seedB"/>'s, as planar pixels in [0, 255].</summary>
+    public float[][] Interpolate(CliContext ctx, long seedA, long seedB, int count, SamplerName? sampler, int? steps, double eta)
+    {
+        var options = WithSampling(new DiffusionGenerationOptions(), sampler, steps, eta);
+        int stepCount = steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Model.Schedule);
+        return ctx.WithProgress($"Interpolating {count} images from seed {seedA} to {seedB} ({Names.Of(options.Sampler)}, {stepCount} steps)", stepCount, report =>
+        {
+            using var strip = Model.Interpolate(options, seedA, seedB, count, (done, total) => report(done, $"step {done}/{total}"), ctx.Cancellation);
+            using var bytes = ((strip.cpu() + 1) * 127.5f).clamp(0, 255);
+            var all = bytes.data<float>().ToArray();
+            int length = all.Length / count;
+            return Enumerable.Range(0, count).Select(i => all.AsSpan(i * length, length).ToArray()).ToArray();
         });
     }
 
