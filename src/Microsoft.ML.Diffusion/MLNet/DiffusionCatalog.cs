@@ -144,4 +144,18 @@ public static class DiffusionCatalog
     /// <param name="options">The columns and RePaint settings.</param>
     public static DiffusionGenerationEstimator DiffusionInpaint(this TransformsCatalog catalog, ITransformer model, DiffusionInpaintingOptions options)
         => DiffusionGenerate(catalog, model, options);
+
+    /// <summary>Image-to-image with a <see cref="DiffusionModel"/> trained or loaded outside ML.NET.</summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="model">The model.</param>
+    /// <param name="options">The columns, strength and sampling settings (a conditional model needs the condition column).</param>
+    public static DiffusionGenerationEstimator DiffusionImageToImage(this TransformsCatalog catalog, DiffusionModel model, DiffusionImageToImageOptions options)
+        => new(CatalogUtils.GetEnvironment(catalog), model, options);
+
+    /// <summary>Inpainting with a <see cref="DiffusionModel"/> trained or loaded outside ML.NET.</summary>
+    /// <param name="catalog">The transforms catalog.</param>
+    /// <param name="model">The model.</param>
+    /// <param name="options">The columns and RePaint settings (a conditional model needs the condition column).</param>
+    public static DiffusionGenerationEstimator DiffusionInpaint(this TransformsCatalog catalog, DiffusionModel model, DiffusionInpaintingOptions options)
+        => new(CatalogUtils.GetEnvironment(catalog), model, options);
 }
