@@ -2,7 +2,9 @@
 """Times DDIM sampling of a diffusers UNet2DModel folder in Microsoft.ML.Diffusion and in diffusers itself, alternately.
 
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 benchmarks/diffusers_lockstep.py --diffusers <diffusers v0.21.x src> \\
-        --folder <UNet2DModel folder with scheduler_config.json> [--pairs 3] [--batch 16] [--steps 10] [--threads 2]
+        --folder <UNet2DModel folder> [--pairs 3] [--batch 16] [--steps 10] [--threads 2]
+
+A folder without scheduler_config.json (the test fixtures) is timed on a copy with diffusers' default DDIMScheduler.
 
 Each pair runs the C# benchmark (--diffusers-sample; it loads the folder, warms up once and times one DDIM run) and
 then the same DDIM loop in diffusers (DDIMScheduler from the folder's scheduler config with clip_sample off, the
@@ -13,9 +15,11 @@ Needs the C# benchmark built: dotnet build benchmarks/Microsoft.ML.Diffusion.Ben
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,6 +40,12 @@ def main():
     from diffusers import DDIMScheduler, UNet2DModel
 
     torch.set_num_threads(args.threads)
+    if not os.path.exists(os.path.join(args.folder, "scheduler_config.json")):
+        # A bare UNet2DModel folder (the test fixtures): time it with diffusers' default DDIMScheduler, on a copy.
+        copy = tempfile.mkdtemp(prefix="lockstep-")
+        shutil.copytree(args.folder, copy, dirs_exist_ok=True)
+        DDIMScheduler().save_config(copy)
+        args.folder = copy
     unet = UNet2DModel.from_pretrained(args.folder).eval()
     config = os.path.join(args.folder, "scheduler_config.json")
     scheduler = DDIMScheduler.from_config(json.load(open(config)), clip_sample=False)
