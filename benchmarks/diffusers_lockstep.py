@@ -40,6 +40,7 @@ def main():
     from diffusers import DDIMScheduler, UNet2DModel
 
     torch.set_num_threads(args.threads)
+    name = os.path.basename(os.path.normpath(args.folder))
     if not os.path.exists(os.path.join(args.folder, "scheduler_config.json")):
         # A bare UNet2DModel folder (the test fixtures): time it with diffusers' default DDIMScheduler, on a copy.
         copy = tempfile.mkdtemp(prefix="lockstep-")
@@ -80,7 +81,7 @@ def main():
         print(f"pair {pair + 1}: ours {a:.3f} s, diffusers {b:.3f} s, ratio {a / b:.3f}", flush=True)
     ratios = [a / b for a, b in rows]
     params = sum(p.numel() for p in unet.parameters())
-    print(f"| {os.path.basename(os.path.normpath(args.folder))} ({params:,} parameters), batch {args.batch}, DDIM {args.steps} | "
+    print(f"| {name} ({params:,} parameters), batch {args.batch}, DDIM {args.steps} | "
           f"{statistics.median(a for a, _ in rows):.3f} s | {statistics.median(b for _, b in rows):.3f} s | "
           f"{statistics.median(ratios):.3f}× ({min(ratios):.3f}–{max(ratios):.3f}) |")
 
