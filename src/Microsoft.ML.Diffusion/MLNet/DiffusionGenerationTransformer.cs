@@ -5,6 +5,7 @@ using Microsoft.ML.Diffusion.MLNet.Internal;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Runtime;
 using TorchSharp;
+using static TorchSharp.torch;
 
 [assembly: LoadableClass(typeof(DiffusionGenerationTransformer), null, typeof(SignatureLoadModel),
     "Diffusion Generation", DiffusionGenerationTransformer.LoaderSignature)]
@@ -112,7 +113,8 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
 
     private static float[][] Split(torch.Tensor images, int count)
     {
-        float[] all = images.cpu().data<float>().ToArray();
+        using var onCpu = images.device_type == DeviceType.CPU ? null : images.cpu();   // a copy only for GPU results
+        float[] all = (onCpu ?? images).data<float>().ToArray();
         int length = all.Length / count;
         var result = new float[count][];
         for (int i = 0; i < count; i++) result[i] = all.AsSpan(i * length, length).ToArray();
