@@ -103,7 +103,9 @@ internal sealed record BenchmarkOptions
           --recipe-names a,b      (recipes) which recipes, in this order (default all)
           --recipe-steps a,b      (recipes) snapshot step counts (default 1000,2437)
           --recipe-samples N      (recipes) generated images per cell (default 1000)
-          --recipe-timing-steps N (recipes) steps per recipe and round of the step-time measurement (default 10; 0 skips it)
+          --recipe-timing-steps N (recipes) steps per recipe and round of the step-time measurement (default 10; 0 skips it:
+                                  processes that share the machine, each with its own --recipe-names, leave it to a
+                                  last run on a quiet machine, which reuses every trained cell)
         """;
 
     public static BenchmarkOptions Parse(string[] args)

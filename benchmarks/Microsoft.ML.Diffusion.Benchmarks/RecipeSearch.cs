@@ -76,8 +76,9 @@ internal static class RecipeSearch
         using (var floorImages = test.narrow(0, 0, count)) floor = evaluator.Evaluate(floorImages).FrechetDistance;
         log($"[recipes] floor (the first {count} real test images): FD {floor:F3}");
 
-        string cellsPath = Path.Combine(directory, $"recipe-cells-n{count}.json");
-        var cells = File.Exists(cellsPath) ? Json.Read<List<RecipeCell>>(cellsPath) ?? [] : [];
+        // One file of cells per recipe, so that several processes can each run their own recipes into the same folder.
+        string CellsPath(TrainingRecipe recipe) => Path.Combine(directory, $"{recipe.Name}-cells-n{count}.json");
+        var cells = recipes.Where(r => File.Exists(CellsPath(r))).SelectMany(r => Json.Read<List<RecipeCell>>(CellsPath(r)) ?? []).ToList();
         var seeds = Enumerable.Range(0, count).Select(i => (long)i).ToArray();
 
         // Every recipe to the last step count first, scoring that snapshot; the earlier snapshots are scored after all of them.
@@ -100,7 +101,7 @@ internal static class RecipeSearch
             double seconds = clock.Elapsed.TotalSeconds;
             var report = evaluator.Evaluate(images);
             cells.Add(new RecipeCell(recipe.Name, steps, times[steps], report.FrechetDistance, report.Precision, report.Recall, seconds));
-            Json.Write(cellsPath, cells);
+            Json.Write(CellsPath(recipe), cells.Where(c => c.Recipe == recipe.Name).ToList());
             log($"[recipes] {recipe.Name} after {steps} steps: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1} ({seconds:F0} s to sample)");
             if (options.GridDirectory is { } grids && steps == targets.Max())
             {
@@ -117,6 +118,7 @@ internal static class RecipeSearch
             timings = TimeSteps(withDefault, train, options.RecipeTimingSteps, log);
             Json.Write(timingsPath, timings);
         }
+        cells = recipes.Where(r => File.Exists(CellsPath(r))).SelectMany(r => Json.Read<List<RecipeCell>>(CellsPath(r)) ?? []).ToList();
         return new RecipeReport(DateTimeOffset.UtcNow.ToString("O"), versions, count, FashionQualityEvaluation.ReferenceImages, floor,
             [.. cells.OrderBy(c => recipes.ToList().FindIndex(r => r.Name == c.Recipe)).ThenBy(c => c.Steps)], [.. timings]);
     }
