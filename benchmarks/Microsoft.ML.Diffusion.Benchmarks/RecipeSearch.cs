@@ -156,11 +156,29 @@ internal static class RecipeSearch
                 times[(int)trainer.StepsDone] = seconds;
                 Json.Write(timesPath, times);
             }
+            if (File.Exists(SnapshotPath(directory, recipe, target)) && times.ContainsKey(target)) continue;
+            if (trainer.StepsDone > target)
+            {
+                times[target] = RetrainSnapshot(recipe, target, images, directory, log);   // resumed past a target whose snapshot is missing
+                Json.Write(timesPath, times);
+                continue;
+            }
             using (var model = trainer.ToModel()) model.Save(SnapshotPath(directory, recipe, target));
             times[target] = seconds;
             Json.Write(timesPath, times);
             log($"[recipes] {recipe.Name}: step {target} after {seconds / 60:F1} min of training");
         }
+    }
+
+    // The same seed gives the same model, so a snapshot a resumed run went past is trained again from the start.
+    private static double RetrainSnapshot(TrainingRecipe recipe, int target, Tensor images, string directory, Action<string> log)
+    {
+        log($"[recipes] {recipe.Name}: training step {target}'s snapshot again from the start");
+        using var trainer = new DiffusionTrainer(Network, recipe.Schedule, recipe.Trainer, CPU);
+        var clock = Stopwatch.StartNew();
+        trainer.Train(images, target, p => log($"[recipes] {recipe.Name} (again) step {p.Step,5}  loss {p.Loss:F4}  {p.StepsPerSecond:F2} steps/s"), reportEvery: 250);
+        using (var model = trainer.ToModel()) model.Save(SnapshotPath(directory, recipe, target));
+        return clock.Elapsed.TotalSeconds;
     }
 
     private static Tensor Generate(DiffusionModel model, long[] seeds)
