@@ -146,9 +146,7 @@ public sealed class DiffusionModel : IDisposable
         var x = noise.Next([seeds.Count, .. ImageShape], Device);
         int steps = options.Steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Schedule);
         using var onDevice = condition?.To(Device);
-        var denoiser = onDevice is null ? AsDenoiser(options.ForwardBatchSize) : AsDenoiser(onDevice, options.GuidanceScale, options.ForwardBatchSize);
-        using var result = SamplingLoop.Run(denoiser, sampler, x, steps, noise, onStep, cancellationToken);
-        return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+        return SampleClamped(DenoiserFor(options, onDevice), sampler, x, steps, noise, onStep, cancellationToken);
     }
 
     /// <summary>
@@ -203,9 +201,7 @@ public sealed class DiffusionModel : IDisposable
         var epsilon = noise.Next([seeds.Count, .. ImageShape], Device);
         var x = Math.Sqrt(alphaCumprod) * images.to(float32).to(Device) + Math.Sqrt(1 - alphaCumprod) * epsilon;
         using var onDevice = condition?.To(Device);
-        var denoiser = onDevice is null ? AsDenoiser(options.ForwardBatchSize) : AsDenoiser(onDevice, options.GuidanceScale, options.ForwardBatchSize);
-        using var result = SamplingLoop.Run(denoiser, sampler, x, steps, noise, onStep, cancellationToken, start);
-        return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+        return SampleClamped(DenoiserFor(options, onDevice), sampler, x, steps, noise, onStep, cancellationToken, start);
     }
 
     /// <summary>
@@ -254,7 +250,7 @@ public sealed class DiffusionModel : IDisposable
         var redraw = mask.to(float32).to(Device).expand(known.shape);
         var keep = 1 - redraw;
         using var onDevice = condition?.To(Device);
-        var denoiser = onDevice is null ? AsDenoiser(options.ForwardBatchSize) : AsDenoiser(onDevice, options.GuidanceScale, options.ForwardBatchSize);
+        var denoiser = DenoiserFor(options.GuidanceScale, options.ForwardBatchSize, onDevice);
         var walk = RePaintTimesteps.Create(Schedule.Length, options.Steps, options.JumpLength, options.Resamplings);
         int ratio = Schedule.Length / options.Steps;
         int evaluations = walk.Where((t, i) => i == 0 || t < walk[i - 1]).Count(), done = 0;   // the steps down
@@ -334,10 +330,8 @@ public sealed class DiffusionModel : IDisposable
         using var sampler = CreateSampler(options);
         int steps = options.Steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Schedule);
         using var onDevice = condition?.To(Device);
-        var denoiser = onDevice is null ? AsDenoiser(options.ForwardBatchSize) : AsDenoiser(onDevice, options.GuidanceScale, options.ForwardBatchSize);
         using var stepNoise = sampler.IsStochastic ? NoiseSource.FromSeed(seedA) : null;
-        using var result = SamplingLoop.Run(denoiser, sampler, x, steps, stepNoise, onStep, cancellationToken);
-        return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
+        return SampleClamped(DenoiserFor(options, onDevice), sampler, x, steps, stepNoise, onStep, cancellationToken);
     }
 
     /// <summary>
@@ -383,7 +377,20 @@ public sealed class DiffusionModel : IDisposable
         using var sampler = CreateSampler(options);
         int steps = options.Steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Schedule);
         using var stepNoise = sampler.IsStochastic ? NoiseSource.FromSeed(seed) : null;
-        using var result = SamplingLoop.Run(blended, sampler, x, steps, stepNoise, onStep, cancellationToken);
+        return SampleClamped(blended, sampler, x, steps, stepNoise, onStep, cancellationToken);
+    }
+
+    // The noise predictor, guided by the options' scale when there is a condition.
+    private Denoiser DenoiserFor(GenerationOptions options, ConditionBatch? onDevice) => DenoiserFor(options.GuidanceScale, options.ForwardBatchSize, onDevice);
+
+    private Denoiser DenoiserFor(double guidanceScale, int forwardBatchSize, ConditionBatch? onDevice)
+        => onDevice is null ? AsDenoiser(forwardBatchSize) : AsDenoiser(onDevice, guidanceScale, forwardBatchSize);
+
+    // The reverse process from x (at the sampler's step startIndex), clamped to [−1, 1] and moved out of the caller's scope.
+    private static Tensor SampleClamped(Denoiser denoiser, IDiffusionSampler sampler, Tensor x, int steps, NoiseSource? noise,
+        Action<int, int>? onStep, CancellationToken cancellationToken, int startIndex = 0)
+    {
+        using var result = SamplingLoop.Run(denoiser, sampler, x, steps, noise, onStep, cancellationToken, startIndex);
         return result.clamp(-1.0, 1.0).MoveToOuterDisposeScope();
     }
 
