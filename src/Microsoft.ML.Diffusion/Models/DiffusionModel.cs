@@ -368,12 +368,24 @@ public sealed class DiffusionModel : IDisposable
         using var every = zeros(count, dtype: int64);
         using var fromAll = from.Select(every);
         using var toAll = to.Select(every);
-        using var fromOnDevice = fromAll.To(Device);
-        using var toOnDevice = toAll.To(Device);
-        var denoiseFrom = AsDenoiser(fromOnDevice, options.GuidanceScale, options.ForwardBatchSize);
-        var denoiseTo = AsDenoiser(toOnDevice, options.GuidanceScale, options.ForwardBatchSize);
+        // Blending two guided predictions is u + w·((1 − λ)·ε_from + λ·ε_to − u): one forward over the from, to (and, when
+        // guided, null) conditions, the unconditional pass shared by both sides.
+        double w = options.GuidanceScale;
+        bool guided = w != 1.0;
+        using var both = fromAll.Concat(toAll);
+        using var nulls = guided ? fromAll.AllNull() : null;
+        using var withNull = nulls is null ? null : both.Concat(nulls);
+        using var conditions = (withNull ?? both).To(Device);
+        int passes = guided ? 3 : 2;
         var lambda = linspace(0, 1, count, dtype: float32, device: Device).view(count, 1, 1, 1);
-        Denoiser blended = (sample, t) => (1 - lambda) * denoiseFrom(sample, t) + lambda * denoiseTo(sample, t);
+        Denoiser blended = (sample, t) =>
+        {
+            using var step = NewDisposeScope();
+            var output = ForwardInChunks(cat(Enumerable.Repeat(sample, passes).ToArray(), 0), cat(Enumerable.Repeat(t, passes).ToArray(), 0),
+                conditions, options.ForwardBatchSize).chunk(passes, 0);
+            var mixed = (1 - lambda) * output[0] + lambda * output[1];
+            return (guided ? output[2] + w * (mixed - output[2]) : mixed).MoveToOuterDisposeScope();
+        };
         using var sampler = CreateSampler(options);
         int steps = options.Steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Schedule);
         using var stepNoise = sampler.IsStochastic ? NoiseSource.FromSeed(seed) : null;

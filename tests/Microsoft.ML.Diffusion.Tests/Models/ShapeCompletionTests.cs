@@ -75,6 +75,8 @@ public sealed class ShapeCompletionTests(ITestOutputHelper output)
         return either == 0 ? 1 : both / (double)either;
     }
 
+    private static readonly (int Dx, int Dy)[] Neighbours = [(1, 0), (-1, 0), (0, 1), (0, -1)];
+
     // Each row's last kept pixel repeated to the border.
     private static float[] ExtendRows(float[] image)
     {
@@ -101,7 +103,7 @@ public sealed class ShapeCompletionTests(ITestOutputHelper output)
                 {
                     float sum = 0;
                     int n = 0;
-                    foreach (var (dx, dy) in new[] { (1, 0), (-1, 0), (0, 1), (0, -1) })
+                    foreach (var (dx, dy) in Neighbours)
                     {
                         int u = x + dx, v = y + dy;
                         if (u < 0 || u >= Size || v < 0 || v >= Size) continue;

@@ -136,10 +136,6 @@ internal sealed class EditCommand
             ctx.Line("Editing stopped; no grid was written.");
             return ExitCodes.Cancelled;
         }
-        catch (Exception e) when (e is not OutOfMemoryException && Errors.Innermost(e) is var message && (message.Contains(image, StringComparison.Ordinal) || (mask is not null && message.Contains(mask, StringComparison.Ordinal))))
-        {
-            throw new CliRuntimeException($"Cannot read the image: {message}", e);
-        }
 
         var cells = new List<float[]> { input[0] };
         if (maskPixels is not null) cells.Add(Enumerable.Range(0, channels).SelectMany(_ => maskPixels).ToArray());   // the mask, grey in every channel

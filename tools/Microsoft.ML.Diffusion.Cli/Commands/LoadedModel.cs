@@ -173,9 +173,9 @@ internal sealed class LoadedModel : IDisposable
         int stepCount = steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Model.Schedule);
         return ctx.WithProgress($"Interpolating {count} images from seed {seedA} to {seedB} ({Names.Of(options.Sampler)}, {stepCount} steps)", stepCount, report =>
         {
-            using var strip = Model.Interpolate(options, seedA, seedB, count, (done, total) => report(done, $"step {done}/{total}"), ctx.Cancellation);
-            using var bytes = ((strip.cpu() + 1) * 127.5f).clamp(0, 255);
-            var all = bytes.data<float>().ToArray();
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            var strip = Model.Interpolate(options, seedA, seedB, count, (done, total) => report(done, $"step {done}/{total}"), ctx.Cancellation);
+            var all = ((strip.cpu() + 1) * 127.5f).clamp(0, 255).data<float>().ToArray();
             int length = all.Length / count;
             return Enumerable.Range(0, count).Select(i => all.AsSpan(i * length, length).ToArray()).ToArray();
         });
