@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Microsoft.ML.Diffusion.Evaluation;
+using Microsoft.ML.Diffusion.Imaging;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
@@ -53,6 +54,10 @@ internal static class RecipeSearch
         new("v-ztsnr", "v target, zero-terminal-SNR schedule", Baseline with { Prediction = PredictionType.VPrediction }, new() { ZeroTerminalSnr = true }),
         new("offset-noise", "ε, offset noise 0.1", Baseline with { OffsetNoise = 0.1 }, new()),
         new("lr-5e-4-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 5e-4, cosine decay", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
+        new("lr-1e-3-cosine", "ε, peak learning rate 1e-3, cosine decay to 0", Baseline with { LearningRate = 1e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps }, new()),
+        new("lr-2e-3-cosine", "ε, peak learning rate 2e-3, cosine decay to 0", Baseline with { LearningRate = 2e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps }, new()),
+        new("lr-1e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 1e-3, cosine decay", Baseline with { LearningRate = 1e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
+        new("lr-5e-4-cosine-v-min-snr-5", "v target, Min-SNR-5, peak learning rate 5e-4, cosine decay", Baseline with { Prediction = PredictionType.VPrediction, LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-5e-4-cosine-ema-0.995", "ε, peak learning rate 5e-4, cosine decay, EMA 0.995", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, EmaDecay = 0.995 }, new()),
     ];
 
@@ -103,10 +108,19 @@ internal static class RecipeSearch
             cells.Add(new RecipeCell(recipe.Name, steps, times[steps], report.FrechetDistance, report.Precision, report.Recall, seconds));
             Json.Write(CellsPath(recipe), cells.Where(c => c.Recipe == recipe.Name).ToList());
             log($"[recipes] {recipe.Name} after {steps} steps: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1} ({seconds:F0} s to sample)");
-            if (options.GridDirectory is { } grids && steps == targets.Max())
+        }
+
+        // The first 64 seeds of each recipe's last snapshot: the same images as the first 64 scored ones.
+        if (options.GridDirectory is { } grids)
+        {
+            Directory.CreateDirectory(grids);
+            foreach (var recipe in recipes.Where(r => File.Exists(SnapshotPath(directory, r, targets.Max()))))
             {
-                using var first = images.narrow(0, 0, Math.Min(64, count));
-                ClassInterleavedImages.SaveGrid(first, 1, (int)first.shape[0], Path.Combine(grids, $"recipe-{recipe.Name}-{steps}.png"), columns: 8);
+                string gridPath = Path.Combine(grids, $"recipe-{recipe.Name}-{targets.Max()}.png");
+                if (File.Exists(gridPath)) continue;
+                using var model = DiffusionModel.Load(SnapshotPath(directory, recipe, targets.Max()), CPU);
+                using var images = Generate(model, seeds[..Math.Min(64, count)]);
+                ImageGrid.SavePng(images, gridPath, columns: 8, scale: 2);
             }
         }
 
@@ -234,10 +248,11 @@ internal static class RecipeSearch
         b.AppendLine();
         b.Append("| recipe |");
         foreach (int s in steps) b.Append(inv, $" FD @ {s:N0} | precision @ {s:N0} | recall @ {s:N0} |");
-        b.AppendLine(" step time vs default |");
+        b.AppendLine(" FD vs default at the last count | step time vs default |");
         b.Append("| --- |");
         foreach (int _ in steps) b.Append(" ---: | ---: | ---: |");
-        b.AppendLine(" ---: |");
+        b.AppendLine(" ---: | ---: |");
+        var baseline = r.Cells.FirstOrDefault(x => x.Recipe == "default" && x.Steps == steps.LastOrDefault());
         foreach (var name in r.Cells.Select(c => c.Recipe).Distinct())
         {
             var recipe = recipes.FirstOrDefault(x => x.Name == name);
@@ -247,6 +262,8 @@ internal static class RecipeSearch
                 var c = r.Cells.FirstOrDefault(x => x.Recipe == name && x.Steps == s);
                 b.Append(c is null ? " – | – | – |" : string.Create(inv, $" {c.FrechetDistance:F2} | {c.Precision:P1} | {c.Recall:P1} |"));
             }
+            var last = r.Cells.FirstOrDefault(x => x.Recipe == name && x.Steps == steps.LastOrDefault());
+            b.Append(last is null || baseline is null ? " – |" : string.Create(inv, $" {last.FrechetDistance / baseline.FrechetDistance:F2}× |"));
             var t = r.Timings.FirstOrDefault(x => x.Recipe == name);
             b.AppendLine(t is null ? " – |" : string.Create(inv, $" {t.RelativeToDefault:F3}× |"));
         }
