@@ -44,6 +44,7 @@ internal sealed record BenchmarkOptions
     public int[] RecipeSteps { get; init; } = [1000, 2437];
     public int RecipeSamples { get; init; } = 1000;
     public int RecipeTimingSteps { get; init; } = 10;
+    public int? RecipeStopAt { get; init; }
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -99,13 +100,15 @@ internal sealed record BenchmarkOptions
           --recipes               training-recipe search: unconditional bench models trained with each recipe on
                                   Fashion-MNIST, Fréchet distance, precision and recall of DDIM-50 samples after each
                                   step count, step times measured round-robin; resumes from OUT/recipes; writes
-                                  training-recipes.md/.json (needs eng/install-data.sh; about 45 min per recipe)
+                                  training-recipes.md/.json (needs eng/install-data.sh; about an hour per recipe on 2 cores)
           --recipe-names a,b      (recipes) which recipes, in this order (default all)
           --recipe-steps a,b      (recipes) snapshot step counts (default 1000,2437)
           --recipe-samples N      (recipes) generated images per cell (default 1000)
+          --recipe-stop-at N      (recipes) screening: train the chosen recipes only to step count N (one of
+                                  --recipe-steps); decaying learning rates keep the last count as their horizon
           --recipe-timing-steps N (recipes) steps per recipe and round of the step-time measurement (default 10; 0 skips it:
                                   processes that share the machine, each with its own --recipe-names, leave it to a
-                                  last run on a quiet machine, which reuses every trained cell)
+                                  last run on a quiet machine, which times every scored recipe and reuses every cell)
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -157,6 +160,7 @@ internal sealed record BenchmarkOptions
                 "--recipe-names" => o with { RecipeSearch = true, Recipes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
                 "--recipe-steps" => o with { RecipeSteps = Ints(Value(), a) },
                 "--recipe-samples" => o with { RecipeSamples = Int() },
+                "--recipe-stop-at" => o with { RecipeStopAt = Int() },
                 "--recipe-timing-steps" => o with { RecipeTimingSteps = int.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
                 "--sweep-report-only" => o with { SamplerSweep = true, SweepReportOnly = true },
                 "-h" or "--help" => throw new HelpRequestedException(),

@@ -87,13 +87,17 @@ internal static class RecipeSearch
         var seeds = Enumerable.Range(0, count).Select(i => (long)i).ToArray();
 
         // Every recipe to the last step count first, scoring that snapshot; the earlier snapshots are scored after all of them.
+        // A screening run stops at an earlier count; decaying learning rates keep the last count as their horizon.
+        if (options.RecipeStopAt is { } stop && !targets.Contains(stop))
+            throw new ArgumentException($"--recipe-stop-at {stop} is not one of the step counts ({string.Join(", ", targets)}).");
+        var trained = targets.Where(s => s <= (options.RecipeStopAt ?? int.MaxValue)).ToArray();
         foreach (var recipe in chosen)
         {
-            TrainTo(recipe, targets, train, directory, log);
-            Score(recipe, targets.Max());
+            TrainTo(recipe, trained, train, directory, log);
+            Score(recipe, trained.Max());
         }
         foreach (var recipe in chosen)
-            foreach (int steps in targets.Where(s => s < targets.Max()))
+            foreach (int steps in trained.Where(s => s < trained.Max()))
                 Score(recipe, steps);
 
         void Score(TrainingRecipe recipe, int steps)
@@ -114,11 +118,12 @@ internal static class RecipeSearch
         if (options.GridDirectory is { } grids)
         {
             Directory.CreateDirectory(grids);
-            foreach (var recipe in recipes.Where(r => File.Exists(SnapshotPath(directory, r, targets.Max()))))
+            foreach (var recipe in recipes)
             {
-                string gridPath = Path.Combine(grids, $"recipe-{recipe.Name}-{targets.Max()}.png");
-                if (File.Exists(gridPath)) continue;
-                using var model = DiffusionModel.Load(SnapshotPath(directory, recipe, targets.Max()), CPU);
+                int last = targets.OrderDescending().FirstOrDefault(s => File.Exists(SnapshotPath(directory, recipe, s)));
+                string gridPath = Path.Combine(grids, $"recipe-{recipe.Name}-{last}.png");
+                if (last == 0 || File.Exists(gridPath)) continue;
+                using var model = DiffusionModel.Load(SnapshotPath(directory, recipe, last), CPU);
                 using var images = Generate(model, seeds[..Math.Min(64, count)]);
                 ImageGrid.SavePng(images, gridPath, columns: 8, scale: 2);
             }
@@ -126,10 +131,11 @@ internal static class RecipeSearch
 
         string timingsPath = Path.Combine(directory, "recipe-timings.json");
         var timings = File.Exists(timingsPath) ? Json.Read<List<RecipeTiming>>(timingsPath) ?? [] : [];
-        if (options.RecipeTimingSteps > 0 && chosen.Any(r => timings.All(t => t.Recipe != r.Name)))
+        // Every recipe with a score is timed (the default always), whichever process trained it.
+        var timed = recipes.Where(r => r.Name == "default" || File.Exists(CellsPath(r))).ToList();
+        if (options.RecipeTimingSteps > 0 && timed.Any(r => timings.All(t => t.Recipe != r.Name)))
         {
-            var withDefault = chosen.Any(r => r.Name == "default") ? chosen : [recipes[0], .. chosen];
-            timings = TimeSteps(withDefault, train, options.RecipeTimingSteps, log);
+            timings = TimeSteps(timed, train, options.RecipeTimingSteps, log);
             Json.Write(timingsPath, timings);
         }
         cells = recipes.Where(r => File.Exists(CellsPath(r))).SelectMany(r => Json.Read<List<RecipeCell>>(CellsPath(r)) ?? []).ToList();
