@@ -24,7 +24,7 @@ internal sealed record RecipeCell(string Recipe, int Steps, double TrainingSecon
 internal sealed record RecipeTiming(string Recipe, double MedianSecondsPerStep, double RelativeToDefault);
 
 internal sealed record RecipeReport(string Timestamp, VersionsInfo Versions, int Images, int ReferenceImages, double FloorFrechetDistance,
-    RecipeCell[] Cells, RecipeTiming[] Timings);
+    RecipeCell[] Cells, RecipeTiming[] Timings, RecipeCell? DefaultOnOtherSeeds);
 
 /// <summary>
 /// The training-recipe search: unconditional models of the bench configuration (1×28×28, channels 32/64/64, attention
@@ -129,6 +129,22 @@ internal static class RecipeSearch
             }
         }
 
+        // The default's last snapshot on the next `count` seeds: how far FD moves with the samples alone.
+        RecipeCell? otherSeeds = null;
+        string otherSeedsPath = Path.Combine(directory, $"default-other-seeds-n{count}.json");
+        if (File.Exists(otherSeedsPath)) otherSeeds = Json.Read<RecipeCell>(otherSeedsPath);
+        else if (File.Exists(SnapshotPath(directory, recipes[0], targets.Max())))
+        {
+            using var model = DiffusionModel.Load(SnapshotPath(directory, recipes[0], targets.Max()), CPU);
+            var clock = Stopwatch.StartNew();
+            using var images = Generate(model, seeds.Select(s => s + count).ToArray());
+            double seconds = clock.Elapsed.TotalSeconds;
+            var report = evaluator.Evaluate(images);
+            otherSeeds = new RecipeCell("default", targets.Max(), 0, report.FrechetDistance, report.Precision, report.Recall, seconds);
+            Json.Write(otherSeedsPath, otherSeeds);
+            log($"[recipes] default after {targets.Max()} steps on seeds {count}…{2 * count - 1}: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1}");
+        }
+
         string timingsPath = Path.Combine(directory, "recipe-timings.json");
         var timings = File.Exists(timingsPath) ? Json.Read<List<RecipeTiming>>(timingsPath) ?? [] : [];
         // Every recipe with a score is timed (the default always), whichever process trained it.
@@ -140,7 +156,7 @@ internal static class RecipeSearch
         }
         cells = recipes.Where(r => File.Exists(CellsPath(r))).SelectMany(r => Json.Read<List<RecipeCell>>(CellsPath(r)) ?? []).ToList();
         return new RecipeReport(DateTimeOffset.UtcNow.ToString("O"), versions, count, FashionQualityEvaluation.ReferenceImages, floor,
-            [.. cells.OrderBy(c => recipes.ToList().FindIndex(r => r.Name == c.Recipe)).ThenBy(c => c.Steps)], [.. timings]);
+            [.. cells.OrderBy(c => recipes.ToList().FindIndex(r => r.Name == c.Recipe)).ThenBy(c => c.Steps)], [.. timings], otherSeeds);
     }
 
     private static string SnapshotPath(string directory, TrainingRecipe recipe, int steps) => Path.Combine(directory, $"{recipe.Name}-{steps:D5}.mldiff");
@@ -272,6 +288,11 @@ internal static class RecipeSearch
             b.Append(last is null || baseline is null ? " – |" : string.Create(inv, $" {last.FrechetDistance / baseline.FrechetDistance:F2}× |"));
             var t = r.Timings.FirstOrDefault(x => x.Recipe == name);
             b.AppendLine(t is null ? " – |" : string.Create(inv, $" {t.RelativeToDefault:F3}× |"));
+        }
+        if (r.DefaultOnOtherSeeds is { } o)
+        {
+            b.AppendLine();
+            b.AppendLine(inv, $"The default after {o.Steps:N0} steps on the next {r.Images:N0} seeds ({r.Images}…{2 * r.Images - 1}): FD {o.FrechetDistance:F2}, precision {o.Precision:P1}, recall {o.Recall:P1}.");
         }
         return b.ToString();
     }
