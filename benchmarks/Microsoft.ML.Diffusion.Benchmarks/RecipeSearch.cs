@@ -65,6 +65,10 @@ internal static class RecipeSearch
     {
         Directory.CreateDirectory(directory);
         var targets = options.RecipeSteps.Order().ToArray();
+        // A screening run stops at an earlier count; decaying learning rates keep the last count as their horizon.
+        if (options.RecipeStopAt is { } stop && !targets.Contains(stop))
+            throw new ArgumentException($"--recipe-stop-at {stop} is not one of the step counts ({string.Join(", ", targets)}).");
+        var trained = targets.Where(s => s <= (options.RecipeStopAt ?? int.MaxValue)).ToArray();
         var recipes = All(targets.Max());
         var chosen = options.Recipes is { } names
             ? names.Select(n => recipes.FirstOrDefault(r => r.Name == n) ?? throw new ArgumentException($"Unknown recipe '{n}'; known: {string.Join(", ", recipes.Select(r => r.Name))}.")).ToList()
@@ -87,10 +91,6 @@ internal static class RecipeSearch
         var seeds = Enumerable.Range(0, count).Select(i => (long)i).ToArray();
 
         // Every recipe to the last step count first, scoring that snapshot; the earlier snapshots are scored after all of them.
-        // A screening run stops at an earlier count; decaying learning rates keep the last count as their horizon.
-        if (options.RecipeStopAt is { } stop && !targets.Contains(stop))
-            throw new ArgumentException($"--recipe-stop-at {stop} is not one of the step counts ({string.Join(", ", targets)}).");
-        var trained = targets.Where(s => s <= (options.RecipeStopAt ?? int.MaxValue)).ToArray();
         foreach (var recipe in chosen)
         {
             TrainTo(recipe, trained, train, directory, log);
@@ -104,14 +104,19 @@ internal static class RecipeSearch
         {
             if (cells.Any(c => c.Recipe == recipe.Name && c.Steps == steps)) return;
             var times = Json.Read<Dictionary<int, double>>(TimesPath(directory, recipe))!;
-            using var model = DiffusionModel.Load(SnapshotPath(directory, recipe, steps), CPU);
-            var clock = Stopwatch.StartNew();
-            using var images = Generate(model, seeds);
-            double seconds = clock.Elapsed.TotalSeconds;
-            var report = evaluator.Evaluate(images);
+            var (report, seconds) = SampleAndScore(recipe, steps, seeds);
             cells.Add(new RecipeCell(recipe.Name, steps, times[steps], report.FrechetDistance, report.Precision, report.Recall, seconds));
             Json.Write(CellsPath(recipe), cells.Where(c => c.Recipe == recipe.Name).ToList());
             log($"[recipes] {recipe.Name} after {steps} steps: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1} ({seconds:F0} s to sample)");
+        }
+
+        (SampleQualityReport Report, double Seconds) SampleAndScore(TrainingRecipe recipe, int steps, long[] sampleSeeds)
+        {
+            using var model = DiffusionModel.Load(SnapshotPath(directory, recipe, steps), CPU);
+            var clock = Stopwatch.StartNew();
+            using var images = Generate(model, sampleSeeds);
+            double seconds = clock.Elapsed.TotalSeconds;
+            return (evaluator.Evaluate(images), seconds);
         }
 
         // The first 64 seeds of each recipe's last snapshot: the same images as the first 64 scored ones.
@@ -135,11 +140,7 @@ internal static class RecipeSearch
         if (File.Exists(otherSeedsPath)) otherSeeds = Json.Read<RecipeCell>(otherSeedsPath);
         else if (File.Exists(SnapshotPath(directory, recipes[0], targets.Max())))
         {
-            using var model = DiffusionModel.Load(SnapshotPath(directory, recipes[0], targets.Max()), CPU);
-            var clock = Stopwatch.StartNew();
-            using var images = Generate(model, seeds.Select(s => s + count).ToArray());
-            double seconds = clock.Elapsed.TotalSeconds;
-            var report = evaluator.Evaluate(images);
+            var (report, seconds) = SampleAndScore(recipes[0], targets.Max(), seeds.Select(s => s + count).ToArray());
             otherSeeds = new RecipeCell("default", targets.Max(), 0, report.FrechetDistance, report.Precision, report.Recall, seconds);
             Json.Write(otherSeedsPath, otherSeeds);
             log($"[recipes] default after {targets.Max()} steps on seeds {count}…{2 * count - 1}: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1}");
