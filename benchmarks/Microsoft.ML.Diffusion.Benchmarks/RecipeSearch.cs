@@ -21,10 +21,10 @@ internal sealed record TrainingRecipe(string Name, string Description, Diffusion
 internal sealed record RecipeCell(string Recipe, int Steps, double TrainingSeconds, double FrechetDistance, double Precision, double Recall, double SamplingSeconds);
 
 /// <summary>One recipe's training-step time, measured round-robin against the others.</summary>
-internal sealed record RecipeTiming(string Recipe, double MedianSecondsPerStep, double RelativeToDefault);
+internal sealed record RecipeTiming(string Recipe, double MedianSecondsPerStep, double RelativeToPlain);
 
 internal sealed record RecipeReport(string Timestamp, VersionsInfo Versions, int Images, int ReferenceImages, double FloorFrechetDistance,
-    RecipeCell[] Cells, RecipeTiming[] Timings, RecipeCell? DefaultOnOtherSeeds);
+    RecipeCell[] Cells, RecipeTiming[] Timings, RecipeCell? PlainOnOtherSeeds);
 
 /// <summary>
 /// The training-recipe search: unconditional models of the bench configuration (1×28×28, channels 32/64/64, attention
@@ -40,12 +40,15 @@ internal static class RecipeSearch
 
     public static UNetOptions Network => FashionQualityTraining.Network with { Condition = new() };
 
-    /// <summary>Today's default as a new user runs it: AdamW 2e-4 after 100 warm-up steps, EMA 0.999, ε target, uniform weighting.</summary>
-    private static DiffusionTrainerOptions Baseline => new() { BatchSize = 64, LearningRate = 2e-4, EmaDecay = 0.999, RandomHorizontalFlip = true, Seed = 1 };
+    /// <summary>The recipe every other is measured against: plain DDPM training (ε target, uniform weighting) with AdamW 2e-4 after 100 warm-up steps and EMA 0.999.</summary>
+    private static DiffusionTrainerOptions Baseline => new() { BatchSize = 64, LearningRate = 2e-4, LearningRateDecay = LearningRateDecay.Constant, MinSnrGamma = null, EmaDecay = 0.999, RandomHorizontalFlip = true, Seed = 1 };
+
+    /// <summary>The name of the baseline recipe.</summary>
+    public const string Plain = "plain";
 
     public static IReadOnlyList<TrainingRecipe> All(int decaySteps) =>
     [
-        new("default", "ε, uniform weighting, constant learning rate 2e-4, EMA 0.999", Baseline, new()),
+        new(Plain, "ε, uniform weighting, constant learning rate 2e-4, EMA 0.999", Baseline, new()),
         new("min-snr-5", "ε, Min-SNR-5 weighting", Baseline with { MinSnrGamma = 5 }, new()),
         new("lr-5e-4-cosine", "ε, peak learning rate 5e-4, cosine decay to 0", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps }, new()),
         new("v-min-snr-5", "v target, Min-SNR-5 weighting", Baseline with { Prediction = PredictionType.VPrediction, MinSnrGamma = 5 }, new()),
@@ -57,6 +60,7 @@ internal static class RecipeSearch
         new("lr-1e-3-cosine", "ε, peak learning rate 1e-3, cosine decay to 0", Baseline with { LearningRate = 1e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps }, new()),
         new("lr-2e-3-cosine", "ε, peak learning rate 2e-3, cosine decay to 0", Baseline with { LearningRate = 2e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps }, new()),
         new("lr-1e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 1e-3, cosine decay", Baseline with { LearningRate = 1e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
+        new("lr-2e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 2e-3, cosine decay", Baseline with { LearningRate = 2e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-5e-4-cosine-v-min-snr-5", "v target, Min-SNR-5, peak learning rate 5e-4, cosine decay", Baseline with { Prediction = PredictionType.VPrediction, LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-5e-4-cosine-ema-0.995", "ε, peak learning rate 5e-4, cosine decay, EMA 0.995", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, EmaDecay = 0.995 }, new()),
     ];
@@ -134,22 +138,22 @@ internal static class RecipeSearch
             }
         }
 
-        // The default's last snapshot on the next `count` seeds: how far FD moves with the samples alone.
+        // The plain recipe's last snapshot on the next `count` seeds: how far FD moves with the samples alone.
         RecipeCell? otherSeeds = null;
-        string otherSeedsPath = Path.Combine(directory, $"default-other-seeds-n{count}.json");
+        string otherSeedsPath = Path.Combine(directory, $"{Plain}-other-seeds-n{count}.json");
         if (File.Exists(otherSeedsPath)) otherSeeds = Json.Read<RecipeCell>(otherSeedsPath);
         else if (File.Exists(SnapshotPath(directory, recipes[0], targets.Max())))
         {
             var (report, seconds) = SampleAndScore(recipes[0], targets.Max(), seeds.Select(s => s + count).ToArray());
-            otherSeeds = new RecipeCell("default", targets.Max(), 0, report.FrechetDistance, report.Precision, report.Recall, seconds);
+            otherSeeds = new RecipeCell(Plain, targets.Max(), 0, report.FrechetDistance, report.Precision, report.Recall, seconds);
             Json.Write(otherSeedsPath, otherSeeds);
-            log($"[recipes] default after {targets.Max()} steps on seeds {count}…{2 * count - 1}: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1}");
+            log($"[recipes] {Plain} after {targets.Max()} steps on seeds {count}…{2 * count - 1}: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1}");
         }
 
         string timingsPath = Path.Combine(directory, "recipe-timings.json");
         var timings = File.Exists(timingsPath) ? Json.Read<List<RecipeTiming>>(timingsPath) ?? [] : [];
-        // Every recipe with a score is timed (the default always), whichever process trained it.
-        var timed = recipes.Where(r => r.Name == "default" || File.Exists(CellsPath(r))).ToList();
+        // Every recipe with a score is timed (the plain one always), whichever process trained it.
+        var timed = recipes.Where(r => r.Name == Plain || File.Exists(CellsPath(r))).ToList();
         if (options.RecipeTimingSteps > 0 && timed.Any(r => timings.All(t => t.Recipe != r.Name)))
         {
             timings = TimeSteps(timed, train, options.RecipeTimingSteps, log);
@@ -250,9 +254,9 @@ internal static class RecipeSearch
                     rounds[i].Add(clock.Elapsed.TotalSeconds / steps);
                 }
             double Median(List<double> v) => v.Order().ElementAt(v.Count / 2);
-            double baseline = Median(rounds[recipes.ToList().FindIndex(r => r.Name == "default")]);
+            double baseline = Median(rounds[recipes.ToList().FindIndex(r => r.Name == Plain)]);
             var result = recipes.Select((r, i) => new RecipeTiming(r.Name, Median(rounds[i]), Median(rounds[i]) / baseline)).ToList();
-            foreach (var t in result) log($"[recipes] {t.Recipe}: {t.MedianSecondsPerStep * 1000:F0} ms/step ({t.RelativeToDefault:F3}× default)");
+            foreach (var t in result) log($"[recipes] {t.Recipe}: {t.MedianSecondsPerStep * 1000:F0} ms/step ({t.RelativeToPlain:F3}× plain)");
             return result;
         }
         finally
@@ -271,11 +275,11 @@ internal static class RecipeSearch
         b.AppendLine();
         b.Append("| recipe |");
         foreach (int s in steps) b.Append(inv, $" FD @ {s:N0} | precision @ {s:N0} | recall @ {s:N0} |");
-        b.AppendLine(" FD vs default at the last count | step time vs default |");
+        b.AppendLine(" FD vs plain at the last count | step time vs plain |");
         b.Append("| --- |");
         foreach (int _ in steps) b.Append(" ---: | ---: | ---: |");
         b.AppendLine(" ---: | ---: |");
-        var baseline = r.Cells.FirstOrDefault(x => x.Recipe == "default" && x.Steps == steps.LastOrDefault());
+        var baseline = r.Cells.FirstOrDefault(x => x.Recipe == Plain && x.Steps == steps.LastOrDefault());
         foreach (var name in r.Cells.Select(c => c.Recipe).Distinct())
         {
             var recipe = recipes.FirstOrDefault(x => x.Name == name);
@@ -288,12 +292,12 @@ internal static class RecipeSearch
             var last = r.Cells.FirstOrDefault(x => x.Recipe == name && x.Steps == steps.LastOrDefault());
             b.Append(last is null || baseline is null ? " – |" : string.Create(inv, $" {last.FrechetDistance / baseline.FrechetDistance:F2}× |"));
             var t = r.Timings.FirstOrDefault(x => x.Recipe == name);
-            b.AppendLine(t is null ? " – |" : string.Create(inv, $" {t.RelativeToDefault:F3}× |"));
+            b.AppendLine(t is null ? " – |" : string.Create(inv, $" {t.RelativeToPlain:F3}× |"));
         }
-        if (r.DefaultOnOtherSeeds is { } o)
+        if (r.PlainOnOtherSeeds is { } o)
         {
             b.AppendLine();
-            b.AppendLine(inv, $"The default after {o.Steps:N0} steps on the next {r.Images:N0} seeds ({r.Images}…{2 * r.Images - 1}): FD {o.FrechetDistance:F2}, precision {o.Precision:P1}, recall {o.Recall:P1}.");
+            b.AppendLine(inv, $"The plain recipe after {o.Steps:N0} steps on the next {r.Images:N0} seeds ({r.Images}…{2 * r.Images - 1}): FD {o.FrechetDistance:F2}, precision {o.Precision:P1}, recall {o.Recall:P1}.");
         }
         return b.ToString();
     }

@@ -246,7 +246,7 @@ public sealed class DiffusionTrainer : IDisposable
             if (progress is not null && (StepsDone % reportEvery == 0 || last))
             {
                 double seconds = clock.Elapsed.TotalSeconds;
-                progress(new TrainingProgress((int)StepsDone, (int)target, TakeMeanLoss(), CurrentLearningRate,
+                progress(new TrainingProgress((int)StepsDone, (int)target, TakeMeanLoss(), _options.LearningRate * LearningRateFactor(_options, StepsDone),
                     seconds > 0 ? (StepsDone - stepsAtLastReport) / seconds : 0)
                 {
                     ImagesPerSecond = seconds > 0 ? images / seconds : 0,

@@ -14,13 +14,16 @@ public record DiffusionTrainerOptions
     /// <summary>Images per training step.</summary>
     public int BatchSize { get; set; } = 64;
 
-    /// <summary>Peak AdamW learning rate (reached after <see cref="WarmupSteps"/>).</summary>
+    /// <summary>Peak AdamW learning rate (reached after <see cref="WarmupSteps"/>); 2e-4 here, 1e-3 in <c>TrainDiffusion</c>'s options.</summary>
     public double LearningRate { get; set; } = 2e-4;
 
     /// <summary>Steps of linear learning-rate warm-up from 0 (DDPM used 5000).</summary>
     public int WarmupSteps { get; set; } = 100;
 
-    /// <summary>How the learning rate falls after warm-up: constant (default), or linearly or along a cosine to 0 at <see cref="DecaySteps"/>.</summary>
+    /// <summary>
+    /// How the learning rate falls after warm-up: constant, or linearly or along a cosine to 0 at <see cref="DecaySteps"/>.
+    /// Constant here, because a decay needs the run's length; cosine in <c>TrainDiffusion</c>'s options, which know it.
+    /// </summary>
     public LearningRateDecay LearningRateDecay { get; set; } = LearningRateDecay.Constant;
 
     /// <summary>
@@ -32,7 +35,8 @@ public record DiffusionTrainerOptions
     /// <summary>
     /// Min-SNR-γ loss weighting (Hang et al. 2023): each sample's loss is weighted by min(SNR_t, γ) / SNR_t for ε, by
     /// min(SNR_t, γ) / (SNR_t + 1) for v, and by min(SNR_t, γ) for x₀ targets, so the many easy low-noise steps stop
-    /// dominating the gradient. 5 is the paper's choice; null weights every timestep alike (plain MSE).
+    /// dominating the gradient. 5 is the paper's choice and <c>TrainDiffusion</c>'s default; null (the default here) weights
+    /// every timestep alike (plain MSE).
     /// </summary>
     public double? MinSnrGamma { get; set; }
 

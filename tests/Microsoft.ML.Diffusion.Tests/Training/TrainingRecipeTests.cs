@@ -109,6 +109,44 @@ public class TrainingRecipeTests
     }
 
     [Fact]
+    public void TrainDiffusionDefaultsToTheMeasuredRecipeAndDecaysToZeroAtItsLastStep()
+    {
+        var defaults = new DiffusionTrainingOptions();
+        Assert.Equal(1e-3, defaults.LearningRate);
+        Assert.Equal(LearningRateDecay.Cosine, defaults.LearningRateDecay);
+        Assert.Equal(5, defaults.MinSnrGamma);
+        Assert.Null(defaults.DecaySteps);
+        // The step-wise trainer does not know its run's length, so it keeps plain DDPM training.
+        var plain = new DiffusionTrainerOptions();
+        Assert.Equal((2e-4, LearningRateDecay.Constant, (double?)null), (plain.LearningRate, plain.LearningRateDecay, plain.MinSnrGamma));
+
+        string folder = Path.Combine(Path.GetTempPath(), "mldiff-recipe-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var ml = new MLContext(seed: 1);
+            var paths = MLNetTestData.WriteShapeImages(folder, count: 8);
+            var data = ml.Data.LoadFromEnumerable(paths.Select(p => new ImagePathRow { Path = Path.GetFileName(p) }));
+            var options = MLNetTestData.TinyTraining(steps: 12);
+            options.ReportEvery = 1;
+            var rates = new List<double>();
+            options.Progress = p => rates.Add(p.LearningRate);
+            ml.Transforms.LoadImages("Image", folder, nameof(ImagePathRow.Path))
+                .Append(ml.Transforms.ResizeImages("Image", 8, 8))
+                .Append(ml.Transforms.TrainDiffusion(options))
+                .Fit(data);
+            Assert.Equal(12, rates.Count);
+            double peak = options.LearningRate;
+            Assert.Equal(peak * 0.5 * (1 + Math.Cos(Math.PI * 3 / 7)), rates[7], 9);   // step 8 of a cosine from step 5 to 12
+            Assert.All(rates.Skip(5).Zip(rates.Skip(6)), r => Assert.True(r.Second < r.First, "the rate falls after warm-up"));
+            Assert.Equal(0, rates[^1], 12);
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
     public void TrainDiffusionTakesTheRecipeAndTheModelKeepsItsSchedule()
     {
         string folder = Path.Combine(Path.GetTempPath(), "mldiff-recipe-" + Guid.NewGuid().ToString("N"));

@@ -39,9 +39,9 @@ internal sealed class TrainCommand
         .AcceptOnlyFromAmong("linear", "cosine", "scaled-linear", "sigmoid");
     private readonly Option<string> Prediction = new Option<string>("--prediction") { Description = "What the network predicts: eps (noise), v or x0.", DefaultValueFactory = _ => "eps" }
         .AcceptOnlyFromAmong("eps", "v", "x0");
-    private readonly Option<string> LrDecay = new Option<string>("--lr-decay") { Description = "Learning rate after warm-up: constant, or linear or cosine decay to 0 at the last step.", DefaultValueFactory = _ => "constant" }
+    private readonly Option<string> LrDecay = new Option<string>("--lr-decay") { Description = "Learning rate after warm-up: constant, or linear or cosine decay to 0 at the last step.", DefaultValueFactory = _ => "cosine" }
         .AcceptOnlyFromAmong("constant", "linear", "cosine");
-    private readonly Option<double?> MinSnrGamma = new("--min-snr-gamma") { Description = "Min-SNR-γ loss weighting (5 is the paper's choice); off by default." };
+    private readonly Option<double> MinSnrGamma = new("--min-snr-gamma") { Description = "Min-SNR-γ loss weighting (5 is the paper's choice; 0 turns it off).", DefaultValueFactory = _ => 5 };
     private readonly Option<double> OffsetNoise = new("--offset-noise") { Description = "Offset noise strength (0.1 is usual; 0 is off).", DefaultValueFactory = _ => 0 };
     private readonly Option<bool> ZeroTerminalSnr = new("--zero-terminal-snr") { Description = "Rescale the noise schedule to zero signal at its last step (use with --prediction v)." };
     private readonly Option<bool> Flip = new("--flip") { Description = "Random left-right flips of training images." };
@@ -102,8 +102,9 @@ internal sealed class TrainCommand
         if (warmup < 0) throw new UsageException($"--warmup must not be negative, not {warmup}.");
         double ema = parse.GetValue(Ema);
         if (!(ema >= 0 && ema < 1)) throw new UsageException($"--ema must lie in [0, 1), not {ema.ToString(CultureInfo.InvariantCulture)}.");
-        double? gamma = parse.GetValue(MinSnrGamma);
-        if (gamma is { } g && !(g > 0 && double.IsFinite(g))) throw new UsageException($"--min-snr-gamma must be positive, not {g.ToString(CultureInfo.InvariantCulture)}.");
+        double g = parse.GetValue(MinSnrGamma);
+        if (!(g >= 0 && double.IsFinite(g))) throw new UsageException($"--min-snr-gamma must be positive (or 0 for uniform weighting), not {g.ToString(CultureInfo.InvariantCulture)}.");
+        double? gamma = g > 0 ? g : null;
         double offsetNoise = parse.GetValue(OffsetNoise);
         if (!(offsetNoise >= 0 && double.IsFinite(offsetNoise))) throw new UsageException($"--offset-noise must not be negative, not {offsetNoise.ToString(CultureInfo.InvariantCulture)}.");
         int checkpointEvery = Positive(parse.GetValue(CheckpointEvery), "--checkpoint-every");
