@@ -40,8 +40,13 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
 
         Assert.Equal((900, 520), PngSize(Path.Combine(trained.Folder, "model.loss.png")));
         var csv = File.ReadAllLines(Path.Combine(trained.Folder, "model.loss.csv"));
-        Assert.Equal("step,loss", csv[0]);
+        Assert.Equal("step,loss,learning_rate", csv[0]);
         Assert.Equal(21, csv.Length);
+        // The default cosine decay: the peak --lr 2e-3 at the end of the 5 warm-up steps, falling to 0 at step 20.
+        var rates = csv.Skip(1).Select(l => double.Parse(l.Split(',')[2], CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(2e-3, rates[4], 12);
+        Assert.All(rates.Skip(4).Zip(rates.Skip(5)), r => Assert.True(r.Second < r.First, "the rate falls after warm-up"));
+        Assert.Equal(0, rates[^1], 12);
     }
 
     [Fact]

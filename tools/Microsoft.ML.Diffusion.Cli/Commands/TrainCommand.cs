@@ -144,7 +144,7 @@ internal sealed class TrainCommand
         // ---- The ML.NET pipeline. ----
         var ml = new MLContext(seed: parse.GetValue(Seed));
         using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
-        var losses = new List<(int Step, double Loss)>();
+        var losses = new List<(int Step, double Loss, double LearningRate)>();
         var meter = new RateMeter();
         int lastStep = 0;
         long skipped = 0;
@@ -178,7 +178,7 @@ internal sealed class TrainCommand
             Progress = p =>
             {
                 if (losses.Count == 0 && p.Step > 1) ctx.Line($"  resumed at step {p.Step - 1}");
-                losses.Add((p.Step, p.Loss));
+                losses.Add((p.Step, p.Loss, p.LearningRate));
                 lastStep = p.Step;
                 skipped = p.SkippedRows;
                 meter.Report(p.Step);
@@ -269,11 +269,11 @@ internal sealed class TrainCommand
         return ExitCodes.Success;
     }
 
-    private static bool WriteLoss(List<(int Step, double Loss)> losses, string png, string csv)
+    private static bool WriteLoss(List<(int Step, double Loss, double LearningRate)> losses, string png, string csv)
     {
         if (losses.Count == 0) return false;
-        LossPlot.Save(losses, png, $"Training loss (steps {losses[0].Step}–{losses[^1].Step})");
-        File.WriteAllLines(csv, ["step,loss", .. losses.Select(l => FormattableString.Invariant($"{l.Step},{l.Loss:R}"))]);
+        LossPlot.Save([.. losses.Select(l => (l.Step, l.Loss))], png, $"Training loss (steps {losses[0].Step}–{losses[^1].Step})");
+        File.WriteAllLines(csv, ["step,loss,learning_rate", .. losses.Select(l => FormattableString.Invariant($"{l.Step},{l.Loss:R},{l.LearningRate:R}"))]);
         return true;
     }
 
