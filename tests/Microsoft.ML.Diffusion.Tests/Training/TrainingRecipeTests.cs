@@ -120,25 +120,31 @@ public class TrainingRecipeTests
         var plain = new DiffusionTrainerOptions();
         Assert.Equal((2e-4, LearningRateDecay.Constant, (double?)null), (plain.LearningRate, plain.LearningRateDecay, plain.MinSnrGamma));
 
+        var options = MLNetTestData.TinyTraining(steps: 12);
+        options.ReportEvery = 1;
+        var rates = new List<double>();
+        options.Progress = p => rates.Add(p.LearningRate);
+        TrainOnShapes(options);
+        Assert.Equal(12, rates.Count);
+        double peak = options.LearningRate;
+        Assert.Equal(peak * 0.5 * (1 + Math.Cos(Math.PI * 3 / 7)), rates[7], 9);   // step 8 of a cosine from step 5 to 12
+        Assert.All(rates.Skip(5).Zip(rates.Skip(6)), r => Assert.True(r.Second < r.First, "the rate falls after warm-up"));
+        Assert.Equal(0, rates[^1], 12);
+    }
+
+    // TrainDiffusion on eight 8×8 shape images read from a temporary folder.
+    private static ITransformer TrainOnShapes(DiffusionTrainingOptions options)
+    {
         string folder = Path.Combine(Path.GetTempPath(), "mldiff-recipe-" + Guid.NewGuid().ToString("N"));
         try
         {
             var ml = new MLContext(seed: 1);
             var paths = MLNetTestData.WriteShapeImages(folder, count: 8);
             var data = ml.Data.LoadFromEnumerable(paths.Select(p => new ImagePathRow { Path = Path.GetFileName(p) }));
-            var options = MLNetTestData.TinyTraining(steps: 12);
-            options.ReportEvery = 1;
-            var rates = new List<double>();
-            options.Progress = p => rates.Add(p.LearningRate);
-            ml.Transforms.LoadImages("Image", folder, nameof(ImagePathRow.Path))
+            return ml.Transforms.LoadImages("Image", folder, nameof(ImagePathRow.Path))
                 .Append(ml.Transforms.ResizeImages("Image", 8, 8))
                 .Append(ml.Transforms.TrainDiffusion(options))
                 .Fit(data);
-            Assert.Equal(12, rates.Count);
-            double peak = options.LearningRate;
-            Assert.Equal(peak * 0.5 * (1 + Math.Cos(Math.PI * 3 / 7)), rates[7], 9);   // step 8 of a cosine from step 5 to 12
-            Assert.All(rates.Skip(5).Zip(rates.Skip(6)), r => Assert.True(r.Second < r.First, "the rate falls after warm-up"));
-            Assert.Equal(0, rates[^1], 12);
         }
         finally
         {
@@ -149,37 +155,23 @@ public class TrainingRecipeTests
     [Fact]
     public void TrainDiffusionTakesTheRecipeAndTheModelKeepsItsSchedule()
     {
-        string folder = Path.Combine(Path.GetTempPath(), "mldiff-recipe-" + Guid.NewGuid().ToString("N"));
-        try
+        var options = MLNetTestData.TinyTraining(steps: 3);
+        options.Prediction = PredictionType.VPrediction;
+        options.Schedule = new() { ZeroTerminalSnr = true };
+        options.MinSnrGamma = 5;
+        options.OffsetNoise = 0.1;
+        options.LearningRateDecay = LearningRateDecay.Cosine;
+        var trained = TrainOnShapes(options);
+        using var stream = new MemoryStream();
+        DiffusionTrainingTransformer.FindModel(trained).Save(stream);
+        stream.Position = 0;
+        using var model = DiffusionModel.Load(stream, CPU);
+        Assert.True(model.Header.Schedule.ZeroTerminalSnr);
+        Assert.Equal(PredictionType.VPrediction, model.Prediction);
+        foreach (var sampler in new[] { "ddpm", "ddim", "dpm-solver++", "euler-ancestral", "heun" })
         {
-            var ml = new MLContext(seed: 1);
-            var paths = MLNetTestData.WriteShapeImages(folder, count: 8);
-            var data = ml.Data.LoadFromEnumerable(paths.Select(p => new ImagePathRow { Path = Path.GetFileName(p) }));
-            var options = MLNetTestData.TinyTraining(steps: 3);
-            options.Prediction = PredictionType.VPrediction;
-            options.Schedule = new() { ZeroTerminalSnr = true };
-            options.MinSnrGamma = 5;
-            options.OffsetNoise = 0.1;
-            options.LearningRateDecay = LearningRateDecay.Cosine;
-            var trained = ml.Transforms.LoadImages("Image", folder, nameof(ImagePathRow.Path))
-                .Append(ml.Transforms.ResizeImages("Image", 8, 8))
-                .Append(ml.Transforms.TrainDiffusion(options))
-                .Fit(data);
-            using var stream = new MemoryStream();
-            DiffusionTrainingTransformer.FindModel(trained).Save(stream);
-            stream.Position = 0;
-            using var model = DiffusionModel.Load(stream, CPU);
-            Assert.True(model.Header.Schedule.ZeroTerminalSnr);
-            Assert.Equal(PredictionType.VPrediction, model.Prediction);
-            foreach (var sampler in new[] { "ddpm", "ddim", "dpm-solver++", "euler-ancestral", "heun" })
-            {
-                using var images = model.Generate(new GenerationOptions { Sampler = sampler, Steps = 4 }, [1, 2]);
-                Assert.True(images.isfinite().all().item<bool>(), $"{sampler} made non-finite pixels on a zero-terminal-SNR schedule");
-            }
-        }
-        finally
-        {
-            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+            using var images = model.Generate(new GenerationOptions { Sampler = sampler, Steps = 4 }, [1, 2]);
+            Assert.True(images.isfinite().all().item<bool>(), $"{sampler} made non-finite pixels on a zero-terminal-SNR schedule");
         }
     }
 }
