@@ -45,6 +45,7 @@ internal sealed record BenchmarkOptions
     public int RecipeSamples { get; init; } = 1000;
     public int RecipeTimingSteps { get; init; } = 10;
     public int? RecipeStopAt { get; init; }
+    public bool RecipeSecondSeeds { get; init; }
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -106,6 +107,8 @@ internal sealed record BenchmarkOptions
           --recipe-samples N      (recipes) generated images per cell (default 1000)
           --recipe-stop-at N      (recipes) screening: train the chosen recipes only to step count N (one of
                                   --recipe-steps); decaying learning rates keep the last count as their horizon
+          --recipe-second-seeds   (recipes) also score the chosen recipes' last snapshots on the next N seeds (the plain
+                                  recipe's always), to show how far the scores move with the samples alone
           --recipe-timing-steps N (recipes) steps per recipe and round of the step-time measurement (default 10; 0 skips it:
                                   processes that share the machine, each with its own --recipe-names, leave it to a
                                   last run on a quiet machine, which times every scored recipe and reuses every cell)
@@ -161,6 +164,7 @@ internal sealed record BenchmarkOptions
                 "--recipe-steps" => o with { RecipeSteps = Ints(Value(), a) },
                 "--recipe-samples" => o with { RecipeSamples = Int() },
                 "--recipe-stop-at" => o with { RecipeStopAt = Int() },
+                "--recipe-second-seeds" => o with { RecipeSearch = true, RecipeSecondSeeds = true },
                 "--recipe-timing-steps" => o with { RecipeTimingSteps = int.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
                 "--sweep-report-only" => o with { SamplerSweep = true, SweepReportOnly = true },
                 "-h" or "--help" => throw new HelpRequestedException(),

@@ -24,7 +24,7 @@ internal sealed record RecipeCell(string Recipe, int Steps, double TrainingSecon
 internal sealed record RecipeTiming(string Recipe, double MedianSecondsPerStep, double RelativeToPlain);
 
 internal sealed record RecipeReport(string Timestamp, VersionsInfo Versions, int Images, int ReferenceImages, double FloorFrechetDistance,
-    RecipeCell[] Cells, RecipeTiming[] Timings, RecipeCell? PlainOnOtherSeeds);
+    RecipeCell[] Cells, RecipeTiming[] Timings, RecipeCell[] OnOtherSeeds);
 
 /// <summary>
 /// The training-recipe search: unconditional models of the bench configuration (1×28×28, channels 32/64/64, attention
@@ -61,6 +61,7 @@ internal static class RecipeSearch
         new("lr-2e-3-cosine", "ε, peak learning rate 2e-3, cosine decay to 0", Baseline with { LearningRate = 2e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps }, new()),
         new("lr-1e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 1e-3, cosine decay", Baseline with { LearningRate = 1e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-2e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 2e-3, cosine decay", Baseline with { LearningRate = 2e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
+        new("lr-4e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 4e-3, cosine decay", Baseline with { LearningRate = 4e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-5e-4-cosine-v-min-snr-5", "v target, Min-SNR-5, peak learning rate 5e-4, cosine decay", Baseline with { Prediction = PredictionType.VPrediction, LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-5e-4-cosine-ema-0.995", "ε, peak learning rate 5e-4, cosine decay, EMA 0.995", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, EmaDecay = 0.995 }, new()),
     ];
@@ -138,17 +139,18 @@ internal static class RecipeSearch
             }
         }
 
-        // The plain recipe's last snapshot on the next `count` seeds: how far FD moves with the samples alone.
-        RecipeCell? otherSeeds = null;
-        string otherSeedsPath = Path.Combine(directory, $"{Plain}-other-seeds-n{count}.json");
-        if (File.Exists(otherSeedsPath)) otherSeeds = Json.Read<RecipeCell>(otherSeedsPath);
-        else if (File.Exists(SnapshotPath(directory, recipes[0], targets.Max())))
+        // Last snapshots on the next `count` seeds: how far FD moves with the samples alone. The plain recipe's always,
+        // the chosen ones' with --recipe-second-seeds.
+        string OtherSeedsPath(TrainingRecipe recipe) => Path.Combine(directory, $"{recipe.Name}-other-seeds-n{count}.json");
+        var otherSeedSets = options.RecipeSecondSeeds ? chosen.Prepend(recipes[0]).Distinct() : [recipes[0]];
+        foreach (var recipe in otherSeedSets)
         {
-            var (report, seconds) = SampleAndScore(recipes[0], targets.Max(), seeds.Select(s => s + count).ToArray());
-            otherSeeds = new RecipeCell(Plain, targets.Max(), 0, report.FrechetDistance, report.Precision, report.Recall, seconds);
-            Json.Write(otherSeedsPath, otherSeeds);
-            log($"[recipes] {Plain} after {targets.Max()} steps on seeds {count}…{2 * count - 1}: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1}");
+            if (File.Exists(OtherSeedsPath(recipe)) || !File.Exists(SnapshotPath(directory, recipe, targets.Max()))) continue;
+            var (report, seconds) = SampleAndScore(recipe, targets.Max(), seeds.Select(s => s + count).ToArray());
+            Json.Write(OtherSeedsPath(recipe), new RecipeCell(recipe.Name, targets.Max(), 0, report.FrechetDistance, report.Precision, report.Recall, seconds));
+            log($"[recipes] {recipe.Name} after {targets.Max()} steps on seeds {count}…{2 * count - 1}: FD {report.FrechetDistance:F2}, precision {report.Precision:P1}, recall {report.Recall:P1}");
         }
+        var otherSeeds = recipes.Where(r => File.Exists(OtherSeedsPath(r))).Select(r => Json.Read<RecipeCell>(OtherSeedsPath(r))!).ToArray();
 
         string timingsPath = Path.Combine(directory, "recipe-timings.json");
         var timings = File.Exists(timingsPath) ? Json.Read<List<RecipeTiming>>(timingsPath) ?? [] : [];
@@ -294,10 +296,22 @@ internal static class RecipeSearch
             var t = r.Timings.FirstOrDefault(x => x.Recipe == name);
             b.AppendLine(t is null ? " – |" : string.Create(inv, $" {t.RelativeToPlain:F3}× |"));
         }
-        if (r.PlainOnOtherSeeds is { } o)
+        if (r.OnOtherSeeds.Length > 0)
         {
+            int last = r.OnOtherSeeds[0].Steps;
             b.AppendLine();
-            b.AppendLine(inv, $"The plain recipe after {o.Steps:N0} steps on the next {r.Images:N0} seeds ({r.Images}…{2 * r.Images - 1}): FD {o.FrechetDistance:F2}, precision {o.Precision:P1}, recall {o.Recall:P1}.");
+            b.AppendLine(inv, $"After {last:N0} steps, on the first {r.Images:N0} seeds and on the next {r.Images:N0} ({r.Images}…{2 * r.Images - 1}):");
+            b.AppendLine();
+            b.AppendLine("| recipe | FD, seeds 0… | FD, next seeds | mean FD | mean vs plain | precision, next seeds | recall, next seeds |");
+            b.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+            double? Mean(RecipeCell o) => r.Cells.FirstOrDefault(c => c.Recipe == o.Recipe && c.Steps == o.Steps) is { } first ? (first.FrechetDistance + o.FrechetDistance) / 2 : null;
+            var plainMean = r.OnOtherSeeds.FirstOrDefault(o => o.Recipe == Plain) is { } p ? Mean(p) : null;
+            foreach (var o in r.OnOtherSeeds)
+            {
+                var first = r.Cells.FirstOrDefault(c => c.Recipe == o.Recipe && c.Steps == o.Steps);
+                var mean = Mean(o);
+                b.AppendLine(string.Create(inv, $"| {o.Recipe} | {(first is null ? "–" : first.FrechetDistance.ToString("F2", inv))} | {o.FrechetDistance:F2} | {(mean is { } m ? m.ToString("F2", inv) : "–")} | {(mean is { } m2 && plainMean is { } pm ? (m2 / pm).ToString("F2", inv) + "×" : "–")} | {o.Precision:P1} | {o.Recall:P1} |"));
+            }
         }
         return b.ToString();
     }

@@ -15,13 +15,13 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
 {
     /// <summary>
     /// Options with the training recipe measured fastest to good samples (docs/training-recipe.md): Min-SNR-5 loss
-    /// weighting and a peak learning rate of 1e-3 falling along a cosine to 0 at the last training step.
+    /// weighting and a peak learning rate of 2e-3 falling along a cosine to 0 at the last training step.
     /// <see cref="DiffusionTrainer"/>'s own options keep plain DDPM training (uniform weighting, a constant 2e-4),
     /// because a decay needs the run's length, which only this stage knows.
     /// </summary>
     public DiffusionTrainingOptions()
     {
-        LearningRate = 1e-3;
+        LearningRate = 2e-3;
         LearningRateDecay = LearningRateDecay.Cosine;
         MinSnrGamma = 5;
     }

@@ -14,7 +14,7 @@ public record DiffusionTrainerOptions
     /// <summary>Images per training step.</summary>
     public int BatchSize { get; set; } = 64;
 
-    /// <summary>Peak AdamW learning rate (reached after <see cref="WarmupSteps"/>); 2e-4 here, 1e-3 in <c>TrainDiffusion</c>'s options.</summary>
+    /// <summary>Peak AdamW learning rate (reached after <see cref="WarmupSteps"/>); 2e-4 here, 2e-3 in <c>TrainDiffusion</c>'s options.</summary>
     public double LearningRate { get; set; } = 2e-4;
 
     /// <summary>Steps of linear learning-rate warm-up from 0 (DDPM used 5000).</summary>

@@ -112,7 +112,7 @@ public class TrainingRecipeTests
     public void TrainDiffusionDefaultsToTheMeasuredRecipeAndDecaysToZeroAtItsLastStep()
     {
         var defaults = new DiffusionTrainingOptions();
-        Assert.Equal(1e-3, defaults.LearningRate);
+        Assert.Equal(2e-3, defaults.LearningRate);
         Assert.Equal(LearningRateDecay.Cosine, defaults.LearningRateDecay);
         Assert.Equal(5, defaults.MinSnrGamma);
         Assert.Null(defaults.DecaySteps);

@@ -25,7 +25,7 @@ internal sealed class TrainCommand
     private readonly Option<int?> Channels = new("--channels") { Description = "1 (grey) or 3 (RGB) (default: 3 for --images, 1 otherwise)." };
     private readonly Option<int> Steps = new("--steps") { Description = "Optimiser steps in total (a resumed run counts the checkpoint's steps).", DefaultValueFactory = _ => 2000 };
     private readonly Option<int> Batch = new("--batch") { Description = "Images per step.", DefaultValueFactory = _ => 32 };
-    private readonly Option<double> LearningRate = new("--lr") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 1e-3 };
+    private readonly Option<double> LearningRate = new("--lr") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 2e-3 };
     private readonly Option<int> Warmup = new("--warmup") { Description = "Linear learning-rate warm-up steps.", DefaultValueFactory = _ => 100 };
     private readonly Option<double> Ema = new("--ema") { Description = "EMA decay of the saved weights (0 disables).", DefaultValueFactory = _ => 0.995 };
     private readonly Option<int> Seed = new("--seed") { Description = "Seed for weights, batches and noise.", DefaultValueFactory = _ => 0 };
