@@ -62,6 +62,7 @@ internal static class RecipeSearch
         new("lr-1e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 1e-3, cosine decay", Baseline with { LearningRate = 1e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-2e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 2e-3, cosine decay", Baseline with { LearningRate = 2e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-4e-3-cosine-min-snr-5", "ε, Min-SNR-5, peak learning rate 4e-3, cosine decay", Baseline with { LearningRate = 4e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
+        new("lr-2e-3-cosine-v-min-snr-5", "v target, Min-SNR-5, peak learning rate 2e-3, cosine decay", Baseline with { Prediction = PredictionType.VPrediction, LearningRate = 2e-3, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-5e-4-cosine-v-min-snr-5", "v target, Min-SNR-5, peak learning rate 5e-4, cosine decay", Baseline with { Prediction = PredictionType.VPrediction, LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, MinSnrGamma = 5 }, new()),
         new("lr-5e-4-cosine-ema-0.995", "ε, peak learning rate 5e-4, cosine decay, EMA 0.995", Baseline with { LearningRate = 5e-4, LearningRateDecay = LearningRateDecay.Cosine, DecaySteps = decaySteps, EmaDecay = 0.995 }, new()),
     ];
