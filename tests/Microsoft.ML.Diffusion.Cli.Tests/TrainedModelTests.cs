@@ -82,7 +82,7 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
         Assert.Matches(@"Noise predictor\s*│\s*unet\s", info.Output);
         Assert.Matches(@"ChannelMultipliers\s*│\s*1,2\s", info.Output);
         Assert.Matches(@"Noise schedule\s*│\s*Linear", info.Output);
-        Assert.Matches(@"Prediction type\s*│\s*Epsilon", info.Output);
+        Assert.Matches(@"Prediction type\s*│\s*VPrediction", info.Output);
         var parameters = Regex.Match(info.Output, @"Parameters\s*│\s*([\d,]+)");
         Assert.True(parameters.Success, info.Output);
         Assert.True(long.Parse(parameters.Groups[1].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 10_000);

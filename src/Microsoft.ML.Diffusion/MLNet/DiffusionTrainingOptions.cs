@@ -14,9 +14,9 @@ namespace Microsoft.ML.Diffusion.MLNet;
 public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
 {
     /// <summary>
-    /// Options with the training recipe measured fastest to good samples (docs/training-recipe.md): Min-SNR-5 loss
-    /// weighting and a peak learning rate of 2e-3 falling along a cosine to 0 at the last training step.
-    /// <see cref="DiffusionTrainer"/>'s own options keep plain DDPM training (uniform weighting, a constant 2e-4),
+    /// Options with the training recipe measured fastest to good samples (docs/training-recipe.md): the v target,
+    /// Min-SNR-5 loss weighting and a peak learning rate of 2e-3 falling along a cosine to 0 at the last training step.
+    /// <see cref="DiffusionTrainer"/>'s own options keep plain DDPM training (ε, uniform weighting, a constant 2e-4),
     /// because a decay needs the run's length, which only this stage knows.
     /// </summary>
     public DiffusionTrainingOptions()
@@ -24,6 +24,7 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
         LearningRate = 2e-3;
         LearningRateDecay = LearningRateDecay.Cosine;
         MinSnrGamma = 5;
+        Prediction = PredictionType.VPrediction;
     }
 
     /// <summary>The image column: an image of fixed size (LoadImages + ResizeImages) or a float vector of pixels (ExtractPixels).</summary>

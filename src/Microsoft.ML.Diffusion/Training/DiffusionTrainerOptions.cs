@@ -8,7 +8,7 @@ namespace Microsoft.ML.Diffusion.Training;
 /// </summary>
 public record DiffusionTrainerOptions
 {
-    /// <summary>The regression target: ε (DDPM), v or x₀.</summary>
+    /// <summary>The regression target: ε (DDPM), v or x₀; ε here, v in <c>TrainDiffusion</c>'s options.</summary>
     public PredictionType Prediction { get; set; } = PredictionType.Epsilon;
 
     /// <summary>Images per training step.</summary>

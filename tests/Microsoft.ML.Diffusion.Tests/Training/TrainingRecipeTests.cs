@@ -115,6 +115,7 @@ public class TrainingRecipeTests
         Assert.Equal(2e-3, defaults.LearningRate);
         Assert.Equal(LearningRateDecay.Cosine, defaults.LearningRateDecay);
         Assert.Equal(5, defaults.MinSnrGamma);
+        Assert.Equal(PredictionType.VPrediction, defaults.Prediction);
         Assert.Null(defaults.DecaySteps);
         // The step-wise trainer does not know its run's length, so it keeps plain DDPM training.
         var plain = new DiffusionTrainerOptions();

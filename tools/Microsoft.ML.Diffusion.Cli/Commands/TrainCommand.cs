@@ -37,7 +37,7 @@ internal sealed class TrainCommand
     private readonly Option<string> Multipliers = new("--multipliers") { Description = "Channel multiplier per UNet level, comma-separated.", DefaultValueFactory = _ => "1,2,2" };
     private readonly Option<string> Schedule = new Option<string>("--schedule") { Description = "Noise schedule.", DefaultValueFactory = _ => "linear" }
         .AcceptOnlyFromAmong("linear", "cosine", "scaled-linear", "sigmoid");
-    private readonly Option<string> Prediction = new Option<string>("--prediction") { Description = "What the network predicts: eps (noise), v or x0.", DefaultValueFactory = _ => "eps" }
+    private readonly Option<string> Prediction = new Option<string>("--prediction") { Description = "What the network predicts: eps (noise), v or x0.", DefaultValueFactory = _ => "v" }
         .AcceptOnlyFromAmong("eps", "v", "x0");
     private readonly Option<string> LrDecay = new Option<string>("--lr-decay") { Description = "Learning rate after warm-up: constant, or linear or cosine decay to 0 at the last step.", DefaultValueFactory = _ => "cosine" }
         .AcceptOnlyFromAmong("constant", "linear", "cosine");
