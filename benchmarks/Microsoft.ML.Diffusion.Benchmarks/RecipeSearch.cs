@@ -305,11 +305,12 @@ internal static class RecipeSearch
             b.AppendLine();
             b.AppendLine("| recipe | FD, seeds 0… | FD, next seeds | mean FD | mean vs plain | precision, next seeds | recall, next seeds |");
             b.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-            double? Mean(RecipeCell o) => r.Cells.FirstOrDefault(c => c.Recipe == o.Recipe && c.Steps == o.Steps) is { } first ? (first.FrechetDistance + o.FrechetDistance) / 2 : null;
+            RecipeCell? First(RecipeCell o) => r.Cells.FirstOrDefault(c => c.Recipe == o.Recipe && c.Steps == o.Steps);
+            double? Mean(RecipeCell o) => First(o) is { } first ? (first.FrechetDistance + o.FrechetDistance) / 2 : null;
             var plainMean = r.OnOtherSeeds.FirstOrDefault(o => o.Recipe == Plain) is { } p ? Mean(p) : null;
             foreach (var o in r.OnOtherSeeds)
             {
-                var first = r.Cells.FirstOrDefault(c => c.Recipe == o.Recipe && c.Steps == o.Steps);
+                var first = First(o);
                 var mean = Mean(o);
                 b.AppendLine(string.Create(inv, $"| {o.Recipe} | {(first is null ? "–" : first.FrechetDistance.ToString("F2", inv))} | {o.FrechetDistance:F2} | {(mean is { } m ? m.ToString("F2", inv) : "–")} | {(mean is { } m2 && plainMean is { } pm ? (m2 / pm).ToString("F2", inv) + "×" : "–")} | {o.Precision:P1} | {o.Recall:P1} |"));
             }
