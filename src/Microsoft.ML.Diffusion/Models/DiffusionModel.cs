@@ -116,6 +116,7 @@ public sealed class DiffusionModel : IDisposable
         Clipping = options.Clipping,
         ClipRange = options.ClipRange,
         ThresholdPercentile = options.ThresholdPercentile,
+        UseClippedModelOutput = options.UseClippedModelOutput,
         UseLargeVariance = options.UseLargeVariance,
         SetAlphaToOne = options.SetAlphaToOne,
         Spacing = options.Spacing,

@@ -32,6 +32,9 @@ public record GenerationOptions
     /// <summary>The |x̂₀| percentile that sets dynamic thresholding's bound (Imagen's 0.995).</summary>
     public double ThresholdPercentile { get; set; } = 0.995;
 
+    /// <summary>DDIM only: recompute ε̂ from the clipped x̂₀ (diffusers' <c>use_clipped_model_output</c>); false keeps the model's ε̂, as diffusers does.</summary>
+    public bool UseClippedModelOutput { get; set; }
+
     /// <summary>DDPM only: use β_t as the reverse variance ("fixed large") instead of β̃_t ("fixed small").</summary>
     public bool UseLargeVariance { get; set; }
 
@@ -82,6 +85,7 @@ public record GenerationOptions
             Eta = o.Eta,
             Clipping = o.Clipping,
             ClipRange = o.ClipRange,
+            UseClippedModelOutput = o.UseClippedModelOutput,
             UseLargeVariance = o.UseLargeVariance,
             SetAlphaToOne = o.SetAlphaToOne,
         };

@@ -127,30 +127,21 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
         => Decompose(modelOutput, sample, Schedule.AlphasCumprod[t]);
 
     /// <summary>
-    /// x̂₀ (clipped or thresholded as configured) and ε̂ for a sample x = √ᾱ x₀ + √(1 − ᾱ) ε. When x̂₀ is
-    /// clipped, ε̂ is recomputed from it so that the step stays consistent with the clipped prediction.
+    /// x̂₀ (clipped or thresholded as configured) and ε̂ for a sample x = √ᾱ x₀ + √(1 − ᾱ) ε. ε̂ is the model's own
+    /// prediction unless <see cref="SamplerOptions.UseClippedModelOutput"/> asks for it to be recomputed from the kept-in-range x̂₀.
     /// </summary>
     protected (Tensor PredictedSample, Tensor PredictedNoise) Decompose(Tensor modelOutput, Tensor sample, double alphaCumprod)
     {
         var x0 = PredictionConverter.ToSample(Options.Prediction, modelOutput, sample, alphaCumprod);
-        switch (Options.Clipping)
+        var eps = Options.Prediction switch
         {
-            case X0Clipping.None:
-                var eps = Options.Prediction switch
-                {
-                    PredictionType.Epsilon => modelOutput.alias(),
-                    PredictionType.VPrediction => Math.Sqrt(alphaCumprod) * modelOutput + Math.Sqrt(1 - alphaCumprod) * sample,
-                    _ => PredictionConverter.ToNoise(sample, x0, alphaCumprod),
-                };
-                return (x0, eps);
-            case X0Clipping.Clip:
-                x0 = x0.clamp(-Options.ClipRange, Options.ClipRange);
-                break;
-            case X0Clipping.DynamicThreshold:
-                x0 = DynamicThreshold(x0);
-                break;
-        }
-        return (x0, PredictionConverter.ToNoise(sample, x0, alphaCumprod));
+            PredictionType.Epsilon => modelOutput.alias(),
+            PredictionType.VPrediction => Math.Sqrt(alphaCumprod) * modelOutput + Math.Sqrt(1 - alphaCumprod) * sample,
+            _ => PredictionConverter.ToNoise(sample, x0, alphaCumprod),
+        };
+        if (Options.Clipping == X0Clipping.None) return (x0, eps);
+        x0 = Options.Clipping == X0Clipping.Clip ? x0.clamp(-Options.ClipRange, Options.ClipRange) : DynamicThreshold(x0);
+        return (x0, Options.UseClippedModelOutput ? PredictionConverter.ToNoise(sample, x0, alphaCumprod) : eps);
     }
 
     // Imagen (Saharia et al. 2022): s = max(1, percentile of |x̂₀|) per sample, capped at ClipRange; clamp to [−s, s] and divide by s.

@@ -17,6 +17,12 @@ public sealed record SamplerOptions
     /// <summary>The |x̂₀| percentile used by <see cref="X0Clipping.DynamicThreshold"/>.</summary>
     public double ThresholdPercentile { get; init; } = 0.995;
 
+    /// <summary>
+    /// DDIM only: after x̂₀ is clipped or thresholded, recompute ε̂ from it (diffusers' <c>use_clipped_model_output</c>).
+    /// False keeps the model's own ε̂, as diffusers' pipelines and DDIMScheduler configurations do.
+    /// </summary>
+    public bool UseClippedModelOutput { get; init; }
+
     /// <summary>DDIM's η: 0 is deterministic, 1 matches DDPM's ancestral variance.</summary>
     public double Eta { get; init; }
 

@@ -18,6 +18,8 @@ public sealed class DiffusersSchedulerTests
     [InlineData("ddpm-cosine-large", 10)]    // squaredcos_cap_v2, no clipping, fixed_large variance
     [InlineData("ddim-leading", 10)]         // DDIMScheduler: steps_offset 1, set_alpha_to_one false
     [InlineData("ddim-trailing-v", 8)]       // scaled_linear β, v-prediction, trailing spacing
+    [InlineData("ddim-clip-v", 20)]          // clip_sample true (diffusers' default): x̂₀ clipped, the model's ε kept; cosine β, v, trailing
+    [InlineData("ddpm-clip-v", 20)]          // DDPMScheduler with clip_sample true, cosine β, v-prediction, trailing spacing
     [InlineData("dpmsolver-multistep", 12)]  // DPMSolverMultistepScheduler: dpmsolver++ 2M, linspace, lower-order final step to t = 0
     public void ADiffusersSchedulerConfigRetracesDiffusersTrajectory(string name, int steps)
     {

@@ -82,19 +82,31 @@ public class SamplerStepReferenceTests
     }
 
     [Fact]
-    public void ClippingKeepsPredictedSampleInRange()
+    public void ClippingKeepsPredictedSampleInRangeAndTheModelsNoise()
     {
-        // At t = 999 an ε of zero means x̂₀ = x_t / √ᾱ, far outside [−1, 1]; clipped, the DDIM (η = 0)
-        // step lands on √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev)·ε̂ with |x̂₀| ≤ 1.
+        // At t = 999 an ε of zero means x̂₀ = x_t / √ᾱ, far outside [−1, 1]; clipped, the DDIM (η = 0) step lands
+        // on √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev)·ε̂ with |x̂₀| ≤ 1 and, as in diffusers, the model's ε̂ = 0.
         var schedule = NoiseSchedule.Linear();
-        using var sampler = new DdimSampler(schedule, new SamplerOptions { Clipping = X0Clipping.Clip });
+        Assert.Equal(Math.Sqrt(schedule.AlphasCumprod[998]), DdimStep(schedule, useClippedModelOutput: false), 4);
+    }
+
+    [Fact]
+    public void UseClippedModelOutputRecomputesTheNoiseFromTheClippedSample()
+    {
+        // diffusers' use_clipped_model_output: ε̂ = (x_t − √ᾱ x̂₀) / √(1 − ᾱ) from the clipped x̂₀ = 1.
+        var schedule = NoiseSchedule.Linear();
+        double a = schedule.AlphasCumprod[999], aPrev = schedule.AlphasCumprod[998];
+        double epsHat = (0.5 - Math.Sqrt(a) * 1.0) / Math.Sqrt(1 - a);
+        Assert.Equal(Math.Sqrt(aPrev) * 1.0 + Math.Sqrt(1 - aPrev) * epsHat, DdimStep(schedule, useClippedModelOutput: true), 4);
+    }
+
+    private static double DdimStep(NoiseSchedule schedule, bool useClippedModelOutput)
+    {
+        using var sampler = new DdimSampler(schedule, new SamplerOptions { Clipping = X0Clipping.Clip, UseClippedModelOutput = useClippedModelOutput });
         sampler.SetTimesteps(1000);
         using var x = full(1, 1, 2, 2, 0.5f);
         using var eps = zeros(1, 1, 2, 2);
         using var prev = sampler.Step(eps, 0, x);
-        double a = schedule.AlphasCumprod[999], aPrev = schedule.AlphasCumprod[998];
-        double epsHat = (0.5 - Math.Sqrt(a) * 1.0) / Math.Sqrt(1 - a);
-        double expected = Math.Sqrt(aPrev) * 1.0 + Math.Sqrt(1 - aPrev) * epsHat;
-        Assert.Equal(expected, prev.PreviousSample[0, 0, 0, 0].item<float>(), 4);
+        return prev.PreviousSample[0, 0, 0, 0].item<float>();
     }
 }
