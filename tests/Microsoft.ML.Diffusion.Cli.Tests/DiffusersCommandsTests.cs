@@ -61,6 +61,55 @@ public sealed class DiffusersCommandsTests : IDisposable
     }
 
     [Fact]
+    public void ExportKeepsTheImportedSchedulersClassAndSettings()
+    {
+        // A DDIM folder with trailing spacing, steps_offset 1 and set_alpha_to_one false, through import, a zip, and export.
+        string pipeline = Pipeline(), zip = In("ddim.zip"), exported = In("ddim-exported");
+        string config = Path.Combine(pipeline, "scheduler", "scheduler_config.json");
+        File.WriteAllText(config, """
+            {"_class_name": "DDIMScheduler", "_diffusers_version": "0.21.4", "beta_schedule": "squaredcos_cap_v2", "clip_sample": true,
+             "prediction_type": "v_prediction", "set_alpha_to_one": false, "steps_offset": 1, "timestep_spacing": "trailing"}
+            """);
+        Succeeded(Run("import", "--diffusers", pipeline, "--out", zip));
+        Succeeded(Run("export", "--model", zip, "--diffusers", exported));
+        Assert.Equal(File.ReadAllText(config), File.ReadAllText(Path.Combine(exported, "scheduler", "scheduler_config.json")));
+        Assert.Contains("\"DDIMScheduler\"", File.ReadAllText(Path.Combine(exported, "model_index.json")));
+
+        // Fine-tuning keeps it too.
+        string tuned = In("ddim-tuned.zip");
+        Succeeded(Run("train", "--shapes", "--from", pipeline, "--steps", "1", "--batch", "4", "--out", tuned));
+        Succeeded(Run("export", "--model", tuned, "--diffusers", In("ddim-tuned")));
+        Assert.Equal(File.ReadAllText(config), File.ReadAllText(Path.Combine(In("ddim-tuned"), "scheduler", "scheduler_config.json")));
+    }
+
+    [Fact]
+    public void AZipThatNamesAnUnregisteredSamplerSaysWhichRegistrationIsMissing()
+    {
+        // An imported zip (its last stage generates with DDIM) whose sampler is renamed to one no code registers.
+        string zip = In("unregistered-sampler.zip");
+        Succeeded(Run("import", "--diffusers", Pipeline(), "--out", zip));
+        using (var archive = System.IO.Compression.ZipFile.Open(zip, System.IO.Compression.ZipArchiveMode.Update))
+        {
+            var entry = archive.Entries.Last(e => e.FullName.EndsWith("Settings.json", StringComparison.Ordinal));
+            string json;
+            using (var reader = new StreamReader(entry.Open())) json = reader.ReadToEnd();
+            Assert.Contains("\"ddim\"", json);
+            string name = entry.FullName;
+            entry.Delete();
+            using var writer = new StreamWriter(archive.CreateEntry(name).Open());
+            writer.Write(json.Replace("\"ddim\"", "\"zzzz\""));
+        }
+        var info = Run("info", "--model", zip);
+        Assert.Equal(ExitCodes.RuntimeError, info.ExitCode);
+        Assert.Contains("not registered in this process", info.Output);
+        Assert.Contains("No sampler is registered as 'zzzz'", info.Output);
+        Assert.DoesNotContain("is not a diffusion model zip", info.Output);
+
+        var e = Assert.ThrowsAny<Exception>(() => new MLContext().Model.Load(zip, out _));
+        Assert.IsType<Samplers.UnknownSamplerException>(e.GetBaseException());
+    }
+
+    [Fact]
     public void TrainFromADiffusersFolderFineTunesItAndExportsTheResult()
     {
         string pipeline = Pipeline(), zip = In("tuned.zip");

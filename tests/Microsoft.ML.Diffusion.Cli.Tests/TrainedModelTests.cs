@@ -1,3 +1,4 @@
+using System.IO.Compression;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Diffusion.MLNet;
@@ -86,6 +87,37 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
         var parameters = Regex.Match(info.Output, @"Parameters\s*│\s*([\d,]+)");
         Assert.True(parameters.Success, info.Output);
         Assert.True(long.Parse(parameters.Groups[1].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 10_000);
+    }
+
+    [Fact]
+    public void InfoAndGenerateOnAZipWhoseNetworkIsNotRegisteredNameTheMissingRegistration()
+    {
+        // The same zip with its network kind renamed to one no code registers (the header is outside the weights' checksum).
+        string zip = Path.Combine(trained.Folder, "unregistered.zip");
+        File.Copy(trained.Zip, zip, overwrite: true);
+        using (var archive = ZipFile.Open(zip, ZipArchiveMode.Update))
+        {
+            var entry = archive.Entries.Single(e => e.FullName.EndsWith("DiffusionModel.mldiff", StringComparison.Ordinal));
+            byte[] bytes;
+            using (var read = entry.Open()) { using var copy = new MemoryStream(); read.CopyTo(copy); bytes = copy.ToArray(); }
+            string text = System.Text.Encoding.Latin1.GetString(bytes);
+            int at = text.IndexOf("\"Type\":\"unet\"", StringComparison.Ordinal);
+            Assert.True(at >= 0, "the checkpoint header names the unet network");
+            System.Text.Encoding.Latin1.GetBytes("\"Type\":\"zzzz\"").CopyTo(bytes, at);
+            string name = entry.FullName;
+            entry.Delete();
+            using var write = archive.CreateEntry(name).Open();
+            write.Write(bytes);
+        }
+        foreach (var args in new[] { new[] { "info", "--model", zip }, ["generate", "--model", zip, "--count", "1", "--out", Path.Combine(trained.Folder, "x.png")] })
+        {
+            var outcome = Run(args);
+            Assert.Equal(ExitCodes.RuntimeError, outcome.ExitCode);
+            Assert.Contains("not registered in this process", outcome.Output);
+            Assert.Contains("'zzzz'", outcome.Output);
+            Assert.DoesNotContain("is not a diffusion model zip", outcome.Output);
+            Assert.DoesNotContain("target of an invocation", outcome.Output);
+        }
     }
 
     [Fact]

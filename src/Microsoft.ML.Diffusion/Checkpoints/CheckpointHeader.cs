@@ -22,4 +22,11 @@ public sealed record CheckpointHeader
 
     /// <summary>Optimiser steps the weights have seen.</summary>
     public long TrainingSteps { get; init; }
+
+    /// <summary>
+    /// The <c>scheduler_config.json</c> of the diffusers folder the model was imported from, kept as written so that an
+    /// export gives the same scheduler class and settings back; null for models trained here.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? DiffusersScheduler { get; init; }
 }

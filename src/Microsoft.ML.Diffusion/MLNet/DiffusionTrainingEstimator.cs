@@ -177,7 +177,9 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         if (skipped > 0) ch.Warning($"{skipped} unreadable training rows were skipped.");
         if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
         ch.Info($"Training finished at step {trainer.StepsDone}.");
-        return new DiffusionTrainingTransformer(_host, trainer.ToModel(), column.Name, condition?.Name);
+        var model = trainer.ToModel();
+        model.DiffusersScheduler = o.StartFrom?.DiffusersScheduler;   // a fine-tuned diffusers model exports with its scheduler
+        return new DiffusionTrainingTransformer(_host, model, column.Name, condition?.Name);
     }
 
     // The network of the model training starts from, checked against the columns it will be trained on.

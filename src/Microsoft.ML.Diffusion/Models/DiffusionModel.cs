@@ -437,8 +437,14 @@ public sealed class DiffusionModel : IDisposable
         return Load(buffer, device, "A copy of the model");
     }
 
+    /// <summary>
+    /// The scheduler configuration of the diffusers folder the model came from (or of the model it was fine-tuned from);
+    /// <see cref="SaveDiffusers"/> writes it back unchanged. Null for models trained here.
+    /// </summary>
+    internal string? DiffusersScheduler { get; set; }
+
     /// <summary>The model's checkpoint bytes' header.</summary>
-    public CheckpointHeader Header => new() { Network = NetworkOptions, Schedule = ScheduleOptions, Prediction = Prediction, TrainingSteps = TrainingSteps };
+    public CheckpointHeader Header => new() { Network = NetworkOptions, Schedule = ScheduleOptions, Prediction = Prediction, TrainingSteps = TrainingSteps, DiffusersScheduler = DiffusersScheduler };
 
     /// <summary>Writes the checkpoint to a stream.</summary>
     public void Save(Stream stream) => DiffusionCheckpoint.Write(stream, Header, WeightsBytes());
@@ -480,7 +486,7 @@ public sealed class DiffusionModel : IDisposable
             throw;
         }
         network.to(device);
-        return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps);
+        return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps) { DiffusersScheduler = header.DiffusersScheduler };
     }
 
     /// <summary>
@@ -494,33 +500,34 @@ public sealed class DiffusionModel : IDisposable
     public static DiffusionModel LoadDiffusers(string folder, Device? device = null)
     {
         DiffusionDevice.EnsureInitialized();
-        var (_, scheduler) = Samplers.Diffusers.DiffusersSchedulerConfig.ReadFolder(folder);
+        var (schedulerPath, scheduler) = Samplers.Diffusers.DiffusersSchedulerConfig.ReadFolder(folder);
         string unet = Directory.Exists(Path.Combine(folder, "unet")) ? Path.Combine(folder, "unet") : folder;
         var network = Networks.Diffusers.DiffusersUNetFolder.Load(unet);
         network.to(device ?? DiffusionDevice.Resolve());
-        return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction);
+        return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction) { DiffusersScheduler = File.ReadAllText(schedulerPath) };
     }
 
     /// <summary>
     /// Writes the model as a diffusers pipeline folder that <c>DDPMPipeline.from_pretrained</c> (and
     /// <c>UNet2DModel.from_pretrained</c> on its <c>unet</c> subfolder) loads: <c>model_index.json</c>,
     /// <c>unet/config.json</c>, <c>unet/diffusion_pytorch_model.safetensors</c> (float32) and
-    /// <c>scheduler/scheduler_config.json</c> (a DDPMScheduler with this model's schedule and prediction type). Only a
-    /// diffusers <see cref="Networks.Diffusers.UNet2DModelNoisePredictor"/> can be written; files are replaced atomically.
+    /// <c>scheduler/scheduler_config.json</c>: the scheduler of the diffusers folder the model came from, unchanged, or
+    /// for a model trained here a DDPMScheduler with its schedule and prediction type. Only a diffusers
+    /// <see cref="Networks.Diffusers.UNet2DModelNoisePredictor"/> can be written; files are replaced atomically.
     /// </summary>
     public void SaveDiffusers(string folder)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         if (Network is not Networks.Diffusers.UNet2DModelNoisePredictor || NetworkOptions is not Networks.Diffusers.UNet2DModelOptions unet)
             throw new NotSupportedException($"Only diffusers' UNet2DModel can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(NetworkOptions.GetType())}. Train with Network = new UNet2DModelOptions {{ … }} to export.");
-        string scheduler = Samplers.Diffusers.DiffusersSchedulerConfig.Write(ScheduleOptions, Prediction);   // fails before anything is written
+        var (scheduler, schedulerClass) = DiffusersSchedulerToWrite();   // fails before anything is written
         string config = Networks.Diffusers.UNet2DModelConfig.Write(unet);
         byte[] weights = SafeTensors.Write(Network.state_dict().Select(kv => (kv.Key, kv.Value)), new Dictionary<string, string> { ["format"] = "pt" });
         string index = $$"""
             {
               "_class_name": "DDPMPipeline",
               "_diffusers_version": "{{Networks.Diffusers.UNet2DModelConfig.DiffusersVersion}}",
-              "scheduler": ["diffusers", "DDPMScheduler"],
+              "scheduler": ["diffusers", "{{schedulerClass}}"],
               "unet": ["diffusers", "UNet2DModel"]
             }
 
@@ -531,6 +538,18 @@ public sealed class DiffusionModel : IDisposable
         IO.AtomicFile.Write(Path.Combine(folder, "unet", Networks.Diffusers.DiffusersUNetFolder.ConfigFile), s => s.Write(System.Text.Encoding.UTF8.GetBytes(config)));
         IO.AtomicFile.Write(Path.Combine(folder, "scheduler", Samplers.Diffusers.DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(scheduler)));
         IO.AtomicFile.Write(Path.Combine(folder, "model_index.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(index)));
+    }
+
+    // The imported scheduler when it still describes this model's schedule and prediction; otherwise a DDPMScheduler.
+    private (string Json, string ClassName) DiffusersSchedulerToWrite()
+    {
+        if (DiffusersScheduler is { } kept)
+        {
+            var mapping = Samplers.Diffusers.DiffusersSchedulerConfig.Read(kept, "the model's diffusers scheduler");
+            if (mapping.Schedule == ScheduleOptions && mapping.Options.Prediction == Prediction)
+                return (kept, mapping.ClassName);
+        }
+        return (Samplers.Diffusers.DiffusersSchedulerConfig.Write(ScheduleOptions, Prediction), "DDPMScheduler");
     }
 
     private byte[] WeightsBytes() => ModuleWeights.Save(Network);

@@ -59,7 +59,7 @@ public record GenerationOptions
     {
         if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
         if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
-        if (!DiffusionSamplers.IsRegistered(Sampler)) throw new ArgumentException($"No sampler is registered as '{Sampler}'. Registered: {string.Join(", ", DiffusionSamplers.Names)}.", nameof(Sampler));
+        if (!DiffusionSamplers.IsRegistered(Sampler)) throw new UnknownSamplerException(Sampler.Value);
         if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), StepsOffset, "StepsOffset must not be negative.");
         if (!(ThresholdPercentile > 0 && ThresholdPercentile <= 1)) throw new ArgumentOutOfRangeException(nameof(ThresholdPercentile), ThresholdPercentile, "ThresholdPercentile must lie in (0, 1].");
         if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");

@@ -76,5 +76,5 @@ public static class DiffusionSamplers
 
     private static Entry Find(SamplerName name)
         => Registry.TryGetValue(name.Value, out var entry) ? entry
-            : throw new ArgumentException($"No sampler is registered as '{name.Value}'. Registered: {string.Join(", ", Names)}.", nameof(name));
+            : throw new UnknownSamplerException(name.Value);
 }

@@ -48,6 +48,9 @@ internal sealed class LoadedModel : IDisposable
         }
         catch (Exception e) when (!Errors.IsCancellation(e) && e is not OutOfMemoryException)
         {
+            // A zip can be a sound diffusion model that names a network or sampler registered by code this process lacks.
+            if (e.GetBaseException() is Diffusion.Networks.UnknownNoisePredictorException or Diffusion.Samplers.UnknownSamplerException)
+                throw new CliRuntimeException($"'{path}' needs a component that is not registered in this process: {e.GetBaseException().Message}", e);
             throw new CliRuntimeException($"'{path}' is not a diffusion model zip: {Errors.Innermost(e)}", e);
         }
         DiffusionModel model;

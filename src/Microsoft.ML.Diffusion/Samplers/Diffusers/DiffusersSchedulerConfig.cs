@@ -13,7 +13,7 @@ namespace Microsoft.ML.Diffusion.Samplers.Diffusers;
 /// </summary>
 internal static class DiffusersSchedulerConfig
 {
-    public sealed record Mapping(NoiseScheduleOptions Schedule, string Sampler, SamplerOptions Options);
+    public sealed record Mapping(NoiseScheduleOptions Schedule, string Sampler, SamplerOptions Options, string ClassName);
 
     private static readonly HashSet<string> Descriptive = ["_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"];
 
@@ -203,7 +203,7 @@ internal static class DiffusersSchedulerConfig
         {
             throw new CheckpointFormatException($"{source} describes a schedule this library cannot build: {e.Message}", e);
         }
-        return new Mapping(schedule, sampler, options);
+        return new Mapping(schedule, sampler, options, kind);
     }
 
     private static T Get<T>(JsonObject config, string field, string source, T fallback)
