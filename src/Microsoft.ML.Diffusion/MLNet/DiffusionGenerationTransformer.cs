@@ -138,6 +138,8 @@ public sealed class DiffusionGenerationTransformer : ITransformer, IDisposable
         Contracts.CheckValue(env, nameof(env));
         ModelPersistence.CheckVersion(ctx, GetVersionInfo(), "diffusion generation stage");
         var options = ModelPersistence.LoadSettings<DiffusionGenerationOptions>(ctx, "diffusion generation stage");
+        if (ctx.Header.ModelVerWritten < ModelPersistence.KeepsModelNoiseAfterClipping)
+            options = options with { UseClippedModelOutput = true };   // generates as it did when it was saved
         var model = ModelPersistence.LoadModel(ctx, env, "diffusion generation stage");
         return new DiffusionGenerationTransformer(env, model, options, ownsModel: true);
     }

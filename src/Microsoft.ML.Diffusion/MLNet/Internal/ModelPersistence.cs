@@ -16,9 +16,15 @@ internal static class ModelPersistence
     public const string ModelStream = "DiffusionModel.mldiff";
     public const string SettingsStream = "Settings.json";
 
+    /// <summary>
+    /// Stage settings from this version on generate as diffusers does: DDIM keeps the model's ε̂ after clipping x̂₀.
+    /// Earlier stages recomputed it from the clipped x̂₀, and keep doing so when loaded.
+    /// </summary>
+    public const uint KeepsModelNoiseAfterClipping = 0x00010002;
+
     public static VersionInfo Version(string modelSignature, string loaderSignature, Type loader) => new(
         modelSignature: modelSignature,
-        verWrittenCur: 0x00010001,
+        verWrittenCur: KeepsModelNoiseAfterClipping,
         verReadableCur: 0x00010001,
         verWeCanReadBack: 0x00010001,
         loaderSignature: loaderSignature,
