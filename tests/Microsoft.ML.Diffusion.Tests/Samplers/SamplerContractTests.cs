@@ -62,7 +62,7 @@ public class SamplerContractTests
         Assert.Contains("Karras", e.Message);
         using var sampler = DiffusionSamplers.Create(SamplerKind.Ddim, NoiseSchedule.Linear(), new SamplerOptions { StepsOffset = 150 });
         Assert.Contains("StepsOffset 150", Assert.Throws<ArgumentOutOfRangeException>(() => sampler.SetTimesteps(10)).Message);
-        Assert.Contains("'no-such'", Assert.Throws<ArgumentException>(() => DiffusionSamplers.Create("no-such", NoiseSchedule.Linear())).Message);
+        Assert.Contains("'no-such'", Assert.Throws<UnknownSamplerException>(() => DiffusionSamplers.Create("no-such", NoiseSchedule.Linear())).Message);
     }
 
     [Fact]
