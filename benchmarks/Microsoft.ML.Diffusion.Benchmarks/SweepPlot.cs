@@ -22,7 +22,8 @@ internal static class SweepPlot
         const float left = 80, right = 190, top = 50, bottom = 60;
         var plot = new SKRect(left, top, width - right, height - bottom);
         using var typeface = SKTypeface.FromFile("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf") ?? SKTypeface.Default;
-        using var text = new SKPaint { Color = new SKColor(40, 40, 40), IsAntialias = true, TextSize = 14, Typeface = typeface };
+        using var text = new SKPaint { Color = new SKColor(40, 40, 40), IsAntialias = true };
+        using var textFont = new SKFont(typeface, 14);
         using var grid = new SKPaint { Color = new SKColor(225, 225, 225), StrokeWidth = 1, Style = SKPaintStyle.Stroke };
         using var axis = new SKPaint { Color = new SKColor(60, 60, 60), StrokeWidth = 1.5f, IsAntialias = true, Style = SKPaintStyle.Stroke };
 
@@ -36,13 +37,13 @@ internal static class SweepPlot
         {
             canvas.DrawLine(plot.Left, Y(y), plot.Right, Y(y), grid);
             string label = y.ToString("0", CultureInfo.InvariantCulture);
-            canvas.DrawText(label, plot.Left - 10 - text.MeasureText(label), Y(y) + 5, text);
+            canvas.DrawText(label, plot.Left - 10 - textFont.MeasureText(label), Y(y) + 5, textFont, text);
         }
         foreach (int x in new[] { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000 }.Where(x => Math.Log10(x) >= xMin && Math.Log10(x) <= xMax))
         {
             canvas.DrawLine(X(x), plot.Top, X(x), plot.Bottom, grid);
             string label = x.ToString(CultureInfo.InvariantCulture);
-            canvas.DrawText(label, X(x) - text.MeasureText(label) / 2, plot.Bottom + 20, text);
+            canvas.DrawText(label, X(x) - textFont.MeasureText(label) / 2, plot.Bottom + 20, textFont, text);
         }
 
         var reference = cells.Where(c => c.Sampler == "ddpm").OrderByDescending(c => c.Evaluations).FirstOrDefault();
@@ -52,8 +53,8 @@ internal static class SweepPlot
             canvas.DrawRect(new SKRect(plot.Left, Y(1.1 * reference.FrechetDistance), plot.Right, plot.Bottom), band);
             using var dashed = new SKPaint { Color = new SKColor(90, 90, 90), StrokeWidth = 1.5f, IsAntialias = true, Style = SKPaintStyle.Stroke, PathEffect = SKPathEffect.CreateDash([6, 4], 0) };
             canvas.DrawLine(plot.Left, Y(r.FloorFrechetDistance), plot.Right, Y(r.FloorFrechetDistance), dashed);
-            canvas.DrawText("real test images (floor)", plot.Right - 175, Y(r.FloorFrechetDistance) + 18, text);
-            canvas.DrawText($"≤ 1.1 × DDPM-{reference.Evaluations}", plot.Left + 8, Y(1.1 * reference.FrechetDistance) - 6, text);
+            canvas.DrawText("real test images (floor)", plot.Right - 175, Y(r.FloorFrechetDistance) + 18, textFont, text);
+            canvas.DrawText($"≤ 1.1 × DDPM-{reference.Evaluations}", plot.Left + 8, Y(1.1 * reference.FrechetDistance) - 6, textFont, text);
         }
         canvas.DrawRect(plot, axis);
 
@@ -67,15 +68,16 @@ internal static class SweepPlot
             foreach (var p in points) canvas.DrawCircle(p, 4, dot);
             float ly = plot.Top + 10 + 24 * i;
             canvas.DrawLine(plot.Right + 15, ly, plot.Right + 45, ly, line);
-            canvas.DrawText(samplers[i], plot.Right + 52, ly + 5, text);
+            canvas.DrawText(samplers[i], plot.Right + 52, ly + 5, textFont, text);
         }
 
-        using var title = new SKPaint { Color = SKColors.Black, IsAntialias = true, TextSize = 18, Typeface = typeface, FakeBoldText = true };
-        canvas.DrawText($"Fréchet distance by network evaluations (Fashion-MNIST, {r.Images} images, guidance {r.Guidance:0.#})", left, top - 18, title);
-        canvas.DrawText("network evaluations (log scale)", plot.MidX - 110, height - 18, text);
+        using var title = new SKPaint { Color = SKColors.Black, IsAntialias = true };
+        using var titleFont = new SKFont(typeface, 18) { Embolden = true };
+        canvas.DrawText($"Fréchet distance by network evaluations (Fashion-MNIST, {r.Images} images, guidance {r.Guidance:0.#})", left, top - 18, titleFont, title);
+        canvas.DrawText("network evaluations (log scale)", plot.MidX - 110, height - 18, textFont, text);
         canvas.Save();
         canvas.RotateDegrees(-90);
-        canvas.DrawText("Fréchet distance (log scale)", -plot.MidY - 90, 22, text);
+        canvas.DrawText("Fréchet distance (log scale)", -plot.MidY - 90, 22, textFont, text);
         canvas.Restore();
 
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);

@@ -29,7 +29,7 @@ public sealed class MLNetInternalsRouteTests
         // In the real assembly these are not public; in the publicized copy they would be.
         Assert.False(T(Core, "Microsoft.ML.ModelLoadContext").IsPublic);
         Assert.False(T(Core, "Microsoft.ML.VersionInfo").IsPublic);
-        Assert.Equal("5.0.1", typeof(MLContext).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion.Split('+')[0]);
+        Assert.Equal("6.0.0", typeof(MLContext).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion.Split('+')[0]);
     }
 
     [Fact]

@@ -4,7 +4,7 @@ using SkiaSharp;
 namespace Microsoft.ML.Diffusion.Cli.Output;
 
 /// <summary>
-/// Draws a training-loss curve as a PNG with SkiaSharp 2.88 (the version the library and ML.NET use):
+/// Draws a training-loss curve as a PNG with SkiaSharp 3 (the version ML.NET's ImageAnalytics uses):
 /// the per-step loss as a faint line, a moving average on top, axes with ticks and labels.
 /// </summary>
 public static class LossPlot
@@ -20,15 +20,17 @@ public static class LossPlot
         const float left = 80, right = 30, top = 50, bottom = 60;
         var plot = new SKRect(left, top, width - right, height - bottom);
         using var typeface = LoadTypeface();
-        using var text = new SKPaint { Color = new SKColor(40, 40, 40), IsAntialias = true, TextSize = 14, Typeface = typeface };
-        using var titlePaint = new SKPaint { Color = SKColors.Black, IsAntialias = true, TextSize = 18, Typeface = typeface, FakeBoldText = true };
+        using var text = new SKPaint { Color = new SKColor(40, 40, 40), IsAntialias = true };
+        using var textFont = new SKFont(typeface, 14);
+        using var titlePaint = new SKPaint { Color = SKColors.Black, IsAntialias = true };
+        using var titlePaintFont = new SKFont(typeface, 18) { Embolden = true };
         using var grid = new SKPaint { Color = new SKColor(225, 225, 225), StrokeWidth = 1, IsAntialias = true, Style = SKPaintStyle.Stroke };
         using var axis = new SKPaint { Color = new SKColor(60, 60, 60), StrokeWidth = 1.5f, IsAntialias = true, Style = SKPaintStyle.Stroke };
 
-        canvas.DrawText(title, left, top - 18, titlePaint);
+        canvas.DrawText(title, left, top - 18, titlePaintFont, titlePaint);
         if (finite.Length == 0)
         {
-            canvas.DrawText("no finite loss values were reported", plot.MidX - 130, plot.MidY, text);
+            canvas.DrawText("no finite loss values were reported", plot.MidX - 130, plot.MidY, textFont, text);
         }
         else
         {
@@ -41,13 +43,13 @@ public static class LossPlot
             {
                 canvas.DrawLine(plot.Left, Y(y), plot.Right, Y(y), grid);
                 string label = y.ToString(yMax < 0.1 ? "0.000" : "0.00", CultureInfo.InvariantCulture);
-                canvas.DrawText(label, plot.Left - 10 - text.MeasureText(label), Y(y) + 5, text);
+                canvas.DrawText(label, plot.Left - 10 - textFont.MeasureText(label), Y(y) + 5, textFont, text);
             }
             foreach (double x in Ticks(xMin, xMax, 8).Where(x => x >= xMin))
             {
                 canvas.DrawLine(X(x), plot.Top, X(x), plot.Bottom, grid);
                 string label = x.ToString("0", CultureInfo.InvariantCulture);
-                canvas.DrawText(label, X(x) - text.MeasureText(label) / 2, plot.Bottom + 20, text);
+                canvas.DrawText(label, X(x) - textFont.MeasureText(label) / 2, plot.Bottom + 20, textFont, text);
             }
             canvas.DrawRect(plot, axis);
 
@@ -58,12 +60,12 @@ public static class LossPlot
 
             string legend = window > 1 ? string.Create(CultureInfo.InvariantCulture, $"loss per step (blue), moving average over {window} points (red); last {finite[^1].Loss:0.0000}")
                                        : string.Create(CultureInfo.InvariantCulture, $"loss per report; last {finite[^1].Loss:0.0000}");
-            canvas.DrawText(legend, plot.Right - text.MeasureText(legend), top - 18, text);
+            canvas.DrawText(legend, plot.Right - textFont.MeasureText(legend), top - 18, textFont, text);
         }
-        canvas.DrawText("step", plot.MidX - 15, height - 18, text);
+        canvas.DrawText("step", plot.MidX - 15, height - 18, textFont, text);
         canvas.Save();
         canvas.RotateDegrees(-90);
-        canvas.DrawText("MSE loss", -plot.MidY - 30, 22, text);
+        canvas.DrawText("MSE loss", -plot.MidY - 30, 22, textFont, text);
         canvas.Restore();
 
         string? dir = Path.GetDirectoryName(Path.GetFullPath(path));

@@ -1,4 +1,4 @@
-// The one place that opens ML.NET's internals to this assembly. ML.NET 5.0.1 keeps the types a
+// The one place that opens ML.NET's internals to this assembly. ML.NET 6.0.0 keeps the types a
 // persistable transformer needs (LoadableClassAttribute, ModelLoadContext, ModelSaveContext members,
 // VersionInfo) internal. We compile against publicized reference copies (eng/MLNetInternals.targets)
 // and tell the runtime to allow the access with this attribute, which .NET honours though no public
