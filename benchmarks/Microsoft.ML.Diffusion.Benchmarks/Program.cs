@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Microsoft.ML.Diffusion.Benchmarks;
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 using TorchSharp;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;

@@ -20,7 +20,7 @@ public class CheckpointBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        Runtime.DiffusionDevice.EnsureInitialized();
+        Devices.DiffusionDevice.EnsureInitialized();
         manual_seed(1);
         var network = new UNetNoisePredictor(new UNetOptions
         {

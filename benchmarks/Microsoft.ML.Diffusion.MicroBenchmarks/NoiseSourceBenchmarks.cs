@@ -17,7 +17,7 @@ public class NoiseSourceBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        Runtime.DiffusionDevice.EnsureInitialized();
+        Devices.DiffusionDevice.EnsureInitialized();
         _single = NoiseSource.FromSeed(1);
         _perSample = NoiseSource.PerSample(Enumerable.Range(1, 64).Select(i => (long)i).ToArray());
     }

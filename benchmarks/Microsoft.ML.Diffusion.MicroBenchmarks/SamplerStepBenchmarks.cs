@@ -22,7 +22,7 @@ public class SamplerStepBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        Runtime.DiffusionDevice.EnsureInitialized();
+        Devices.DiffusionDevice.EnsureInitialized();
         manual_seed(1);
         _sampler = DiffusionSamplers.Create(Kind, NoiseSchedule.Linear());
         _sampler.SetTimesteps(20);

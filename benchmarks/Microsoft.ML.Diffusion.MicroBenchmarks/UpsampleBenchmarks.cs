@@ -20,7 +20,7 @@ public class UpsampleBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        Runtime.DiffusionDevice.EnsureInitialized();
+        Devices.DiffusionDevice.EnsureInitialized();
         manual_seed(1);
         _x = randn(64, 64, Size, Size);
         _inference = inference_mode();

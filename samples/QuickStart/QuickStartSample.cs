@@ -4,7 +4,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Imaging;
 using Microsoft.ML.Diffusion.MLNet;
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Transforms.Image;
 using static TorchSharp.torch;

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 
 namespace Microsoft.ML.Diffusion.Testing;
 

@@ -5,7 +5,7 @@ using Microsoft.ML.Diffusion.Schedules;
 namespace Microsoft.ML.Diffusion.Checkpoints;
 
 /// <summary>The self-describing part of a checkpoint: everything needed to rebuild the model around its weights.</summary>
-public sealed record CheckpointHeader
+internal sealed record CheckpointHeader
 {
     /// <summary>The noise predictor's configuration, with the name of its registered kind.</summary>
     public required NoisePredictorOptions Network { get; init; }

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Microsoft.ML.Diffusion.IO;
+using Microsoft.ML.Diffusion.Storage;
 
 namespace Microsoft.ML.Diffusion.Checkpoints;
 
@@ -13,7 +13,7 @@ namespace Microsoft.ML.Diffusion.Checkpoints;
 /// header, int64 weights length, 32-byte SHA-256 of the weights, weights (format 2: safetensors; format 1: TorchSharp's
 /// module format).
 /// </summary>
-public static class DiffusionCheckpoint
+internal static class DiffusionCheckpoint
 {
     /// <summary>The format version this library writes and the newest it reads.</summary>
     public const int FormatVersion = 2;
@@ -22,11 +22,7 @@ public static class DiffusionCheckpoint
     private const int MaxHeaderBytes = 1 << 20;
 
     /// <summary>JSON settings for headers: enums as names, so files stay readable and stable.</summary>
-    public static JsonSerializerOptions JsonOptions { get; } = new()
-    {
-        WriteIndented = false,
-        Converters = { new JsonStringEnumConverter() },
-    };
+    public static JsonSerializerOptions JsonOptions => DiffusionJson.Options;
 
     /// <summary>Writes a checkpoint to <paramref name="stream"/>.</summary>
     internal static void Write(Stream stream, CheckpointHeader header, byte[] weights)

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Microsoft.ML.Diffusion.Runtime;
+namespace Microsoft.ML.Diffusion.Devices;
 
 /// <summary>
 /// Runs libtorch's element-wise CPU kernels with AVX2 rather than AVX-512 on x64 Linux, unless the

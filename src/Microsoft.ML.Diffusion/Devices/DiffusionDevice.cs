@@ -1,8 +1,7 @@
-using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Diffusion.Runtime;
+namespace Microsoft.ML.Diffusion.Devices;
 
 /// <summary>
 /// The one place where the library chooses a device and sets up libtorch's threads, so that CPU and
@@ -50,22 +49,6 @@ public static class DiffusionDevice
             return new Device(name);
         }
         throw new ArgumentException($"Unknown device '{requested}'. Use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\".", nameof(requested));
-    }
-
-    /// <summary>
-    /// The device for a model that an ML.NET context loads from a zip: the GPU the context names
-    /// (<c>MLContext.GpuDeviceId</c>), or the CPU when it has none and <c>MLContext.FallbackToCpu</c> allows it;
-    /// without a GPU id, as <see cref="Resolve"/> chooses for "auto".
-    /// </summary>
-    internal static Device ForEnvironment(IHostEnvironment env)
-    {
-        EnsureInitialized();
-        if (env is not IHostEnvironmentInternal { GpuDeviceId: int id } context) return Resolve("auto");
-        if (cuda.is_available() && id < cuda.device_count()) return new Device(DeviceType.CUDA, id);
-        if (context.FallbackToCpu) return CPU;
-        throw new InvalidOperationException(
-            $"The MLContext asks for GPU {id} (GpuDeviceId), but libtorch reports {(cuda.is_available() ? $"{cuda.device_count()} CUDA device(s)" : "no CUDA device")}. " +
-            "Set FallbackToCpu = true to load on the CPU instead, or reference a CUDA libtorch runtime package.");
     }
 
     /// <summary>Whether two devices are the same one (TorchSharp's <see cref="Device"/> compares by reference).</summary>

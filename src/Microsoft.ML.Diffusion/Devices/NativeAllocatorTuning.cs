@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Microsoft.ML.Diffusion.Runtime;
+namespace Microsoft.ML.Diffusion.Devices;
 
 /// <summary>
 /// Keeps glibc's malloc from handing a UNet's activations back to the kernel after every step.

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Diffusion.Runtime;
+namespace Microsoft.ML.Diffusion.Devices;
 
 /// <summary>
 /// The process-wide native settings the library makes once, before libtorch runs its first kernel

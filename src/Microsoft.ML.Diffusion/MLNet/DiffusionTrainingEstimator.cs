@@ -4,7 +4,7 @@ using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.MLNet.Streaming;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Schedules;
 using Microsoft.ML.Diffusion.Training;
 using Microsoft.ML.Runtime;

@@ -2,7 +2,7 @@ using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Schedules;
 using TorchSharp;
@@ -21,7 +21,7 @@ public sealed class DiffusionModel : IDisposable
     public DiffusionModel(NoisePredictor network, NoiseScheduleOptions schedule, PredictionType prediction, long trainingSteps = 0)
     {
         Network = network ?? throw new ArgumentNullException(nameof(network));
-        Runtime.DiffusionDevice.EnsureInitialized();
+        Devices.DiffusionDevice.EnsureInitialized();
         ScheduleOptions = schedule ?? throw new ArgumentNullException(nameof(schedule));
         Schedule = NoiseSchedule.Create(schedule);
         Prediction = prediction;
@@ -444,7 +444,7 @@ public sealed class DiffusionModel : IDisposable
     internal string? DiffusersScheduler { get; set; }
 
     /// <summary>The model's checkpoint bytes' header.</summary>
-    public CheckpointHeader Header => new() { Network = NetworkOptions, Schedule = ScheduleOptions, Prediction = Prediction, TrainingSteps = TrainingSteps, DiffusersScheduler = DiffusersScheduler };
+    internal CheckpointHeader Header => new() { Network = NetworkOptions, Schedule = ScheduleOptions, Prediction = Prediction, TrainingSteps = TrainingSteps, DiffusersScheduler = DiffusersScheduler };
 
     /// <summary>Writes the checkpoint to a stream.</summary>
     public void Save(Stream stream) => DiffusionCheckpoint.Write(stream, Header, WeightsBytes());
@@ -497,15 +497,7 @@ public sealed class DiffusionModel : IDisposable
     /// <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>). <see cref="GenerationOptions.FromDiffusers"/>
     /// gives the sampler settings that reproduce the scheduler. Errors name the file and the field or tensor.
     /// </summary>
-    public static DiffusionModel LoadDiffusers(string folder, Device? device = null)
-    {
-        DiffusionDevice.EnsureInitialized();
-        var (schedulerPath, scheduler) = Samplers.Diffusers.DiffusersSchedulerConfig.ReadFolder(folder);
-        string unet = Directory.Exists(Path.Combine(folder, "unet")) ? Path.Combine(folder, "unet") : folder;
-        var network = Networks.Diffusers.DiffusersUNetFolder.Load(unet);
-        network.to(device ?? DiffusionDevice.Resolve());
-        return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction) { DiffusersScheduler = File.ReadAllText(schedulerPath) };
-    }
+    public static DiffusionModel LoadDiffusers(string folder, Device? device = null) => Interchange.Diffusers.DiffusersPipelineFolder.Load(folder, device);
 
     /// <summary>
     /// Writes the model as a diffusers pipeline folder that <c>DDPMPipeline.from_pretrained</c> (and
@@ -515,42 +507,7 @@ public sealed class DiffusionModel : IDisposable
     /// for a model trained here a DDPMScheduler with its schedule and prediction type. Only a diffusers
     /// <see cref="Networks.Diffusers.UNet2DModelNoisePredictor"/> can be written; files are replaced atomically.
     /// </summary>
-    public void SaveDiffusers(string folder)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(folder);
-        if (Network is not Networks.Diffusers.UNet2DModelNoisePredictor || NetworkOptions is not Networks.Diffusers.UNet2DModelOptions unet)
-            throw new NotSupportedException($"Only diffusers' UNet2DModel can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(NetworkOptions.GetType())}. Train with Network = new UNet2DModelOptions {{ … }} to export.");
-        var (scheduler, schedulerClass) = DiffusersSchedulerToWrite();   // fails before anything is written
-        string config = Networks.Diffusers.UNet2DModelConfig.Write(unet);
-        byte[] weights = SafeTensors.Write(Network.state_dict().Select(kv => (kv.Key, kv.Value)), new Dictionary<string, string> { ["format"] = "pt" });
-        string index = $$"""
-            {
-              "_class_name": "DDPMPipeline",
-              "_diffusers_version": "{{Networks.Diffusers.UNet2DModelConfig.DiffusersVersion}}",
-              "scheduler": ["diffusers", "{{schedulerClass}}"],
-              "unet": ["diffusers", "UNet2DModel"]
-            }
-
-            """;
-        Directory.CreateDirectory(Path.Combine(folder, "unet"));
-        Directory.CreateDirectory(Path.Combine(folder, "scheduler"));
-        IO.AtomicFile.Write(Path.Combine(folder, "unet", Networks.Diffusers.DiffusersUNetFolder.SafeTensorsFile), s => s.Write(weights));
-        IO.AtomicFile.Write(Path.Combine(folder, "unet", Networks.Diffusers.DiffusersUNetFolder.ConfigFile), s => s.Write(System.Text.Encoding.UTF8.GetBytes(config)));
-        IO.AtomicFile.Write(Path.Combine(folder, "scheduler", Samplers.Diffusers.DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(scheduler)));
-        IO.AtomicFile.Write(Path.Combine(folder, "model_index.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(index)));
-    }
-
-    // The imported scheduler when it still describes this model's schedule and prediction; otherwise a DDPMScheduler.
-    private (string Json, string ClassName) DiffusersSchedulerToWrite()
-    {
-        if (DiffusersScheduler is { } kept)
-        {
-            var mapping = Samplers.Diffusers.DiffusersSchedulerConfig.Read(kept, "the model's diffusers scheduler");
-            if (mapping.Schedule == ScheduleOptions && mapping.Options.Prediction == Prediction)
-                return (kept, mapping.ClassName);
-        }
-        return (Samplers.Diffusers.DiffusersSchedulerConfig.Write(ScheduleOptions, Prediction), "DDPMScheduler");
-    }
+    public void SaveDiffusers(string folder) => Interchange.Diffusers.DiffusersPipelineFolder.Save(this, folder);
 
     private byte[] WeightsBytes() => ModuleWeights.Save(Network);
 

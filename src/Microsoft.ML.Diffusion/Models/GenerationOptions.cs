@@ -75,7 +75,7 @@ public record GenerationOptions
     /// </summary>
     public static GenerationOptions FromDiffusers(string folder)
     {
-        var (_, mapping) = Samplers.Diffusers.DiffusersSchedulerConfig.ReadFolder(folder);
+        var (_, mapping) = Interchange.Diffusers.DiffusersSchedulerConfig.ReadFolder(folder);
         var o = mapping.Options;
         return new GenerationOptions
         {

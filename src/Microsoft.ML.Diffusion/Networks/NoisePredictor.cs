@@ -16,7 +16,7 @@ public abstract class NoisePredictor : Module<Tensor, Tensor, Tensor>
     /// <summary>Validates <paramref name="options"/> and keeps them; the network is rebuilt from them on load.</summary>
     protected NoisePredictor(string name, NoisePredictorOptions options) : base(name)
     {
-        Runtime.DiffusionDevice.EnsureInitialized();   // native settings before the derived constructor makes the first weight
+        Devices.DiffusionDevice.EnsureInitialized();   // native settings before the derived constructor makes the first weight
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;

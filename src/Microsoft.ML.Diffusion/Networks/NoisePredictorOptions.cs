@@ -27,6 +27,9 @@ public abstract record NoisePredictorOptions
     [System.Text.Json.Serialization.JsonIgnore]
     public long[] ImageShape => [ImageChannels, ImageSize, ImageSize];
 
+    /// <summary>The configuration as a model file stores it: JSON with the registered kind's name under "Type".</summary>
+    public string ToJson() => System.Text.Json.JsonSerializer.Serialize(this, GetType(), Storage.DiffusionJson.Options);
+
     /// <summary>Checks that the network can be built; throws naming the bad setting.</summary>
     public virtual void Validate()
     {

@@ -54,7 +54,7 @@ public static class NoisePredictors
     public static NoisePredictor Create(NoisePredictorOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Runtime.DiffusionDevice.EnsureInitialized();   // native settings before the first weight is made
+        Devices.DiffusionDevice.EnsureInitialized();   // native settings before the first weight is made
         var entry = Find(options.GetType());
         var network = entry.Create(options);
         if (network is null) throw new InvalidOperationException($"The factory registered for noise predictor '{entry.Name}' returned null.");

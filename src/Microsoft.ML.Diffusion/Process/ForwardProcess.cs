@@ -9,7 +9,7 @@ namespace Microsoft.ML.Diffusion.Process;
 /// training targets built from it. Holds √ᾱ and √(1 − ᾱ) as float32 tensors on one device so a batch
 /// with a different t per sample needs one gather, not a host round trip.
 /// </summary>
-public sealed class ForwardProcess : IDisposable
+internal sealed class ForwardProcess : IDisposable
 {
     private readonly Tensor _sqrtAlphaCumprod;
     private readonly Tensor _sqrtOneMinusAlphaCumprod;

@@ -6,7 +6,7 @@ namespace Microsoft.ML.Diffusion.Process;
 /// Turns a model output of any <see cref="PredictionType"/> at a single timestep into the two
 /// quantities every sampler works with: the predicted clean sample x̂₀ and the predicted noise ε̂.
 /// </summary>
-public static class PredictionConverter
+internal static class PredictionConverter
 {
     /// <summary>x̂₀ from the model output at a step whose ᾱ is <paramref name="alphaCumprod"/>.</summary>
     public static Tensor ToSample(PredictionType prediction, Tensor modelOutput, Tensor sample, double alphaCumprod)

@@ -6,7 +6,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// A schedule's noise levels seen as σ = √((1 − ᾱ)/ᾱ), the form k-diffusion's samplers work in (x_σ = x₀ + σ ε, which is
 /// the schedule's x_t times √(1 + σ²)), and the timestep choices built on them.
 /// </summary>
-public static class NoiseLevels
+internal static class NoiseLevels
 {
     /// <summary>σ at whole timestep <paramref name="t"/>.</summary>
     public static double Sigma(NoiseSchedule schedule, int t) => SigmaOf(schedule.AlphasCumprod[t]);

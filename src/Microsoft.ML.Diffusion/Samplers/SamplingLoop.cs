@@ -8,7 +8,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// timesteps, let the sampler step. Runs without autograd and with a dispose scope per step, so memory
 /// stays flat however many steps are taken.
 /// </summary>
-public static class SamplingLoop
+internal static class SamplingLoop
 {
     /// <summary>Runs the sampler from <paramref name="initialNoise"/> to a clean sample.</summary>
     /// <param name="denoiser">The noise predictor.</param>

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Diffusion.IO;
+namespace Microsoft.ML.Diffusion.Storage;
 
 /// <summary>
 /// Writes a file so that a crash mid-write never destroys the previous one: to a temporary file beside

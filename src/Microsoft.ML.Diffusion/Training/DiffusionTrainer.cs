@@ -3,7 +3,7 @@ using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Schedules;
 using TorchSharp;
 using static TorchSharp.torch;

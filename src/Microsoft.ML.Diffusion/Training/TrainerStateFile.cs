@@ -1,7 +1,7 @@
 using System.IO.Compression;
 using System.Text.Json;
 using Microsoft.ML.Diffusion.Checkpoints;
-using Microsoft.ML.Diffusion.IO;
+using Microsoft.ML.Diffusion.Storage;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Schedules;
 using TorchSharp;

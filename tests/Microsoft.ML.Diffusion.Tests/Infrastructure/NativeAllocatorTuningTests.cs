@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 using Xunit;
 
 namespace Microsoft.ML.Diffusion.Tests.Infrastructure;

@@ -1,4 +1,4 @@
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 using Xunit;
 
 namespace Microsoft.ML.Diffusion.Tests.Infrastructure;

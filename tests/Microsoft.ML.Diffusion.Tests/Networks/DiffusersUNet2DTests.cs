@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Interchange.Diffusers;
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Networks.Diffusers;

@@ -1,7 +1,7 @@
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Networks.Diffusers;
 using Microsoft.ML.Diffusion.Samplers;
-using Microsoft.ML.Diffusion.Samplers.Diffusers;
+using Microsoft.ML.Diffusion.Interchange.Diffusers;
 using Microsoft.ML.Diffusion.Schedules;
 using Xunit;
 using static TorchSharp.torch;

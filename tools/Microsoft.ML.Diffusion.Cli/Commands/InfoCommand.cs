@@ -43,8 +43,8 @@ internal sealed class InfoCommand
         Row("Image shape (C×H×W)", $"{net.ImageChannels}×{net.ImageSize}×{net.ImageSize}");
         Row("Noise predictor", NoisePredictors.NameOf(net.GetType()));
         // Every setting of the network's configuration, whatever kind it is, as its model file stores it.
-        var settings = System.Text.Json.JsonSerializer.SerializeToElement(net, net.GetType(), DiffusionCheckpoint.JsonOptions);
-        foreach (var setting in settings.EnumerateObject())
+        using var settings = System.Text.Json.JsonDocument.Parse(net.ToJson());
+        foreach (var setting in settings.RootElement.EnumerateObject())
         {
             if (setting.Name is nameof(net.ImageChannels) or nameof(net.ImageSize) or nameof(net.Condition)) continue;
             Row(setting.Name, setting.Value.ValueKind == System.Text.Json.JsonValueKind.Array

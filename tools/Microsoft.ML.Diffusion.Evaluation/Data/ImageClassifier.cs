@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Microsoft.ML.Diffusion.Evaluation;
-using Microsoft.ML.Diffusion.IO;
+using Microsoft.ML.Diffusion.Storage;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

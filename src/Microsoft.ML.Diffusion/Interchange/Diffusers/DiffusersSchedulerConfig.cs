@@ -3,7 +3,9 @@ using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Schedules;
 
-namespace Microsoft.ML.Diffusion.Samplers.Diffusers;
+using Microsoft.ML.Diffusion.Samplers;
+
+namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
 
 /// <summary>
 /// A diffusers <c>scheduler_config.json</c> mapped onto the library's schedule and samplers: DDPMScheduler to the
@@ -80,7 +82,7 @@ internal static class DiffusersSchedulerConfig
         var config = new JsonObject
         {
             ["_class_name"] = "DDPMScheduler",
-            ["_diffusers_version"] = Networks.Diffusers.UNet2DModelConfig.DiffusersVersion,
+            ["_diffusers_version"] = UNet2DModelConfig.DiffusersVersion,
             ["beta_end"] = schedule.BetaEnd,
             ["beta_schedule"] = betaSchedule,
             ["beta_start"] = schedule.BetaStart,

@@ -1,7 +1,9 @@
 using Microsoft.ML.Diffusion.Checkpoints;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Diffusion.Networks.Diffusers;
+using Microsoft.ML.Diffusion.Networks.Diffusers;
+
+namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
 
 /// <summary>
 /// A diffusers model folder as <c>UNet2DModel.save_pretrained</c> writes it: <c>config.json</c> and the weights in

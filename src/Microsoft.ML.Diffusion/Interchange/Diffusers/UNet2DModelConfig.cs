@@ -2,7 +2,9 @@ using System.Text.Json.Nodes;
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Conditioning;
 
-namespace Microsoft.ML.Diffusion.Networks.Diffusers;
+using Microsoft.ML.Diffusion.Networks.Diffusers;
+
+namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
 
 /// <summary>
 /// A diffusers <c>config.json</c> of a <c>UNet2DModel</c> to and from <see cref="UNet2DModelOptions"/>. Fields missing

@@ -1,6 +1,6 @@
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Models;
-using Microsoft.ML.Diffusion.Runtime;
+using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Diffusion.MLNet.Internal;
@@ -43,7 +43,7 @@ internal static class ModelPersistence
     public static void SaveModel(ModelSaveContext ctx, DiffusionModel model)
         => ctx.SaveBinaryStream(ModelStream, w => model.Save(w.BaseStream));
 
-    /// <summary>The stage's model, on the device the loading context asks for (<see cref="DiffusionDevice.ForEnvironment"/>).</summary>
+    /// <summary>The stage's model, on the device the loading context asks for (<see cref="EnvironmentDevice.For"/>).</summary>
     public static DiffusionModel LoadModel(ModelLoadContext ctx, IHostEnvironment env, string component)
     {
         DiffusionModel? model = null;
@@ -52,7 +52,7 @@ internal static class ModelPersistence
             using var buffer = new MemoryStream();
             r.BaseStream.CopyTo(buffer);
             buffer.Position = 0;
-            model = DiffusionModel.Load(buffer, DiffusionDevice.ForEnvironment(env), $"The model zip's {component}");
+            model = DiffusionModel.Load(buffer, EnvironmentDevice.For(env), $"The model zip's {component}");
         });
         if (!found || model is null)
             throw new CheckpointFormatException($"The model zip's {component} has no '{ModelStream}' stream; the zip is incomplete or was not written by Microsoft.ML.Diffusion.");

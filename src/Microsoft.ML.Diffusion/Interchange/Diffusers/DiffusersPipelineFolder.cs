@@ -1,0 +1,65 @@
+using Microsoft.ML.Diffusion.Checkpoints;
+using Microsoft.ML.Diffusion.Devices;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Networks.Diffusers;
+using Microsoft.ML.Diffusion.Storage;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
+
+/// <summary>
+/// A diffusers pipeline folder (<c>model_index.json</c>, <c>unet/</c>, <c>scheduler/</c>) read into a
+/// <see cref="DiffusionModel"/> and written from one; see <see cref="DiffusionModel.LoadDiffusers"/> and
+/// <see cref="DiffusionModel.SaveDiffusers"/>.
+/// </summary>
+internal static class DiffusersPipelineFolder
+{
+    public static DiffusionModel Load(string folder, Device? device)
+    {
+        DiffusionDevice.EnsureInitialized();
+        var (schedulerPath, scheduler) = DiffusersSchedulerConfig.ReadFolder(folder);
+        string unet = Directory.Exists(Path.Combine(folder, "unet")) ? Path.Combine(folder, "unet") : folder;
+        var network = DiffusersUNetFolder.Load(unet);
+        network.to(device ?? DiffusionDevice.Resolve());
+        return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction) { DiffusersScheduler = File.ReadAllText(schedulerPath) };
+    }
+
+    public static void Save(DiffusionModel model, string folder)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        if (model.Network is not UNet2DModelNoisePredictor || model.NetworkOptions is not UNet2DModelOptions unet)
+            throw new NotSupportedException($"Only diffusers' UNet2DModel can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(model.NetworkOptions.GetType())}. Train with Network = new UNet2DModelOptions {{ … }} to export.");
+        var (scheduler, schedulerClass) = SchedulerToWrite(model);   // fails before anything is written
+        string config = UNet2DModelConfig.Write(unet);
+        byte[] weights = SafeTensors.Write(model.Network.state_dict().Select(kv => (kv.Key, kv.Value)), new Dictionary<string, string> { ["format"] = "pt" });
+        string index = $$"""
+            {
+              "_class_name": "DDPMPipeline",
+              "_diffusers_version": "{{UNet2DModelConfig.DiffusersVersion}}",
+              "scheduler": ["diffusers", "{{schedulerClass}}"],
+              "unet": ["diffusers", "UNet2DModel"]
+            }
+
+            """;
+        Directory.CreateDirectory(Path.Combine(folder, "unet"));
+        Directory.CreateDirectory(Path.Combine(folder, "scheduler"));
+        AtomicFile.Write(Path.Combine(folder, "unet", DiffusersUNetFolder.SafeTensorsFile), s => s.Write(weights));
+        AtomicFile.Write(Path.Combine(folder, "unet", DiffusersUNetFolder.ConfigFile), s => s.Write(System.Text.Encoding.UTF8.GetBytes(config)));
+        AtomicFile.Write(Path.Combine(folder, "scheduler", DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(scheduler)));
+        AtomicFile.Write(Path.Combine(folder, "model_index.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(index)));
+    }
+
+    // The imported scheduler when it still describes the model's schedule and prediction; otherwise a DDPMScheduler.
+    private static (string Json, string ClassName) SchedulerToWrite(DiffusionModel model)
+    {
+        if (model.DiffusersScheduler is { } kept)
+        {
+            var mapping = DiffusersSchedulerConfig.Read(kept, "the model's diffusers scheduler");
+            if (mapping.Schedule == model.ScheduleOptions && mapping.Options.Prediction == model.Prediction)
+                return (kept, mapping.ClassName);
+        }
+        return (DiffusersSchedulerConfig.Write(model.ScheduleOptions, model.Prediction), "DDPMScheduler");
+    }
+}
