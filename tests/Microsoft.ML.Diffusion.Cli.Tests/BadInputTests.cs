@@ -53,6 +53,15 @@ public sealed class BadInputTests : IDisposable
     }
 
     [Fact]
+    public void AnUnknownVerbIsNamedAndTheVerbsAreListed()
+    {
+        var outcome = Run("frobnicate", "--model", In("m.zip"));
+        UsageError(outcome, "Unknown command 'frobnicate'", "train, generate, edit, evaluate, info, import, export");
+        Assert.DoesNotContain("Required command was not provided", outcome.Output);
+        Assert.DoesNotContain("'--model'", outcome.Output);   // the options of an unknown verb are not reported one by one
+    }
+
+    [Fact]
     public void AnEmptyImageFolderIsAUsageError()
     {
         Directory.CreateDirectory(In("empty"));
