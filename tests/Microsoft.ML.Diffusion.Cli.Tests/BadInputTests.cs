@@ -61,6 +61,20 @@ public sealed class BadInputTests : IDisposable
         Assert.DoesNotContain("'--model'", outcome.Output);   // the options of an unknown verb are not reported one by one
     }
 
+    [Theory]
+    [InlineData("1,,2")]
+    [InlineData("1,2,")]
+    [InlineData(",1,2")]
+    [InlineData("1, ,2")]
+    public void AnEmptyListElementIsAUsageErrorNamingTheOption(string multipliers)
+    {
+        // A tiny run, so that a list taken as valid fails the test quickly.
+        var outcome = Run("train", "--shapes", "--shape-count", "4", "--steps", "1", "--batch", "2", "--base-channels", "8",
+            "--multipliers", multipliers, "--out", In("m.zip"));
+        UsageError(outcome, "--multipliers", "empty", $"'{multipliers}'");
+        Assert.False(File.Exists(In("m.zip")));
+    }
+
     [Fact]
     public void AnEmptyImageFolderIsAUsageError()
     {

@@ -282,11 +282,7 @@ internal sealed class TrainCommand
 
     private static int[] ParseMultipliers(string text)
     {
-        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        var values = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out values[i]) || values[i] < 1 || values[i] > 16)
-                throw new UsageException($"--multipliers must be comma-separated whole numbers from 1 to 16 (like 1,2,2), not '{text}'.");
+        int[] values = CommaList.Integers(text, "--multipliers", min: 1, max: 16, example: "1,2,2");
         if (values.Length is 0 or > 5) throw new UsageException($"--multipliers needs 1 to 5 levels, not '{text}'.");
         return values;
     }
