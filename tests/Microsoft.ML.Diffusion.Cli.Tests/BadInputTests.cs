@@ -76,6 +76,14 @@ public sealed class BadInputTests : IDisposable
     }
 
     [Fact]
+    public void AnArgumentErrorShowsItsMessageWithoutTheParameterName()
+    {
+        var outcome = Run("train", "--shapes", "--size", "18", "--out", In("m.zip"));
+        UsageError(outcome, "ImageSize 18 must be divisible by 4");
+        Assert.DoesNotContain("(Parameter", outcome.Output);
+    }
+
+    [Fact]
     public void AnEmptyImageFolderIsAUsageError()
     {
         Directory.CreateDirectory(In("empty"));

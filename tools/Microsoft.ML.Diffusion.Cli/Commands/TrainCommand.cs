@@ -131,7 +131,7 @@ internal sealed class TrainCommand
             }
             catch (ArgumentException e)
             {
-                throw new UsageException($"The network cannot be built with --size {size}, --base-channels {baseChannels}, --multipliers {string.Join(",", multipliers)}: {e.Message}");
+                throw new UsageException($"The network cannot be built with --size {size}, --base-channels {baseChannels}, --multipliers {string.Join(",", multipliers)}: {ErrorText.Of(e)}");
             }
         }
 
