@@ -251,10 +251,14 @@ internal sealed class TrainCommand
         {
             throw new CliRuntimeException($"{e.Message} Use --fresh to start over, or the settings the checkpoint was written with.", e);
         }
+        catch (UnreadableTrainingRowException e)
+        {
+            // The stage's problem names the row, the file and the kept training state; the way to skip such rows is the tool's option.
+            throw new CliRuntimeException($"{e.Problem} Add --skip-bad-images to skip unreadable images.", e);
+        }
         catch (InvalidOperationException e) when (!Errors.IsCancellation(e))
         {
-            // The stage's own message names the row, the file and the kept training state.
-            throw new CliRuntimeException(e.Message.Replace("Set SkipBadRows to skip unreadable rows.", "Add --skip-bad-images to skip unreadable images."), e);
+            throw new CliRuntimeException(e.Message, e);
         }
 
         if (losses.Count == 0)
