@@ -144,7 +144,7 @@ internal sealed class TrainCommand
         // ---- The ML.NET pipeline. ----
         var ml = new MLContext(seed: parse.GetValue(Seed));
         using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
-        var losses = new List<(int Step, double Loss, double LearningRate)>();
+        var losses = new LossLog();
         var meter = new RateMeter();
         int lastStep = 0;
         long skipped = 0;
@@ -177,8 +177,14 @@ internal sealed class TrainCommand
             ReportEvery = 1,
             Progress = p =>
             {
-                if (losses.Count == 0 && p.Step > 1) ctx.Line($"  resumed at step {p.Step - 1}");
-                losses.Add((p.Step, p.Loss, p.LearningRate));
+                if (losses.Count == 0 && p.Step > 1)
+                {
+                    ctx.Line($"  resumed at step {p.Step - 1}");
+                    if (resuming) losses.Continue(lossCsv, p.Step - 1);   // the earlier run's steps, up to the checkpoint's
+                }
+                losses.Add(p.Step, p.Loss, p.LearningRate);
+                // Reported before the step's checkpoint is written, so the CSV never lacks a step the checkpoint holds.
+                if (p.Step % checkpointEvery == 0) losses.WriteCsv(lossCsv);
                 lastStep = p.Step;
                 skipped = p.SkippedRows;
                 meter.Report(p.Step);
@@ -240,7 +246,7 @@ internal sealed class TrainCommand
         }
         catch (Exception e) when (Errors.IsCancellation(e))
         {
-            WriteLoss(losses, lossPng, lossCsv);
+            losses.Save(lossPng, lossCsv);
             if (File.Exists(checkpoint))
                 ctx.Line($"Training stopped{(lastStep > 0 ? $" after step {lastStep}" : "")}. The training state is kept in '{checkpoint}'; run the same command again to continue from it.");
             else
@@ -267,18 +273,10 @@ internal sealed class TrainCommand
         var trained = DiffusionTrainingTransformer.FindModel(model);
         ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{outPath}'.");
         if (skipped > 0) ctx.Line($"Skipped {skipped} unreadable image{(skipped == 1 ? "" : "s")}.");
-        if (WriteLoss(losses, lossPng, lossCsv)) ctx.Line($"Loss curve: '{lossPng}' (values in '{lossCsv}').");
+        if (losses.Save(lossPng, lossCsv)) ctx.Line($"Loss curve: '{lossPng}' (values in '{lossCsv}').");
         ctx.Line($"Training state: '{checkpoint}' (raise --steps and run again to continue training).");
         (model as IDisposable)?.Dispose();
         return ExitCodes.Success;
-    }
-
-    private static bool WriteLoss(List<(int Step, double Loss, double LearningRate)> losses, string png, string csv)
-    {
-        if (losses.Count == 0) return false;
-        LossPlot.Save([.. losses.Select(l => (l.Step, l.Loss))], png, $"Training loss (steps {losses[0].Step}–{losses[^1].Step})");
-        File.WriteAllLines(csv, ["step,loss,learning_rate", .. losses.Select(l => FormattableString.Invariant($"{l.Step},{l.Loss:R},{l.LearningRate:R}"))]);
-        return true;
     }
 
     private static int Positive(int value, string name)
