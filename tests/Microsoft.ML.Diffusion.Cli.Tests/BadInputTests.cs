@@ -53,6 +53,37 @@ public sealed class BadInputTests : IDisposable
     }
 
     [Fact]
+    public void AnUnknownVerbIsNamedAndTheVerbsAreListed()
+    {
+        var outcome = Run("frobnicate", "--model", In("m.zip"));
+        UsageError(outcome, "Unknown command 'frobnicate'", "train, generate, edit, evaluate, info, import, export");
+        Assert.DoesNotContain("Required command was not provided", outcome.Output);
+        Assert.DoesNotContain("'--model'", outcome.Output);   // the options of an unknown verb are not reported one by one
+    }
+
+    [Theory]
+    [InlineData("1,,2")]
+    [InlineData("1,2,")]
+    [InlineData(",1,2")]
+    [InlineData("1, ,2")]
+    public void AnEmptyListElementIsAUsageErrorNamingTheOption(string multipliers)
+    {
+        // A tiny run, so that a list taken as valid fails the test quickly.
+        var outcome = Run("train", "--shapes", "--shape-count", "4", "--steps", "1", "--batch", "2", "--base-channels", "8",
+            "--multipliers", multipliers, "--out", In("m.zip"));
+        UsageError(outcome, "--multipliers", "empty", $"'{multipliers}'");
+        Assert.False(File.Exists(In("m.zip")));
+    }
+
+    [Fact]
+    public void AnArgumentErrorShowsItsMessageWithoutTheParameterName()
+    {
+        var outcome = Run("train", "--shapes", "--size", "18", "--out", In("m.zip"));
+        UsageError(outcome, "ImageSize 18 must be divisible by 4");
+        Assert.DoesNotContain("(Parameter", outcome.Output);
+    }
+
+    [Fact]
     public void AnEmptyImageFolderIsAUsageError()
     {
         Directory.CreateDirectory(In("empty"));
@@ -104,7 +135,9 @@ public sealed class BadInputTests : IDisposable
         string images = In("images");
         TestImages.WriteShapes(images, count: 3);
         File.WriteAllText(Path.Combine(images, "broken.png"), "this is not a PNG");
-        RuntimeError(Run("train", "--images", images, "--out", In("m.zip")), "broken.png", "row 0", "cannot be read", "--skip-bad-images");
+        var outcome = Run("train", "--images", images, "--out", In("m.zip"));
+        RuntimeError(outcome, "broken.png", "row 0", "cannot be read", "Add --skip-bad-images to skip unreadable images.");
+        Assert.DoesNotContain("SkipBadRows", outcome.Output);   // the library's option, not the tool's
         Assert.False(File.Exists(In("m.zip")));
     }
 

@@ -146,5 +146,16 @@ public sealed class DiffusersCommandsTests : IDisposable
         Assert.Contains("Only diffusers' UNet2DModel", export.Output);
     }
 
+    [Fact]
+    public void AnEmptyDiffusersFolderNamesEverythingItLacks()
+    {
+        string empty = In("empty");
+        Directory.CreateDirectory(empty);
+        var import = Run("import", "--diffusers", empty, "--out", In("m.zip"));
+        Assert.True(import.ExitCode == 1, import.ToString());
+        foreach (string lacking in new[] { "scheduler_config.json", "config.json (nor unet/config.json)", "diffusion_pytorch_model.safetensors" })
+            Assert.Contains(lacking, import.Output);
+    }
+
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 }

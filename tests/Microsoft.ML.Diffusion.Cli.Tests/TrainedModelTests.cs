@@ -74,6 +74,15 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
     }
 
     [Fact]
+    public void AnArgumentErrorFromTheLibraryShowsItsMessageAndValueWithoutTheParameterName()
+    {
+        var outcome = Run("generate", "--model", trained.Zip, "--count", "1", "--sampler", "ddim", "--steps", "5000", "--out", Path.Combine(trained.Folder, "too-many.png"));
+        Assert.True(outcome.ExitCode == 1, outcome.ToString());
+        Assert.Contains("error: The step count must lie in [1, 1000] (the schedule's length). Actual value was 5000.", outcome.Output);
+        Assert.DoesNotContain("(Parameter", outcome.Output);
+    }
+
+    [Fact]
     public void InfoPrintsTheArchitectureScheduleAndStepCount()
     {
         var info = Run("info", "--model", trained.Zip);

@@ -21,14 +21,17 @@ public sealed class CliRuntimeException(string message, Exception? inner = null)
 
 internal static class Errors
 {
-    /// <summary>The most specific message of an exception chain (ML.NET wraps loader failures several levels deep).</summary>
+    /// <summary>
+    /// The most specific message of an exception chain (ML.NET wraps loader failures several levels deep), as
+    /// <see cref="ErrorText.Of"/> words it.
+    /// </summary>
     public static string Innermost(Exception e)
     {
         while (true)
         {
             if (e is AggregateException { InnerExceptions.Count: 1 } a) { e = a.InnerExceptions[0]; continue; }
             if (e is System.Reflection.TargetInvocationException { InnerException: { } t }) { e = t; continue; }
-            if (e.InnerException is null) return e.Message;
+            if (e.InnerException is null) return ErrorText.Of(e);
             e = e.InnerException;
         }
     }

@@ -39,6 +39,13 @@ public static class MLDiffusionCli
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
+            // An unknown verb makes System.CommandLine report a missing command and every later token; say what it is instead.
+            if (UnknownVerb(parse, root, args) is { } unknown)
+            {
+                error.WriteLine($"error: Unknown command '{unknown}'. The commands are: {string.Join(", ", root.Subcommands.Select(c => c.Name))}.");
+                error.WriteLine("Run 'mldiffusion --help' for usage.");
+                return ExitCodes.UsageError;
+            }
             foreach (var e in parse.Errors) error.WriteLine($"error: {e.Message}");
             string verb = parse.CommandResult.Command is { } c && c != root ? $"{c.Name} " : "";
             error.WriteLine($"Run 'mldiffusion {verb}--help' for usage.");
@@ -46,6 +53,10 @@ public static class MLDiffusionCli
         }
         return parse.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
     }
+
+    // The first argument when it is neither a verb nor an option: what the user meant as the verb.
+    private static string? UnknownVerb(ParseResult parse, RootCommand root, string[] args)
+        => args.Length > 0 && parse.CommandResult.Command == root && !args[0].StartsWith('-') && parse.UnmatchedTokens.Contains(args[0]) ? args[0] : null;
 
     private static int RunGuarded(Func<int> body, CliContext ctx)
     {

@@ -167,12 +167,14 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         {
             // The row failed before its step: the trainer is consistent, so its state is worth keeping.
             string kept = "";
+            string? state = null;
             if (o.CheckpointPath is not null && trainer.StepsDone > 0)
             {
                 trainer.SaveState(o.CheckpointPath);
+                state = o.CheckpointPath;
                 kept = $" The training state at step {trainer.StepsDone} is saved in '{o.CheckpointPath}'.";
             }
-            throw new InvalidOperationException($"Training stopped at step {trainer.StepsDone}: {e.Message}{kept} Set SkipBadRows to skip unreadable rows.", e);
+            throw new UnreadableTrainingRowException(e.Row, trainer.StepsDone, state, $"Training stopped at step {trainer.StepsDone}: {e.Message}{kept}", e);
         }
         if (skipped > 0) ch.Warning($"{skipped} unreadable training rows were skipped.");
         if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);

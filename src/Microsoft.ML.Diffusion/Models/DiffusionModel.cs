@@ -495,7 +495,8 @@ public sealed class DiffusionModel : IDisposable
     /// <c>unet</c> subfolder, and the noise schedule and prediction type of its <c>scheduler_config.json</c> (top or
     /// <c>scheduler</c> subfolder; DDPMScheduler, DDIMScheduler or DPMSolverMultistepScheduler). The weights go to
     /// <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>). <see cref="GenerationOptions.FromDiffusers"/>
-    /// gives the sampler settings that reproduce the scheduler. Errors name the file and the field or tensor.
+    /// gives the sampler settings that reproduce the scheduler. Errors name the file and the field or tensor; a folder that
+    /// lacks files names all of them.
     /// </summary>
     public static DiffusionModel LoadDiffusers(string folder, Device? device = null) => Interchange.Diffusers.DiffusersPipelineFolder.Load(folder, device);
 

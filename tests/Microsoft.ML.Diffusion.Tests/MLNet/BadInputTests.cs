@@ -55,12 +55,12 @@ public sealed class BadInputTests : IClassFixture<PipelineRoundTripTests.Trained
         options.ImageSize = null;
         var rows = Enumerable.Range(0, 4).Select(_ => new VectorRow()).ToArray();
         rows[2].Pixels[17] = float.NaN;
-        var nan = Assert.Throws<InvalidOperationException>(() => ml.Transforms.TrainDiffusion(options).Fit(ml.Data.LoadFromEnumerable(rows)));
+        var nan = Assert.Throws<UnreadableTrainingRowException>(() => ml.Transforms.TrainDiffusion(options).Fit(ml.Data.LoadFromEnumerable(rows)));
         Assert.Contains("'Pixels'", nan.Message);
         Assert.Contains("row 2", nan.Message);
 
         rows[2].Pixels[17] = float.PositiveInfinity;
-        Assert.Contains("NaN or infinite", Assert.Throws<InvalidOperationException>(() => ml.Transforms.TrainDiffusion(options).Fit(ml.Data.LoadFromEnumerable(rows))).Message);
+        Assert.Contains("NaN or infinite", Assert.Throws<UnreadableTrainingRowException>(() => ml.Transforms.TrainDiffusion(options).Fit(ml.Data.LoadFromEnumerable(rows))).Message);
 
         var unsized = Assert.ThrowsAny<ArgumentException>(() => ml.Transforms.TrainDiffusion(options).Fit(ml.Data.LoadFromEnumerable([new UnsizedVectorRow()])));
         Assert.Contains("unknown size", unsized.Message);
@@ -77,7 +77,7 @@ public sealed class BadInputTests : IClassFixture<PipelineRoundTripTests.Trained
         // Loaded at 20×20 (unsized column type), but the model is told 16×16.
         options.ImageSize = 16;
         var pipeline = ml.Transforms.LoadImages("Image", folder, "Path").Append(ml.Transforms.TrainDiffusion(options));
-        var e = Assert.Throws<InvalidOperationException>(() => pipeline.Fit(data));
+        var e = Assert.Throws<UnreadableTrainingRowException>(() => pipeline.Fit(data));
         Assert.Contains("20×20 image at row 0", e.Message);
 
         // Resized to a size that does not match the option.

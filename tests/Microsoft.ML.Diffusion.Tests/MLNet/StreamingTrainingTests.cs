@@ -157,12 +157,19 @@ public sealed class StreamingTrainingTests : IDisposable
         options.CheckpointPath = checkpoint;
         options.CheckpointEvery = 1000;   // only the error writes it
 
-        var error = Assert.Throws<InvalidOperationException>(() => Pipeline(ml, images, options).Fit(data));
+        var error = Assert.Throws<UnreadableTrainingRowException>(() => Pipeline(ml, images, options).Fit(data));
         Assert.Contains("row 20", error.Message);
         Assert.Contains("shape020.png", error.Message);
         Assert.Contains("SkipBadRows", error.Message);
         Assert.True(File.Exists(checkpoint), error.Message);
         Assert.Contains($"'{checkpoint}'", error.Message);
+        // The parts, for callers that word the remedy themselves (the CLI's --skip-bad-images).
+        Assert.Equal(20, error.Row);
+        Assert.Equal(checkpoint, error.CheckpointPath);
+        Assert.InRange(error.StepsDone, 1, 6);
+        Assert.Contains("shape020.png", error.Problem);
+        Assert.Contains($"'{checkpoint}'", error.Problem);
+        Assert.DoesNotContain("SkipBadRows", error.Problem);
 
         // The kept state resumes, now skipping the bad row, and the skip is counted once.
         var resume = MLNetTestData.TinyTraining(steps: 20);

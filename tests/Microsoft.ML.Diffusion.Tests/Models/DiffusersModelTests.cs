@@ -71,5 +71,25 @@ public sealed class DiffusersModelTests : IDisposable
         Assert.Contains("has no scheduler_config.json", error.Message);
     }
 
+    [Fact]
+    public void AnIncompleteFolderNamesEverythingItLacksInOneMessage()
+    {
+        string empty = Path.Combine(_folder, "empty");
+        Directory.CreateDirectory(empty);
+        var error = Assert.Throws<FileNotFoundException>(() => DiffusionModel.LoadDiffusers(empty, CPU));
+        Assert.Contains($"'{empty}' has no scheduler_config.json", error.Message);
+        Assert.Contains("config.json (nor unet/config.json)", error.Message);
+        Assert.Contains("diffusion_pytorch_model.safetensors", error.Message);
+
+        // With a unet/ folder, the network's files are looked for in it.
+        string pipeline = Path.Combine(_folder, "pipeline");
+        CopyInto(Fixture("ddim-leading"), Path.Combine(pipeline, "scheduler"));
+        Directory.CreateDirectory(Path.Combine(pipeline, "unet"));
+        var unet = Assert.Throws<FileNotFoundException>(() => DiffusionModel.LoadDiffusers(pipeline, CPU));
+        Assert.Contains("unet/config.json", unet.Message);
+        Assert.Contains("unet/diffusion_pytorch_model.safetensors", unet.Message);
+        Assert.DoesNotContain("scheduler_config.json", unet.Message);
+    }
+
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 }

@@ -139,5 +139,30 @@ public sealed class DiffusersUNet2DTests : IDisposable
         Assert.Contains("diffusion_pytorch_model.safetensors", Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(truncated)).Message);
     }
 
+    [Fact]
+    public void ABinFileThatIsNotAPyTorchCheckpointIsNamedAsSuch()
+    {
+        string folder = Copy();
+        File.Delete(Path.Combine(folder, "diffusion_pytorch_model.safetensors"));
+        string bin = Path.Combine(folder, "diffusion_pytorch_model.bin");
+        var bytes = new byte[4096];
+        new Random(7).NextBytes(bytes);
+        bytes[0] = 0x13;   // not a zip's 'P', whatever the seed gives
+        File.WriteAllBytes(bin, bytes);
+        var random = Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(folder));
+        Assert.Contains($"'{bin}' is not a PyTorch checkpoint", random.Message);
+        Assert.DoesNotContain("old PyTorch format", random.Message);
+
+        // torch.save(..., _use_new_zipfile_serialization=False) starts with the legacy magic number, pickled with protocol 2 (or 4 and 5, framed).
+        byte[] magic = [0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e];
+        foreach (byte[] head in new byte[][] { [0x80, 0x02, .. magic], [0x80, 0x04, 0x95, 0x0d, 0, 0, 0, 0, 0, 0, 0, .. magic] })
+        {
+            File.WriteAllBytes(bin, [.. head, .. bytes]);
+            var legacy = Assert.Throws<CheckpointFormatException>(() => DiffusersUNetFolder.Load(folder));
+            Assert.Contains($"'{bin}'", legacy.Message);
+            Assert.Contains("old PyTorch format", legacy.Message);
+        }
+    }
+
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 }

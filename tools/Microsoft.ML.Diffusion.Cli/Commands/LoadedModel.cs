@@ -81,8 +81,16 @@ internal sealed class LoadedModel : IDisposable
         GenerationOptions scheduler;
         try
         {
-            scheduler = GenerationOptions.FromDiffusers(folder);
-            model = DiffusionModel.LoadDiffusers(folder);
+            model = DiffusionModel.LoadDiffusers(folder);   // first: it names every file the folder lacks
+            try
+            {
+                scheduler = GenerationOptions.FromDiffusers(folder);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
         }
         catch (Exception e) when (e is Checkpoints.CheckpointFormatException or FileNotFoundException or DirectoryNotFoundException or IOException)
         {

@@ -131,7 +131,7 @@ internal sealed class TrainCommand
             }
             catch (ArgumentException e)
             {
-                throw new UsageException($"The network cannot be built with --size {size}, --base-channels {baseChannels}, --multipliers {string.Join(",", multipliers)}: {e.Message}");
+                throw new UsageException($"The network cannot be built with --size {size}, --base-channels {baseChannels}, --multipliers {string.Join(",", multipliers)}: {ErrorText.Of(e)}");
             }
         }
 
@@ -144,7 +144,7 @@ internal sealed class TrainCommand
         // ---- The ML.NET pipeline. ----
         var ml = new MLContext(seed: parse.GetValue(Seed));
         using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
-        var losses = new List<(int Step, double Loss, double LearningRate)>();
+        var losses = new LossLog();
         var meter = new RateMeter();
         int lastStep = 0;
         long skipped = 0;
@@ -177,8 +177,14 @@ internal sealed class TrainCommand
             ReportEvery = 1,
             Progress = p =>
             {
-                if (losses.Count == 0 && p.Step > 1) ctx.Line($"  resumed at step {p.Step - 1}");
-                losses.Add((p.Step, p.Loss, p.LearningRate));
+                if (losses.Count == 0 && p.Step > 1)
+                {
+                    ctx.Line($"  resumed at step {p.Step - 1}");
+                    if (resuming) losses.Continue(lossCsv, p.Step - 1);   // the earlier run's steps, up to the checkpoint's
+                }
+                losses.Add(p.Step, p.Loss, p.LearningRate);
+                // Reported before the step's checkpoint is written, so the CSV never lacks a step the checkpoint holds.
+                if (p.Step % checkpointEvery == 0) losses.WriteCsv(lossCsv);
                 lastStep = p.Step;
                 skipped = p.SkippedRows;
                 meter.Report(p.Step);
@@ -240,7 +246,7 @@ internal sealed class TrainCommand
         }
         catch (Exception e) when (Errors.IsCancellation(e))
         {
-            WriteLoss(losses, lossPng, lossCsv);
+            losses.Save(lossPng, lossCsv);
             if (File.Exists(checkpoint))
                 ctx.Line($"Training stopped{(lastStep > 0 ? $" after step {lastStep}" : "")}. The training state is kept in '{checkpoint}'; run the same command again to continue from it.");
             else
@@ -251,10 +257,14 @@ internal sealed class TrainCommand
         {
             throw new CliRuntimeException($"{e.Message} Use --fresh to start over, or the settings the checkpoint was written with.", e);
         }
+        catch (UnreadableTrainingRowException e)
+        {
+            // The stage's problem names the row, the file and the kept training state; the way to skip such rows is the tool's option.
+            throw new CliRuntimeException($"{e.Problem} Add --skip-bad-images to skip unreadable images.", e);
+        }
         catch (InvalidOperationException e) when (!Errors.IsCancellation(e))
         {
-            // The stage's own message names the row, the file and the kept training state.
-            throw new CliRuntimeException(e.Message.Replace("Set SkipBadRows to skip unreadable rows.", "Add --skip-bad-images to skip unreadable images."), e);
+            throw new CliRuntimeException(e.Message, e);
         }
 
         if (losses.Count == 0)
@@ -263,18 +273,10 @@ internal sealed class TrainCommand
         var trained = DiffusionTrainingTransformer.FindModel(model);
         ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{outPath}'.");
         if (skipped > 0) ctx.Line($"Skipped {skipped} unreadable image{(skipped == 1 ? "" : "s")}.");
-        if (WriteLoss(losses, lossPng, lossCsv)) ctx.Line($"Loss curve: '{lossPng}' (values in '{lossCsv}').");
+        if (losses.Save(lossPng, lossCsv)) ctx.Line($"Loss curve: '{lossPng}' (values in '{lossCsv}').");
         ctx.Line($"Training state: '{checkpoint}' (raise --steps and run again to continue training).");
         (model as IDisposable)?.Dispose();
         return ExitCodes.Success;
-    }
-
-    private static bool WriteLoss(List<(int Step, double Loss, double LearningRate)> losses, string png, string csv)
-    {
-        if (losses.Count == 0) return false;
-        LossPlot.Save([.. losses.Select(l => (l.Step, l.Loss))], png, $"Training loss (steps {losses[0].Step}–{losses[^1].Step})");
-        File.WriteAllLines(csv, ["step,loss,learning_rate", .. losses.Select(l => FormattableString.Invariant($"{l.Step},{l.Loss:R},{l.LearningRate:R}"))]);
-        return true;
     }
 
     private static int Positive(int value, string name)
@@ -282,11 +284,7 @@ internal sealed class TrainCommand
 
     private static int[] ParseMultipliers(string text)
     {
-        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        var values = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out values[i]) || values[i] < 1 || values[i] > 16)
-                throw new UsageException($"--multipliers must be comma-separated whole numbers from 1 to 16 (like 1,2,2), not '{text}'.");
+        int[] values = CommaList.Integers(text, "--multipliers", min: 1, max: 16, example: "1,2,2");
         if (values.Length is 0 or > 5) throw new UsageException($"--multipliers needs 1 to 5 levels, not '{text}'.");
         return values;
     }

@@ -19,9 +19,9 @@ internal static class DiffusersPipelineFolder
     public static DiffusionModel Load(string folder, Device? device)
     {
         DiffusionDevice.EnsureInitialized();
+        DiffusersModelFolder.ThrowIfIncomplete(folder);
         var (schedulerPath, scheduler) = DiffusersSchedulerConfig.ReadFolder(folder);
-        string unet = Directory.Exists(Path.Combine(folder, "unet")) ? Path.Combine(folder, "unet") : folder;
-        var network = DiffusersUNetFolder.Load(unet);
+        var network = DiffusersUNetFolder.Load(DiffusersModelFolder.UNetFolder(folder));
         network.to(device ?? DiffusionDevice.Resolve());
         return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction) { DiffusersScheduler = File.ReadAllText(schedulerPath) };
     }

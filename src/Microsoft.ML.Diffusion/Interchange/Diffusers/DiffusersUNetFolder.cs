@@ -53,6 +53,12 @@ internal static class DiffusersUNetFolder
     // torch.save's zip of a pickled state dict. Anything else (a whole pickled model, the legacy format, a truncated zip) fails naming the file.
     private static Dictionary<string, Tensor> ReadPickle(string path)
     {
+        // TorchSharp.PyBridge takes any file that is not a zip for the old format; tell the two apart first.
+        byte[] head = PyTorchFileFormat.ReadHead(path);
+        if (PyTorchFileFormat.IsLegacy(head))
+            throw new CheckpointFormatException($"'{path}' was saved in the old PyTorch format (before PyTorch 1.6, or with _use_new_zipfile_serialization=False), which this library cannot read; save the state dict again with a current torch.save, or as safetensors.");
+        if (!PyTorchFileFormat.IsZip(head))
+            throw new CheckpointFormatException($"'{path}' is not a PyTorch checkpoint: it is neither the zip archive torch.save writes nor PyTorch's old format.");
         System.Collections.Hashtable table;
         try
         {
