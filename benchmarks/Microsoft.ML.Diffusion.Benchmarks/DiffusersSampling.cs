@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Samplers;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Interchange;
 
 namespace Microsoft.ML.Diffusion.Benchmarks;
 
@@ -15,7 +16,7 @@ internal static class DiffusersSampling
 
     public static Result Run(string folder, int batch, int steps, int repeats, Action<string> log)
     {
-        using var model = DiffusionModel.LoadDiffusers(folder, CPU);
+        using var model = DiffusersFormat.Load(folder, CPU);
         long parameters = model.Network.parameters().Sum(p => p.numel());
         var shape = model.ImageShape;
         var denoiser = model.AsDenoiser(forwardBatchSize: batch);

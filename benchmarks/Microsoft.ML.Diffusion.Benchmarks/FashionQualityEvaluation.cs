@@ -5,6 +5,7 @@ using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Benchmarks;
 

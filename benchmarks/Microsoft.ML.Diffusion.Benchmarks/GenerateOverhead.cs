@@ -7,12 +7,13 @@ using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Schedules;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Benchmarks;
 
 /// <summary>
 /// The cost of generating through <c>DiffusionGenerate</c> (an IDataView with a seed column, batched
-/// look-ahead, conversion to pixel vectors) against calling <see cref="DiffusionModel.Generate"/>
+/// look-ahead, conversion to pixel vectors) against calling <see cref="Microsoft.ML.Diffusion.Pipelines.DiffusionPipelines.Generate"/>
 /// directly on the same seeds in the same batches. Each side runs twice, alternating; the faster run counts.
 /// </summary>
 internal static class GenerateOverhead

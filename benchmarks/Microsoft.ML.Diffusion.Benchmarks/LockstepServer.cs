@@ -4,6 +4,7 @@ using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Training;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Benchmarks;
 

@@ -11,6 +11,7 @@ using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Schedules;
 using Microsoft.ML.Diffusion.Training;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Benchmarks;
 

@@ -3,12 +3,13 @@ using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Training;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Benchmarks;
 
 /// <summary>
 /// Memory soak: many training steps (through <see cref="DiffusionTrainer.Train"/>) and sampling runs
-/// (through <see cref="DiffusionModel.Generate"/>), comparing RSS after a warm-up with RSS at the end.
+/// (through <see cref="Microsoft.ML.Diffusion.Pipelines.DiffusionPipelines.Generate"/>), comparing RSS after a warm-up with RSS at the end.
 /// Native memory that is leaked (tensors nobody disposes, scopes that keep growing) shows up as growth.
 /// </summary>
 internal static class Soak

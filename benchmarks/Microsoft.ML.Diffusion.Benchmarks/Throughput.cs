@@ -7,6 +7,7 @@ using Microsoft.ML.Diffusion.Schedules;
 using Microsoft.ML.Diffusion.Training;
 using TorchSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Benchmarks;
 

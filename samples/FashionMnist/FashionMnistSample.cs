@@ -6,6 +6,7 @@ using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Samples;
 

@@ -4,6 +4,8 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.SampleData;
+using Microsoft.ML.Diffusion.Pipelines;
+using Microsoft.ML.Diffusion.Interchange;
 
 namespace Microsoft.ML.Diffusion.Samples;
 
@@ -28,7 +30,7 @@ public static class PretrainedDiffusersSample
 
         // 1. The diffusers folder as a model, and the sampler settings of its scheduler. DDPM's 1,000 steps are slow on a
         //    CPU: its network works as well with DDIM, which reads the same schedule.
-        using var model = DiffusionModel.LoadDiffusers(diffusersFolder);
+        using var model = DiffusersFormat.Load(diffusersFolder);
         var scheduler = GenerationOptions.FromDiffusers(diffusersFolder);
         string schedulerSampler = scheduler.Sampler.ToString();
         if (schedulerSampler == "ddpm") scheduler.Sampler = "ddim";

@@ -8,6 +8,7 @@ using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Transforms.Image;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Samples;
 

@@ -3,6 +3,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Runtime;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML;
 

@@ -4,6 +4,7 @@ using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms.Image;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.MLNet;
 

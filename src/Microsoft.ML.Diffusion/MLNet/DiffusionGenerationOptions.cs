@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.MLNet;
 

@@ -6,6 +6,7 @@ using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 [assembly: LoadableClass(typeof(DiffusionGenerationTransformer), null, typeof(SignatureLoadModel),
     "Diffusion Generation", DiffusionGenerationTransformer.LoaderSignature)]

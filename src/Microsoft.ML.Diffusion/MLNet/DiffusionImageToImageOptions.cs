@@ -1,9 +1,11 @@
+using Microsoft.ML.Diffusion.Pipelines;
+
 namespace Microsoft.ML.Diffusion.MLNet;
 
 /// <summary>
 /// Options for <see cref="DiffusionCatalog.DiffusionImageToImage(TransformsCatalog, ITransformer, DiffusionImageToImageOptions)"/>:
 /// image-to-image (SDEdit). Each row's image is noised by the forward process to <see cref="Strength"/> of the way along
-/// the sampler's steps and sampled back from there (see <see cref="Models.DiffusionModel.ImageToImage"/>), so the output
+/// the sampler's steps and sampled back from there (see <see cref="Pipelines.DiffusionPipelines.ImageToImage"/>), so the output
 /// keeps the input's layout and colours more the lower the strength. Every sampling setting and column of
 /// <see cref="DiffusionGenerationOptions"/> applies; the seed column gives each row its noise.
 /// </summary>

@@ -1,10 +1,11 @@
 using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.MLNet;
 
 /// <summary>
 /// Options for <see cref="DiffusionCatalog.DiffusionInpaint(TransformsCatalog, ITransformer, DiffusionInpaintingOptions)"/>:
-/// RePaint inpainting (see <see cref="DiffusionModel.Inpaint"/>). Where a row's mask is 1 the model redraws the image,
+/// RePaint inpainting (see <see cref="DiffusionPipelines.Inpaint"/>). Where a row's mask is 1 the model redraws the image,
 /// where it is 0 the output equals the input exactly. A row whose mask is all zeros is returned as it is, without
 /// sampling; a mask of ones draws a new image. RePaint walks its own timesteps: <see cref="GenerationOptions.Steps"/>
 /// (null: 250), <see cref="GenerationOptions.Eta"/>, <see cref="GenerationOptions.GuidanceScale"/> and

@@ -4,6 +4,7 @@ using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.MLNet.Internal;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Runtime;
+using Microsoft.ML.Diffusion.Pipelines;
 
 [assembly: LoadableClass(typeof(DiffusionTrainingTransformer), null, typeof(SignatureLoadModel),
     "Diffusion Model", DiffusionTrainingTransformer.LoaderSignature)]

@@ -6,7 +6,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// <summary>
 /// The registry of samplers by name, so a sampler can be chosen from configuration, saved with a generation stage
 /// and added without changing the library: <see cref="Register"/> a factory under a new name and every entry point
-/// (<see cref="Models.DiffusionModel.Generate"/>, <c>DiffusionGenerate</c>, the command line) can use it.
+/// (<c>DiffusionPipelines.Generate</c>, <c>DiffusionGenerate</c>, the command line) can use it.
 /// </summary>
 public static class DiffusionSamplers
 {

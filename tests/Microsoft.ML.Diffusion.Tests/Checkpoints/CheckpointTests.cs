@@ -7,6 +7,7 @@ using Microsoft.ML.Diffusion.Tests.Training;
 using Microsoft.ML.Diffusion.Training;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.Checkpoints;
 

@@ -7,6 +7,7 @@ using Microsoft.ML.Diffusion.Tests.Infrastructure;
 using Microsoft.ML.Diffusion.Tests.MLNet;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.Checkpoints;
 

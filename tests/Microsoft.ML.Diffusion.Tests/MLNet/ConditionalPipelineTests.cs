@@ -4,6 +4,7 @@ using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Xunit;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.MLNet;
 

@@ -7,6 +7,7 @@ using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Tests.Networks;
 using Xunit;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.MLNet;
 

@@ -1,5 +1,6 @@
 using Microsoft.ML.Diffusion.MLNet;
 using Xunit;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.MLNet;
 

@@ -2,6 +2,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.Samplers;
 using Xunit;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.MLNet;
 

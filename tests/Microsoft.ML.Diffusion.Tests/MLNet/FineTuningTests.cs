@@ -5,6 +5,7 @@ using Microsoft.ML.Diffusion.Networks.Diffusers;
 using Microsoft.ML.Diffusion.Process;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Interchange;
 
 namespace Microsoft.ML.Diffusion.Tests.MLNet;
 
@@ -52,7 +53,7 @@ public sealed class FineTuningTests : IDisposable
     public void TrainingStartsFromThePretrainedWeightsScheduleAndPrediction()
     {
         var ml = new MLContext(seed: 1);
-        using var pretrained = DiffusionModel.LoadDiffusers(Pipeline(), CPU);
+        using var pretrained = DiffusersFormat.Load(Pipeline(), CPU);
 
         // No steps: the result is the pretrained model itself.
         using (var unchanged = ml.Transforms.TrainDiffusion(Options(pretrained, 0)).Fit(Data(ml)))
@@ -82,7 +83,7 @@ public sealed class FineTuningTests : IDisposable
     public void ImagesOfAnotherSizeOrAConditionTheModelLacksAreNamed()
     {
         var ml = new MLContext(seed: 1);
-        using var pretrained = DiffusionModel.LoadDiffusers(Pipeline(), CPU);
+        using var pretrained = DiffusersFormat.Load(Pipeline(), CPU);
         var large = ml.Data.LoadFromEnumerable(new[] { new LargeRow() });
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.TrainDiffusion(Options(pretrained, 1)).Fit(large));
         Assert.Contains("takes 1×8×8 images, but column 'Pixels' gives 1×16×16", error.Message);

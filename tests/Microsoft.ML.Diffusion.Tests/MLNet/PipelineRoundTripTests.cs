@@ -4,6 +4,7 @@ using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Transforms.Image;
 using Xunit;
 using Xunit.Abstractions;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.MLNet;
 

@@ -7,6 +7,8 @@ using Microsoft.ML.Diffusion.Schedules;
 using Microsoft.ML.Diffusion.Training;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
+using Microsoft.ML.Diffusion.Interchange;
 
 namespace Microsoft.ML.Diffusion.Tests.Models;
 
@@ -53,7 +55,7 @@ public sealed class DiffusersExportTests : IDisposable
     {
         string folder = TrainAndExport();
         Assert.True(File.Exists(Path.Combine(folder, "model_index.json")));
-        using var model = DiffusionModel.LoadDiffusers(folder, CPU);
+        using var model = DiffusersFormat.Load(folder, CPU);
         var check = SafeTensors.Read(File.ReadAllBytes(Path.Combine(folder, "check.safetensors")), "check");
         using var noGrad = no_grad();
         using var output = model.Network.Forward(check["sample"], check["timestep"], null);

@@ -6,6 +6,8 @@ using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Schedules;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
+using Microsoft.ML.Diffusion.Interchange;
 
 namespace Microsoft.ML.Diffusion.Tests.Models;
 
@@ -30,7 +32,7 @@ public sealed class DiffusersModelTests : IDisposable
         string pipeline = Path.Combine(_folder, "pipeline");
         CopyInto(Fixture("unet-attn"), Path.Combine(pipeline, "unet"));
         CopyInto(Fixture("ddim-trailing-v"), Path.Combine(pipeline, "scheduler"));
-        using var model = DiffusionModel.LoadDiffusers(pipeline, CPU);
+        using var model = DiffusersFormat.Load(pipeline, CPU);
         Assert.IsType<UNet2DModelNoisePredictor>(model.Network);
         Assert.Equal(PredictionType.VPrediction, model.Prediction);
         Assert.Equal(NoiseScheduleKind.ScaledLinear, model.ScheduleOptions.Kind);
@@ -61,13 +63,13 @@ public sealed class DiffusersModelTests : IDisposable
         string flat = Path.Combine(_folder, "flat");
         CopyInto(Fixture("unet-ddpm"), flat);
         CopyInto(Fixture("ddpm-linear"), flat);
-        using (var model = DiffusionModel.LoadDiffusers(flat, CPU))
+        using (var model = DiffusersFormat.Load(flat, CPU))
             Assert.Equal(3, model.NetworkOptions.ImageChannels);
         Assert.Equal("ddpm", GenerationOptions.FromDiffusers(flat).Sampler.ToString());
 
         string unetOnly = Path.Combine(_folder, "unet-only");
         CopyInto(Fixture("unet-ddpm"), unetOnly);
-        var error = Assert.Throws<FileNotFoundException>(() => DiffusionModel.LoadDiffusers(unetOnly, CPU));
+        var error = Assert.Throws<FileNotFoundException>(() => DiffusersFormat.Load(unetOnly, CPU));
         Assert.Contains("has no scheduler_config.json", error.Message);
     }
 
@@ -76,7 +78,7 @@ public sealed class DiffusersModelTests : IDisposable
     {
         string empty = Path.Combine(_folder, "empty");
         Directory.CreateDirectory(empty);
-        var error = Assert.Throws<FileNotFoundException>(() => DiffusionModel.LoadDiffusers(empty, CPU));
+        var error = Assert.Throws<FileNotFoundException>(() => DiffusersFormat.Load(empty, CPU));
         Assert.Contains($"'{empty}' has no scheduler_config.json", error.Message);
         Assert.Contains("config.json (nor unet/config.json)", error.Message);
         Assert.Contains("diffusion_pytorch_model.safetensors", error.Message);
@@ -85,7 +87,7 @@ public sealed class DiffusersModelTests : IDisposable
         string pipeline = Path.Combine(_folder, "pipeline");
         CopyInto(Fixture("ddim-leading"), Path.Combine(pipeline, "scheduler"));
         Directory.CreateDirectory(Path.Combine(pipeline, "unet"));
-        var unet = Assert.Throws<FileNotFoundException>(() => DiffusionModel.LoadDiffusers(pipeline, CPU));
+        var unet = Assert.Throws<FileNotFoundException>(() => DiffusersFormat.Load(pipeline, CPU));
         Assert.Contains("unet/config.json", unet.Message);
         Assert.Contains("unet/diffusion_pytorch_model.safetensors", unet.Message);
         Assert.DoesNotContain("scheduler_config.json", unet.Message);

@@ -7,6 +7,7 @@ using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Schedules;
 using Microsoft.ML.Diffusion.Tests.Training;
 using Xunit;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.Models;
 

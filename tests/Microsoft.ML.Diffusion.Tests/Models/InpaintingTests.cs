@@ -2,6 +2,7 @@ using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Samplers;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.Models;
 

@@ -2,6 +2,7 @@ using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Models;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.Models;
 

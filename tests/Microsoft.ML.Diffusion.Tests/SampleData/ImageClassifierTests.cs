@@ -4,6 +4,7 @@ using Microsoft.ML.Diffusion.SampleData;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.SampleData;
 

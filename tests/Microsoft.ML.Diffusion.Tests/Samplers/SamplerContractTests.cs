@@ -5,6 +5,7 @@ using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Schedules;
 using Xunit;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.Samplers;
 

@@ -8,6 +8,7 @@ using Microsoft.ML.Diffusion.Training;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.Training;
 

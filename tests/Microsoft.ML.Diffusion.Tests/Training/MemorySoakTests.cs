@@ -9,6 +9,7 @@ using Xunit;
 using Xunit.Abstractions;
 using Microsoft.ML.Diffusion.Tests.Infrastructure;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Tests.Training;
 

@@ -6,6 +6,7 @@ using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Transforms.Image;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Cli.Commands;
 

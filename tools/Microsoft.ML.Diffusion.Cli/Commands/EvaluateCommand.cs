@@ -8,6 +8,7 @@ using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Transforms.Image;
 using Spectre.Console;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.Cli.Commands;
 

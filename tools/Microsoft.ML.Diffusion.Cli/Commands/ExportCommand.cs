@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.ML.Diffusion.Cli.Output;
+using Microsoft.ML.Diffusion.Interchange;
 
 namespace Microsoft.ML.Diffusion.Cli.Commands;
 

@@ -3,6 +3,8 @@ using Microsoft.ML.Diffusion.Cli.Output;
 using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Samplers;
+using Microsoft.ML.Diffusion.Pipelines;
+using Microsoft.ML.Diffusion.Interchange;
 
 namespace Microsoft.ML.Diffusion.Cli.Commands;
 
@@ -81,7 +83,7 @@ internal sealed class LoadedModel : IDisposable
         GenerationOptions scheduler;
         try
         {
-            model = DiffusionModel.LoadDiffusers(folder);   // first: it names every file the folder lacks
+            model = DiffusersFormat.Load(folder);   // first: it names every file the folder lacks
             try
             {
                 scheduler = GenerationOptions.FromDiffusers(folder);

@@ -11,8 +11,8 @@ namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
 
 /// <summary>
 /// A diffusers pipeline folder (<c>model_index.json</c>, <c>unet/</c>, <c>scheduler/</c>) read into a
-/// <see cref="DiffusionModel"/> and written from one; see <see cref="DiffusionModel.LoadDiffusers"/> and
-/// <see cref="DiffusionModel.SaveDiffusers"/>.
+/// <see cref="DiffusionModel"/> and written from one; see <see cref="DiffusersFormat.Load"/> and
+/// <see cref="DiffusersFormat.SaveDiffusers"/>.
 /// </summary>
 internal static class DiffusersPipelineFolder
 {

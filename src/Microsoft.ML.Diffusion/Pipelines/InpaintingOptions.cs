@@ -1,7 +1,9 @@
-namespace Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Models;
+
+namespace Microsoft.ML.Diffusion.Pipelines;
 
 /// <summary>
-/// Settings of RePaint inpainting (Lugmayr et al. 2022) for <see cref="DiffusionModel.Inpaint"/>: the denoising steps,
+/// Settings of RePaint inpainting (Lugmayr et al. 2022) for <see cref="DiffusionPipelines.Inpaint"/>: the denoising steps,
 /// and how often the sampler jumps back (re-noising the harmonised image by the forward process) to resample, which
 /// lets the redrawn region and the kept one agree. The defaults are diffusers' RePaintPipeline's: 250 steps, jumps of 10
 /// steps, 10 samples per jump, η = 0. The network is evaluated about Steps × (1 + (Resamplings − 1) × JumpLength / JumpLength)

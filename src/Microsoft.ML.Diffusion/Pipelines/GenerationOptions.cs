@@ -1,10 +1,11 @@
+using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Samplers;
 
-namespace Microsoft.ML.Diffusion.Models;
+namespace Microsoft.ML.Diffusion.Pipelines;
 
 /// <summary>
-/// How images are sampled: the settings of <see cref="DiffusionModel.Generate"/>, and the sampling half of the
-/// ML.NET stage's options (<see cref="MLNet.DiffusionGenerationOptions"/> derives from it).
+/// How images are sampled: the settings of <see cref="DiffusionPipelines.Generate"/>, and the sampling half of the
+/// ML.NET stage's options (<c>DiffusionGenerationOptions</c> derives from it).
 /// </summary>
 public record GenerationOptions
 {

@@ -1,0 +1,32 @@
+using Microsoft.ML.Diffusion.Devices;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Networks.Diffusers;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Interchange;
+
+/// <summary>Hugging Face diffusers pipeline folders, read into a <see cref="DiffusionModel"/> and written from one.</summary>
+public static class DiffusersFormat
+{
+    /// <summary>
+    /// Loads a Hugging Face diffusers model folder: a <c>UNet2DModel</c> (<c>config.json</c> with
+    /// <c>diffusion_pytorch_model.safetensors</c> or <c>.bin</c>, in float32, float16 or bfloat16) at the top or in a
+    /// <c>unet</c> subfolder, and the noise schedule and prediction type of its <c>scheduler_config.json</c> (top or
+    /// <c>scheduler</c> subfolder; DDPMScheduler, DDIMScheduler or DPMSolverMultistepScheduler). The weights go to
+    /// <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>). <c>GenerationOptions.FromDiffusers</c>
+    /// gives the sampler settings that reproduce the scheduler. Errors name the file and the field or tensor; a folder that
+    /// lacks files names all of them.
+    /// </summary>
+    public static DiffusionModel Load(string folder, Device? device = null) => Diffusers.DiffusersPipelineFolder.Load(folder, device);
+
+    /// <summary>
+    /// Writes the model as a diffusers pipeline folder that <c>DDPMPipeline.from_pretrained</c> (and
+    /// <c>UNet2DModel.from_pretrained</c> on its <c>unet</c> subfolder) loads: <c>model_index.json</c>,
+    /// <c>unet/config.json</c>, <c>unet/diffusion_pytorch_model.safetensors</c> (float32) and
+    /// <c>scheduler/scheduler_config.json</c>: the scheduler of the diffusers folder the model came from, unchanged, or
+    /// for a model trained here a DDPMScheduler with its schedule and prediction type. Only a diffusers
+    /// <see cref="UNet2DModelNoisePredictor"/> can be written; files are replaced atomically.
+    /// </summary>
+    public static void SaveDiffusers(this DiffusionModel model, string folder)
+        => Diffusers.DiffusersPipelineFolder.Save(model ?? throw new ArgumentNullException(nameof(model)), folder);
+}
