@@ -4,8 +4,8 @@
 The same UNet as src/Microsoft.ML.Diffusion/Networks (layer for layer: sinusoidal time embedding -> MLP,
 residual blocks with GroupNorm(8) / SiLU / 3x3 convs and a per-channel time projection, single-head
 self-attention at the listed resolutions, strided-conv downsampling, nearest + conv upsampling,
-zero-initialised output conv that computes max(C, 16) channels and keeps the first C, like
-Networks/OutputProjection.cs), so the parameter counts are equal; the same training step as
+zero-initialised output conv stored at its natural shape that computes max(C, 16) channels and keeps the
+first C, like Networks/OutputProjection.cs), so the parameter counts are equal; the same training step as
 DiffusionTrainer.TrainStep (random t, q_sample, MSE on eps, AdamW lr 2e-4, clip 1.0, EMA 0.999, loss
 kept on the device); and the samplers' per-step work (one UNet forward + a few elementwise ops, per-sample
 seeded noise for DDPM) under torch.inference_mode.
@@ -121,16 +121,24 @@ class Upsample(nn.Module):
 
 
 class OutputProjection(nn.Module):
+    """Networks/OutputProjection.cs: weights of the natural shape (C, cin, 3, 3), zero filters appended at run time so
+    the convolution computes max(C, 16) channels, the first C kept."""
+
     def __init__(self, cin, channels):
         super().__init__()
-        self.channels = channels
-        self.conv = nn.Conv2d(cin, max(channels, MIN_OUTPUT_CHANNELS), 3, padding=1)
-        nn.init.zeros_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
+        # A throw-away layer of the computed width draws from the global generator as the library's does, so every
+        # other layer gets the weights it always had.
+        nn.Conv2d(cin, max(channels, MIN_OUTPUT_CHANNELS), 3, padding=1)
+        self.weight = nn.Parameter(torch.zeros(channels, cin, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x):
-        y = self.conv(x)
-        return y if y.shape[1] == self.channels else y.narrow(1, 0, self.channels)
+        channels = self.weight.shape[0]
+        padding = MIN_OUTPUT_CHANNELS - channels
+        w = F.pad(self.weight, (0, 0, 0, 0, 0, 0, 0, padding)) if padding > 0 else self.weight
+        b = F.pad(self.bias, (0, padding)) if padding > 0 else self.bias
+        y = F.conv2d(x, w, b, padding=1)
+        return y.narrow(1, 0, channels) if padding > 0 else y
 
 
 class UNetNoisePredictor(nn.Module):
