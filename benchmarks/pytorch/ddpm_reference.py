@@ -208,6 +208,38 @@ class UNetNoisePredictor(nn.Module):
         return self.output_conv(F.silu(self.output_norm(h)))
 
 
+PROBE_TIMESTEPS = (17, 600)
+PROBE_MODULUS = 2147483647
+
+
+def probe_values(n, offset=0):
+    """n numbers in [-1, 1): an integer hash of the index (exact in int64, so NetworkProbe.cs gets the same ones)."""
+    i = torch.arange(offset, offset + n, dtype=torch.int64)
+    h = ((i * i) % PROBE_MODULUS * 48271 + i * 16807 + 12345) % PROBE_MODULUS
+    return h.double() / PROBE_MODULUS * 2 - 1
+
+
+def network_probe(o):
+    """What the network computes, for benchmarks/lockstep.py to compare with the library's side (NetworkProbe.cs in
+    the benchmarks project): a fresh network whose every parameter is set by a rule of its shape alone (hash values
+    u of the flat index; u * sqrt(3 / fan-in) for weights, 1 + 0.2 u for vectors), one forward of a fixed input
+    at fixed timesteps, and two statistics of the output: mean |y| and the mean of y times fixed values. They agree
+    to float rounding only if the two networks are the same function: moving the attention to another
+    resolution changes them by 5-15 %, GroupNorm(4) for GroupNorm(8) by 8 %, bilinear for nearest upsampling
+    by 0.6 %."""
+    net = UNetNoisePredictor(o)
+    net.eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            u = probe_values(p.numel())
+            v = u * math.sqrt(3.0 / (p.numel() // p.shape[0])) if p.dim() >= 2 else u * 0.2 + 1.0
+            p.copy_(v.float().view(p.shape))
+        shape = (len(PROBE_TIMESTEPS), o["image_channels"], o["image_size"], o["image_size"])
+        x = probe_values(math.prod(shape), offset=7).float().view(shape)
+        y = net(x, torch.tensor(PROBE_TIMESTEPS, dtype=torch.int64)).double().flatten()
+        return y.abs().mean().item(), (y * probe_values(y.numel(), offset=3)).mean().item()
+
+
 # ----------------------------------------------------------------------------- schedule, training, sampling
 
 T = 1000
@@ -611,8 +643,9 @@ def serve(args, log):
         state["model"] = model
         sample(model, "ddim", 2, state["seeds"], shape)  # warm-up
         params = sum(p.numel() for p in trainer.network.parameters())
-        log(f"[lockstep {name}] ready: {params:,} parameters, batch {batch}")
-        return f"ready {params}"
+        probe = network_probe(o)
+        log(f"[lockstep {name}] ready: {params:,} parameters, batch {batch}, probe {probe[0]:.6e} {probe[1]:.6e}")
+        return f"ready {params} {probe[0]:.9e} {probe[1]:.9e}"
 
     def next_batch():
         b = state["batches"][state["next"] % 4]
