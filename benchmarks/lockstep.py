@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="a few sampling steps per measurement (smoke test)")
     p.add_argument("--train-warmup", type=int, help="training steps before the first measurement (default 3)")
     p.add_argument("--sample-batch", type=int, help="images per sampling run (default: the configuration's batch, 64)")
+    p.add_argument("--bench-batch", type=int, help="training and sampling batch of bench (default 64)")
     p.add_argument("--rgb32-batch", type=int, help="training and sampling batch of rgb32 (default 64)")
     p.add_argument("--csharp", default=None, help="command that starts the C# server (default: dotnet run --no-build)")
     p.add_argument("--allow-different-networks", action="store_true",
@@ -122,22 +124,25 @@ def main():
         if n not in BATCH:
             p.error(f"unknown configuration {n}; known: {', '.join(BATCH)}")
     measures = QUICK if a.quick else MEASURES
+    if a.bench_batch:
+        BATCH["bench"] = a.bench_batch
     if a.rgb32_batch:
         BATCH["rgb32"] = a.rgb32_batch
     shared = []   # settings both servers get
-    for flag, value in (("--train-warmup", a.train_warmup), ("--sample-batch", a.sample_batch), ("--rgb32-batch", a.rgb32_batch)):
+    for flag, value in (("--train-warmup", a.train_warmup), ("--sample-batch", a.sample_batch), ("--bench-batch", a.bench_batch),
+                        ("--rgb32-batch", a.rgb32_batch)):
         if value is not None:
             if value < 1:
                 p.error(f"{flag} needs a positive whole number")
             shared += [flag, str(value)]
     log = lambda m: print(m, file=sys.stderr, flush=True)
 
-    csharp = (a.csharp.split() if a.csharp else
+    csharp = (shlex.split(a.csharp) if a.csharp else
               ["dotnet", "run", "--no-build", "--project", "benchmarks/Microsoft.ML.Diffusion.Benchmarks", "-c", "Release", "--"])
     ours = Server("Microsoft.ML.Diffusion", csharp + ["--serve", "--threads", str(a.threads)] + shared)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS=str(a.threads))
     if a.reference:
-        ref = Server("reference", a.reference.split() + ["--serve", "--threads", str(a.threads)] + shared, env)
+        ref = Server("reference", shlex.split(a.reference) + ["--serve", "--threads", str(a.threads)] + shared, env)
     else:
         ref = Server("PyTorch", ["/usr/bin/python3", "benchmarks/pytorch/ddpm_reference.py", "--serve", "--threads", str(a.threads)] + shared, env)
     started = time.time()

@@ -468,7 +468,7 @@ def versions():
 def run_config(name, args, log):
     cfg = CONFIGS[name]
     o = cfg["net"]
-    batch = args.rgb32_batch if (name == "rgb32" and args.rgb32_batch) else cfg["batch"]
+    batch = {"bench": args.bench_batch, "rgb32": args.rgb32_batch}.get(name) or cfg["batch"]
     sample_batch = args.sample_batch or batch
     shape = (o["image_channels"], o["image_size"], o["image_size"])
     gc_collect()
@@ -627,7 +627,7 @@ def serve(args, log):
         gc_collect()
         cfg = CONFIGS[name]
         o = cfg["net"]
-        batch = args.rgb32_batch if (name == "rgb32" and args.rgb32_batch) else cfg["batch"]
+        batch = {"bench": args.bench_batch, "rgb32": args.rgb32_batch}.get(name) or cfg["batch"]
         shape = (o["image_channels"], o["image_size"], o["image_size"])
         trainer = Trainer(o, batch)
         gen = torch.Generator().manual_seed(1234)
@@ -719,6 +719,7 @@ def main():
     p.add_argument("--train-steps", type=int)
     p.add_argument("--breakdown-steps", type=int)
     p.add_argument("--sample-batch", type=int)
+    p.add_argument("--bench-batch", type=int)
     p.add_argument("--rgb32-batch", type=int)
     p.add_argument("--ddpm-timed-steps", type=int)
     p.add_argument("--ops", action="store_true", help="single-op timings on the bench shapes (see OpBenchmark.cs)")
