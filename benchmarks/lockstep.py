@@ -13,12 +13,15 @@ gives the median ratio over the pairs and their range.
 Measured per pair: a training step (2 steps), an inference forward of the EMA network (3 forwards, t = 500),
 DDPM 1000 (first 20 steps, extrapolated), DDIM 50 and DPM-Solver++ 20 (whole runs). Samplers are reported
 as seconds per image = seconds per step x steps / batch. Writes DIR/lockstep.json and DIR/lockstep.md and
-prints the Markdown. Needs the C# benchmark built (benchmarks/run.sh does it) and /usr/bin/python3 with torch.
+prints the Markdown. Before timing a configuration, the two sides must report the same parameter count and the
+same output of one forward of the network with probe weights on a probe input (network_difference), so a
+change to one network that the other lacks stops the comparison. Needs the C# benchmark built (benchmarks/run.sh does it) and /usr/bin/python3 with torch.
 """
 import argparse
 import datetime
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -70,6 +73,29 @@ class Server:
                 self.proc.kill()
 
 
+PROBE_TOLERANCE = 1e-4   # relative to the probe output's mean |y|; libtorch 2.10 and torch 1.13 differ by about 3e-8
+
+
+def network_difference(ours, theirs):
+    """None if the two 'ready PARAMETERS MEAN-ABS PROJECTION' answers describe the same network, else what differs.
+
+    The last two numbers are the statistics of one forward of a fresh network with every parameter set by a rule
+    of its shape, on a fixed input (NetworkProbe.cs, network_probe in ddpm_reference.py): equal up to float
+    rounding only if both sides compute the same function. The parameter counts must be equal too (both sides
+    count the output projection at its natural shape, whatever it computes at run time)."""
+    o, t = ours.split(), theirs.split()
+    if len(o) != 4 or len(t) != 4:
+        return "a side did not report the probe output (an older build?)" if o[:2] != t[:2] else \
+            "a side did not report the probe output (an older build?), though the parameter counts agree"
+    if o[1] != t[1]:
+        return f"{int(o[1]):,} vs {int(t[1]):,} parameters"
+    (ao, po), (at, pt) = (float(o[2]), float(o[3])), (float(t[2]), float(t[3]))
+    scale = max(abs(ao), abs(at), 1e-30)
+    if abs(ao - at) > PROBE_TOLERANCE * scale or abs(po - pt) > PROBE_TOLERANCE * scale:
+        return f"different outputs on the probe input (mean |y| {ao:.7g} vs {at:.7g}, projection {po:.7g} vs {pt:.7g})"
+    return None
+
+
 def median(v):
     return statistics.median(v) if v else None
 
@@ -83,8 +109,11 @@ def main():
     p.add_argument("--quick", action="store_true", help="a few sampling steps per measurement (smoke test)")
     p.add_argument("--train-warmup", type=int, help="training steps before the first measurement (default 3)")
     p.add_argument("--sample-batch", type=int, help="images per sampling run (default: the configuration's batch, 64)")
+    p.add_argument("--bench-batch", type=int, help="training and sampling batch of bench (default 64)")
     p.add_argument("--rgb32-batch", type=int, help="training and sampling batch of rgb32 (default 64)")
     p.add_argument("--csharp", default=None, help="command that starts the C# server (default: dotnet run --no-build)")
+    p.add_argument("--allow-different-networks", action="store_true",
+                   help="time the two sides even if their networks differ (e.g. an older build of ours as --reference)")
     p.add_argument("--reference", default=None,
                    help="command that starts the other server instead of the PyTorch reference (to compare two settings of ours)")
     a = p.parse_args()
@@ -95,22 +124,25 @@ def main():
         if n not in BATCH:
             p.error(f"unknown configuration {n}; known: {', '.join(BATCH)}")
     measures = QUICK if a.quick else MEASURES
+    if a.bench_batch:
+        BATCH["bench"] = a.bench_batch
     if a.rgb32_batch:
         BATCH["rgb32"] = a.rgb32_batch
     shared = []   # settings both servers get
-    for flag, value in (("--train-warmup", a.train_warmup), ("--sample-batch", a.sample_batch), ("--rgb32-batch", a.rgb32_batch)):
+    for flag, value in (("--train-warmup", a.train_warmup), ("--sample-batch", a.sample_batch), ("--bench-batch", a.bench_batch),
+                        ("--rgb32-batch", a.rgb32_batch)):
         if value is not None:
             if value < 1:
                 p.error(f"{flag} needs a positive whole number")
             shared += [flag, str(value)]
     log = lambda m: print(m, file=sys.stderr, flush=True)
 
-    csharp = (a.csharp.split() if a.csharp else
+    csharp = (shlex.split(a.csharp) if a.csharp else
               ["dotnet", "run", "--no-build", "--project", "benchmarks/Microsoft.ML.Diffusion.Benchmarks", "-c", "Release", "--"])
     ours = Server("Microsoft.ML.Diffusion", csharp + ["--serve", "--threads", str(a.threads)] + shared)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS=str(a.threads))
     if a.reference:
-        ref = Server("reference", a.reference.split() + ["--serve", "--threads", str(a.threads)] + shared, env)
+        ref = Server("reference", shlex.split(a.reference) + ["--serve", "--threads", str(a.threads)] + shared, env)
     else:
         ref = Server("PyTorch", ["/usr/bin/python3", "benchmarks/pytorch/ddpm_reference.py", "--serve", "--threads", str(a.threads)] + shared, env)
     started = time.time()
@@ -118,9 +150,14 @@ def main():
     try:
         for name in names:
             po, pr = ours.ask(f"setup {name}"), ref.ask(f"setup {name}")
-            if po != pr:
-                raise SystemExit(f"error: the two networks differ for {name}: '{po}' vs '{pr}'")
-            log(f"[{name}] both ready ({po.split()[1]} parameters each)")
+            problem = network_difference(po, pr)
+            if problem and not a.allow_different_networks:
+                raise SystemExit(f"error: the two networks differ for {name}: {problem} ('{po}' vs '{pr}'); "
+                                 "--allow-different-networks times them anyway")
+            if problem:
+                log(f"[{name}] warning: the two networks differ: {problem}; timing them anyway (--allow-different-networks)")
+            else:
+                log(f"[{name}] both ready ({po.split()[1]} parameters each, the same output on the probe input)")
             rows = []
             for label, request, steps in measures:
                 rows.append(dict(measure=label, request=request, pairs=[]))
@@ -142,7 +179,7 @@ def main():
                 ratios = [x["ours"] / x["pytorch"] for x in row["pairs"]]
                 row.update(unit="s/image" if steps else "s", ours_median=median(o), pytorch_median=median(r),
                            ratio_median=median(ratios), ratio_min=min(ratios), ratio_max=max(ratios))
-            results.append(dict(config=name, parameters=int(po.split()[1]), rows=rows))
+            results.append(dict(config=name, parameters=int(po.split()[1]), ready=dict(ours=po, reference=pr), rows=rows))
     finally:
         ours.close()
         ref.close()

@@ -9,7 +9,7 @@
 # tens of percent within minutes, and taking turns makes the drift hit both sides alike.
 # --pairs N (default 3) then runs benchmarks/lockstep.py: both programs stay alive and take turns measurement by
 # measurement (N pairs of each), which gives the ratios the drift cannot bias; 0 skips it.
-# Other options (--train-steps, --train-warmup, --breakdown-steps, --sample-batch, --rgb32-batch,
+# Other options (--train-steps, --train-warmup, --breakdown-steps, --sample-batch, --bench-batch, --rgb32-batch,
 # --ddpm-timed-steps) go to both sides. --threads N sets libtorch's intra-op threads on both sides
 # (default 2). Writes DIR/torchsharp.json, DIR/pytorch.json, DIR/*-ops.json and the combined
 # DIR/latest.json and DIR/latest.md (DIR defaults to benchmarks/results), and DIR/lockstep.{json,md}.
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --no-pytorch) pytorch=0; shift ;;
     --soak) echo "error: the soak is C#-only: dotnet run --project benchmarks/Microsoft.ML.Diffusion.Benchmarks -c Release -- --soak" >&2; exit 2 ;;
     --quick) pass+=("$1"); shift ;;
-    --configs|--train-steps|--train-warmup|--breakdown-steps|--sample-batch|--rgb32-batch|--ddpm-timed-steps)
+    --configs|--train-steps|--train-warmup|--breakdown-steps|--sample-batch|--bench-batch|--rgb32-batch|--ddpm-timed-steps)
       pass+=("$1" "$2"); shift 2 ;;
     -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1" >&2; exit 2 ;;
@@ -85,7 +85,7 @@ if [ "$pytorch" = 1 ] && [ "$pairs" -gt 0 ]; then
     case "${pass[$i]}" in
       --configs) configs="${pass[$((i + 1))]}" ;;
       --quick) lsargs+=(--quick) ;;
-      --train-warmup|--sample-batch|--rgb32-batch) lsargs+=("${pass[$i]}" "${pass[$((i + 1))]}") ;;
+      --train-warmup|--sample-batch|--bench-batch|--rgb32-batch) lsargs+=("${pass[$i]}" "${pass[$((i + 1))]}") ;;
     esac
   done
   echo "== lockstep: the two programs take turns, $pairs pairs of each measurement" >&2

@@ -11,7 +11,7 @@ internal sealed record BenchmarkConfig(string Name, string Description, UNetOpti
     {
         "bench" => new("bench", "1x28x28, base 32, mult [1,2,2], attn @7",
             new UNetOptions { ImageChannels = 1, ImageSize = 28, BaseChannels = 32, ChannelMultipliers = [1, 2, 2], ResidualBlocksPerLevel = 1, AttentionResolutions = [7] },
-            64),
+            options.BenchBatch ?? 64),
         "rgb32" => new("rgb32", "3x32x32, base 64, mult [1,2,2], attn @8",
             new UNetOptions { ImageChannels = 3, ImageSize = 32, BaseChannels = 64, ChannelMultipliers = [1, 2, 2], ResidualBlocksPerLevel = 1, AttentionResolutions = [8] },
             options.Rgb32Batch ?? 64),

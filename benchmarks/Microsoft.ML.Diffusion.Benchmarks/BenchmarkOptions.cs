@@ -14,6 +14,7 @@ internal sealed record BenchmarkOptions
     public int? TrainWarmup { get; init; }
     public int? TrainSteps { get; init; }
     public int? BreakdownSteps { get; init; }
+    public int? BenchBatch { get; init; }
     public int? Rgb32Batch { get; init; }
     public int? SampleBatch { get; init; }
     public int? DdpmTimedSteps { get; init; }
@@ -64,6 +65,7 @@ internal sealed record BenchmarkOptions
           --train-steps N         timed training steps, median reported (default 20; quick 3)
           --breakdown-steps N     steps of the forward/backward/optimizer breakdown (default 6; quick 2)
           --sample-batch N        images per sampling run (default 64)
+          --bench-batch N         training and sampling batch of bench (default 64)
           --rgb32-batch N         training and sampling batch of rgb32 (default 64)
           --ddpm-timed-steps N    DDPM 1000 is timed over its first N steps and extrapolated (default 50; quick 2)
           --overhead              generate 256 images through DiffusionGenerate and directly; print the overhead
@@ -136,6 +138,7 @@ internal sealed record BenchmarkOptions
                 "--train-steps" => o with { TrainSteps = Int() },
                 "--breakdown-steps" => o with { BreakdownSteps = Int() },
                 "--sample-batch" => o with { SampleBatch = Int() },
+                "--bench-batch" => o with { BenchBatch = Int() },
                 "--rgb32-batch" => o with { Rgb32Batch = Int() },
                 "--ddpm-timed-steps" => o with { DdpmTimedSteps = Int() },
                 "--soak-train-steps" => o with { SoakTrainSteps = Int() },

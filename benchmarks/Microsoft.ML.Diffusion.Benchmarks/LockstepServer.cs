@@ -17,7 +17,8 @@ namespace Microsoft.ML.Diffusion.Benchmarks;
 /// plain arithmetic loop shows it), so two benchmark runs minutes apart do not compare. Both processes stay
 /// alive, each idle while the other measures, and every PyTorch time has one of ours seconds away.
 /// Protocol, one line per request and per answer (answers are seconds, invariant culture):
-/// <c>setup NAME</c> → <c>ready PARAMETERS</c> (trains the warm-up steps, then takes the EMA model);
+/// <c>setup NAME</c> → <c>ready PARAMETERS MEAN-ABS PROJECTION</c> (trains the warm-up steps, then takes the EMA
+/// model; the last two are <see cref="NetworkProbe"/>'s, which the coordinator compares with the reference's);
 /// <c>train N</c> → seconds per <see cref="DiffusionTrainer.TrainStep"/> over N steps;
 /// <c>forward N</c> → seconds per inference forward of the EMA network (t = 500);
 /// <c>sample ddpm|ddim|dpm STEPS TIMED</c> → seconds per sampling step, timing the first TIMED steps (0 = all);
@@ -87,8 +88,9 @@ internal sealed class LockstepServer : IDisposable
         _model = _trainer.ToModel();
         using (_model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 2 }, Seeds())) { }   // warm-up
         long parameters = _trainer.Network.parameters().Sum(p => p.numel());
-        _log($"[lockstep {name}] ready: {parameters:N0} parameters, batch {config.Batch}");
-        return $"ready {parameters}";
+        var (meanAbs, projection) = NetworkProbe.Run(net);
+        _log($"[lockstep {name}] ready: {parameters:N0} parameters, batch {config.Batch}, probe {meanAbs:E6} {projection:E6}");
+        return string.Create(CultureInfo.InvariantCulture, $"ready {parameters} {meanAbs:E9} {projection:E9}");
     }
 
     private Tensor NextBatch() => _batches[_nextBatch++ % _batches.Length];

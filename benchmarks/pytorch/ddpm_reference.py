@@ -4,8 +4,8 @@
 The same UNet as src/Microsoft.ML.Diffusion/Networks (layer for layer: sinusoidal time embedding -> MLP,
 residual blocks with GroupNorm(8) / SiLU / 3x3 convs and a per-channel time projection, single-head
 self-attention at the listed resolutions, strided-conv downsampling, nearest + conv upsampling,
-zero-initialised output conv that computes max(C, 16) channels and keeps the first C, like
-Networks/OutputProjection.cs), so the parameter counts are equal; the same training step as
+zero-initialised output conv stored at its natural shape that computes max(C, 16) channels and keeps the
+first C, like Networks/OutputProjection.cs), so the parameter counts are equal; the same training step as
 DiffusionTrainer.TrainStep (random t, q_sample, MSE on eps, AdamW lr 2e-4, clip 1.0, EMA 0.999, loss
 kept on the device); and the samplers' per-step work (one UNet forward + a few elementwise ops, per-sample
 seeded noise for DDPM) under torch.inference_mode.
@@ -121,16 +121,24 @@ class Upsample(nn.Module):
 
 
 class OutputProjection(nn.Module):
+    """Networks/OutputProjection.cs: weights of the natural shape (C, cin, 3, 3), zero filters appended at run time so
+    the convolution computes max(C, 16) channels, the first C kept."""
+
     def __init__(self, cin, channels):
         super().__init__()
-        self.channels = channels
-        self.conv = nn.Conv2d(cin, max(channels, MIN_OUTPUT_CHANNELS), 3, padding=1)
-        nn.init.zeros_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
+        # A throw-away layer of the computed width draws from the global generator as the library's does, so every
+        # other layer gets the weights it always had.
+        nn.Conv2d(cin, max(channels, MIN_OUTPUT_CHANNELS), 3, padding=1)
+        self.weight = nn.Parameter(torch.zeros(channels, cin, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x):
-        y = self.conv(x)
-        return y if y.shape[1] == self.channels else y.narrow(1, 0, self.channels)
+        channels = self.weight.shape[0]
+        padding = MIN_OUTPUT_CHANNELS - channels
+        w = F.pad(self.weight, (0, 0, 0, 0, 0, 0, 0, padding)) if padding > 0 else self.weight
+        b = F.pad(self.bias, (0, padding)) if padding > 0 else self.bias
+        y = F.conv2d(x, w, b, padding=1)
+        return y.narrow(1, 0, channels) if padding > 0 else y
 
 
 class UNetNoisePredictor(nn.Module):
@@ -198,6 +206,38 @@ class UNetNoisePredictor(nn.Module):
                 h = self.upsamplers[up](h)
                 up += 1
         return self.output_conv(F.silu(self.output_norm(h)))
+
+
+PROBE_TIMESTEPS = (17, 600)
+PROBE_MODULUS = 2147483647
+
+
+def probe_values(n, offset=0):
+    """n numbers in [-1, 1): an integer hash of the index (exact in int64, so NetworkProbe.cs gets the same ones)."""
+    i = torch.arange(offset, offset + n, dtype=torch.int64)
+    h = ((i * i) % PROBE_MODULUS * 48271 + i * 16807 + 12345) % PROBE_MODULUS
+    return h.double() / PROBE_MODULUS * 2 - 1
+
+
+def network_probe(o):
+    """What the network computes, for benchmarks/lockstep.py to compare with the library's side (NetworkProbe.cs in
+    the benchmarks project): a fresh network whose every parameter is set by a rule of its shape alone (hash values
+    u of the flat index; u * sqrt(3 / fan-in) for weights, 1 + 0.2 u for vectors), one forward of a fixed input
+    at fixed timesteps, and two statistics of the output: mean |y| and the mean of y times fixed values. They agree
+    to float rounding only if the two networks are the same function: moving the attention to another
+    resolution changes them by 5-15 %, GroupNorm(4) for GroupNorm(8) by 8 %, bilinear for nearest upsampling
+    by 0.6 %."""
+    net = UNetNoisePredictor(o)
+    net.eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            u = probe_values(p.numel())
+            v = u * math.sqrt(3.0 / (p.numel() // p.shape[0])) if p.dim() >= 2 else u * 0.2 + 1.0
+            p.copy_(v.float().view(p.shape))
+        shape = (len(PROBE_TIMESTEPS), o["image_channels"], o["image_size"], o["image_size"])
+        x = probe_values(math.prod(shape), offset=7).float().view(shape)
+        y = net(x, torch.tensor(PROBE_TIMESTEPS, dtype=torch.int64)).double().flatten()
+        return y.abs().mean().item(), (y * probe_values(y.numel(), offset=3)).mean().item()
 
 
 # ----------------------------------------------------------------------------- schedule, training, sampling
@@ -428,7 +468,7 @@ def versions():
 def run_config(name, args, log):
     cfg = CONFIGS[name]
     o = cfg["net"]
-    batch = args.rgb32_batch if (name == "rgb32" and args.rgb32_batch) else cfg["batch"]
+    batch = {"bench": args.bench_batch, "rgb32": args.rgb32_batch}.get(name) or cfg["batch"]
     sample_batch = args.sample_batch or batch
     shape = (o["image_channels"], o["image_size"], o["image_size"])
     gc_collect()
@@ -587,7 +627,7 @@ def serve(args, log):
         gc_collect()
         cfg = CONFIGS[name]
         o = cfg["net"]
-        batch = args.rgb32_batch if (name == "rgb32" and args.rgb32_batch) else cfg["batch"]
+        batch = {"bench": args.bench_batch, "rgb32": args.rgb32_batch}.get(name) or cfg["batch"]
         shape = (o["image_channels"], o["image_size"], o["image_size"])
         trainer = Trainer(o, batch)
         gen = torch.Generator().manual_seed(1234)
@@ -603,8 +643,9 @@ def serve(args, log):
         state["model"] = model
         sample(model, "ddim", 2, state["seeds"], shape)  # warm-up
         params = sum(p.numel() for p in trainer.network.parameters())
-        log(f"[lockstep {name}] ready: {params:,} parameters, batch {batch}")
-        return f"ready {params}"
+        probe = network_probe(o)
+        log(f"[lockstep {name}] ready: {params:,} parameters, batch {batch}, probe {probe[0]:.6e} {probe[1]:.6e}")
+        return f"ready {params} {probe[0]:.9e} {probe[1]:.9e}"
 
     def next_batch():
         b = state["batches"][state["next"] % 4]
@@ -678,6 +719,7 @@ def main():
     p.add_argument("--train-steps", type=int)
     p.add_argument("--breakdown-steps", type=int)
     p.add_argument("--sample-batch", type=int)
+    p.add_argument("--bench-batch", type=int)
     p.add_argument("--rgb32-batch", type=int)
     p.add_argument("--ddpm-timed-steps", type=int)
     p.add_argument("--ops", action="store_true", help="single-op timings on the bench shapes (see OpBenchmark.cs)")
