@@ -26,7 +26,7 @@ internal sealed record QualityReport(string Timestamp, VersionsInfo Versions, st
 internal static class FashionQualityEvaluation
 {
     internal const int ReferenceImages = 10_000;
-    private static readonly GenerationOptions Sampling = new() { Sampler = SamplerKind.DpmSolverPlusPlus, Steps = 20 };
+    private static readonly GenerationOptions Sampling = new() { Sampler = SamplerName.DpmSolverPlusPlus, Steps = 20 };
 
     public static QualityReport Run(BenchmarkOptions options, VersionsInfo versions, string directory, IReadOnlyList<QualitySnapshot> snapshots,
         string? gridDirectory, Action<string> log)

@@ -27,7 +27,7 @@ internal static class GenerateOverhead
         manual_seed(0);
         var network = new UNetNoisePredictor(config.Network);
         using var model = new DiffusionModel(network, new NoiseScheduleOptions(), Process.PredictionType.Epsilon);
-        var generation = new GenerationOptions { Sampler = SamplerKind.DpmSolverPlusPlus, Steps = steps };
+        var generation = new GenerationOptions { Sampler = SamplerName.DpmSolverPlusPlus, Steps = steps };
         var seeds = Enumerable.Range(0, images).Select(i => (long)i).ToArray();
 
         double Direct()
@@ -45,7 +45,7 @@ internal static class GenerateOverhead
         var data = ml.Data.LoadFromEnumerable(seeds.Select(s => new SeedRow { Seed = (int)s }));
         var transformer = ml.Transforms.DiffusionGenerate(model, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerKind.DpmSolverPlusPlus, Steps = steps,
+            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.DpmSolverPlusPlus, Steps = steps,
             OutputKind = GeneratedOutputKind.Pixels, BatchSize = batch,
         }).Fit(data);
         double Pipeline()

@@ -86,7 +86,7 @@ internal sealed class LockstepServer : IDisposable
             .ToArray();
         for (int i = 0; i < _options.EffectiveTrainWarmup; i++) _trainer.TrainStep(NextBatch());
         _model = _trainer.ToModel();
-        using (_model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 2 }, Seeds())) { }   // warm-up
+        using (_model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 2 }, Seeds())) { }   // warm-up
         long parameters = _trainer.Network.parameters().Sum(p => p.numel());
         var (meanAbs, projection) = NetworkProbe.Run(net);
         _log($"[lockstep {name}] ready: {parameters:N0} parameters, batch {config.Batch}, probe {meanAbs:E6} {projection:E6}");
@@ -128,9 +128,9 @@ internal sealed class LockstepServer : IDisposable
     {
         var sampler = kind switch
         {
-            "ddpm" => SamplerKind.Ddpm,
-            "ddim" => SamplerKind.Ddim,
-            "dpm" => SamplerKind.DpmSolverPlusPlus,
+            "ddpm" => SamplerName.Ddpm,
+            "ddim" => SamplerName.Ddim,
+            "dpm" => SamplerName.DpmSolverPlusPlus,
             _ => throw new ArgumentException($"unknown sampler '{kind}' (ddpm, ddim, dpm)"),
         };
         var r = Throughput.TimeSampler(Model, kind, sampler, steps, Seeds(), timed > 0 ? timed : null);

@@ -37,7 +37,7 @@ internal sealed record RecipeReport(string Timestamp, VersionsInfo Versions, int
 /// </summary>
 internal static class RecipeSearch
 {
-    private static readonly GenerationOptions Sampling = new() { Sampler = SamplerKind.Ddim, Steps = 50 };
+    private static readonly GenerationOptions Sampling = new() { Sampler = SamplerName.Ddim, Steps = 50 };
 
     public static UNetOptions Network => FashionQualityTraining.Network with { Condition = new() };
 

@@ -22,7 +22,7 @@ internal static class Soak
         int trainSteps = options.EffectiveSoakTrainSteps;
         int runs = options.EffectiveSoakSamplingRuns;
         int warmTrain = Math.Max(50, trainSteps / 20), warmRuns = Math.Max(5, runs / 20);
-        var generation = new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 10 };
+        var generation = new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 10 };
         var trace = new List<double[]>();
         var clock = Stopwatch.StartNew();
         void Mark(string phase, double progress)

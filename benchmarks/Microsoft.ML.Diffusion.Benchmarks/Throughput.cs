@@ -53,13 +53,13 @@ internal static class Throughput
             // Sampling with the EMA weights, as an application would.
             using var model = trainer.ToModel();
             var seeds = Enumerable.Range(1, sampleBatch).Select(i => (long)i).ToArray();
-            using (model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 2 }, seeds)) { }   // warm-up
+            using (model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 2 }, seeds)) { }   // warm-up
             var samplers = new List<SamplerResult>();
-            foreach (var (name, kind, steps, timed) in new (string, SamplerKind, int, int?)[]
+            foreach (var (name, kind, steps, timed) in new (string, SamplerName, int, int?)[]
             {
-                ("DDPM 1000", SamplerKind.Ddpm, 1000, options.EffectiveDdpmTimedSteps),
-                ("DDIM 50", SamplerKind.Ddim, 50, options.Quick ? 2 : null),
-                ("DPM-Solver++ 20", SamplerKind.DpmSolverPlusPlus, 20, options.Quick ? 2 : null),
+                ("DDPM 1000", SamplerName.Ddpm, 1000, options.EffectiveDdpmTimedSteps),
+                ("DDIM 50", SamplerName.Ddim, 50, options.Quick ? 2 : null),
+                ("DPM-Solver++ 20", SamplerName.DpmSolverPlusPlus, 20, options.Quick ? 2 : null),
             })
             {
                 var r = TimeSampler(model, name, kind, steps, seeds, timed);
@@ -89,7 +89,7 @@ internal static class Throughput
     /// Times a sampler on one batch. With <paramref name="timedSteps"/> the real <see cref="SamplingLoop"/> is
     /// stopped (through its cancellation token) after that many steps and the per-step time extrapolated.
     /// </summary>
-    internal static SamplerResult TimeSampler(DiffusionModel model, string name, SamplerKind kind, int steps, long[] seeds, int? timedSteps)
+    internal static SamplerResult TimeSampler(DiffusionModel model, string name, SamplerName kind, int steps, long[] seeds, int? timedSteps)
     {
         int batch = seeds.Length;
         if (timedSteps is null || timedSteps >= steps)

@@ -16,8 +16,8 @@ public class SamplerStepBenchmarks
     private Tensor _sample = null!, _output = null!, _noise = null!;
     private IDisposable _inference = null!;
 
-    [Params(SamplerKind.Ddpm, SamplerKind.Ddim, SamplerKind.DpmSolverPlusPlus)]
-    public SamplerKind Kind { get; set; }
+    [Params("ddpm", "ddim", "dpm-solver++")]
+    public string Kind { get; set; } = "ddpm";
 
     [GlobalSetup]
     public void Setup()

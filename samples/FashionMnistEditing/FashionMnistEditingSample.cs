@@ -70,7 +70,7 @@ public static class FashionMnistEditingSample
             var edit = ml.Transforms.DiffusionImageToImage(model, new DiffusionImageToImageOptions
             {
                 ImageColumnName = nameof(EditRow.Pixels), ConditionColumnName = nameof(EditRow.Target), SeedColumnName = nameof(EditRow.Seed),
-                Strength = strength, GuidanceScale = 3, Sampler = SamplerKind.DpmSolverPlusPlus, Steps = 20, OutputKind = GeneratedOutputKind.Pixels,
+                Strength = strength, GuidanceScale = 3, Sampler = SamplerName.DpmSolverPlusPlus, Steps = 20, OutputKind = GeneratedOutputKind.Pixels,
             });
             columns.Add(Pixels(edit.Fit(rows).Transform(rows), "EditedImage"));
             log.WriteLine($"Shirts → bags at strength {strength}");
@@ -94,7 +94,7 @@ public static class FashionMnistEditingSample
         log.WriteLine($"Inpainted the lower halves of {garments.Length} garments ({options.InpaintingSteps} RePaint steps)");
 
         // 3. Strips: from a shirt to a bag for one seed (the two guided predictions blended), and between two seeds' bags.
-        var generation = new GenerationOptions { Sampler = SamplerKind.DpmSolverPlusPlus, Steps = 20, GuidanceScale = 3 };
+        var generation = new GenerationOptions { Sampler = SamplerName.DpmSolverPlusPlus, Steps = 20, GuidanceScale = 3 };
         using var shirtClass = ConditionBatch.Classes(tensor(new long[] { Shirt }));
         using var bagClass = ConditionBatch.Classes(tensor(new long[] { Bag }));
         using var byClass = model.InterpolateConditions(generation, seed: 5, shirtClass, bagClass, count: 8);

@@ -63,7 +63,7 @@ public static class PipelineCompositionSample
         var loaded = app.Model.Load(modelZip, out _);
         var seeds = app.Data.LoadFromEnumerable(Enumerable.Range(0, Samples).Select(i => new SeedRow { Seed = 100 + i }).ToList());
         var generation = app.Transforms.DiffusionGenerate(loaded, "Generated", seedColumnName: nameof(SeedRow.Seed),
-                sampler: SamplerKind.DpmSolverPlusPlus, steps: 20)
+                sampler: SamplerName.DpmSolverPlusPlus, steps: 20)
             .Append(app.Transforms.ConvertToGrayscale("Grey", "Generated"))
             .Append(app.Transforms.ExtractPixels("ColourPixels", "Generated"))                                             // 3×16×16, 0–255
             .Append(app.Transforms.ExtractPixels("GreyPixels", "Grey", ImagePixelExtractingEstimator.ColorBits.Red))     // 1×16×16

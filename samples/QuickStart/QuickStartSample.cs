@@ -102,10 +102,10 @@ public static class QuickStartSample
         var grids = new List<Grid>();
         foreach (var (sampler, name, steps) in new[]
         {
-            (SamplerKind.DpmSolverPlusPlus, "dpmsolver", 20),
-            (SamplerKind.Ddim, "ddim", 50),
-            (SamplerKind.EulerAncestral, "euler-ancestral", 30),
-            (SamplerKind.Heun, "heun", 15),
+            (SamplerName.DpmSolverPlusPlus, "dpmsolver", 20),
+            (SamplerName.Ddim, "ddim", 50),
+            (SamplerName.EulerAncestral, "euler-ancestral", 30),
+            (SamplerName.Heun, "heun", 15),
         })
         {
             var samplerClock = Stopwatch.StartNew();

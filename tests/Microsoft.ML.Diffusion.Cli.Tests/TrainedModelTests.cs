@@ -69,7 +69,7 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
     public void GenerateWithColumnsLaysOutRows()
     {
         string grid = Path.Combine(trained.Folder, "grid-2x2.png");
-        Succeeded(Run("generate", "--model", trained.Zip, "--count", "4", "--sampler", "dpm", "--steps", "3", "--columns", "2", "--scale", "2", "--out", grid));
+        Succeeded(Run("generate", "--model", trained.Zip, "--count", "4", "--sampler", "dpm-solver++", "--steps", "3", "--columns", "2", "--scale", "2", "--out", grid));
         Assert.Equal(GridSize(4, columns: 2, size: 16, scale: 2), PngSize(grid));
     }
 

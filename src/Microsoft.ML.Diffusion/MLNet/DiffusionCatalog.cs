@@ -46,11 +46,11 @@ public static class DiffusionCatalog
     /// <param name="model">A fitted pipeline containing a trained diffusion model (or a loaded model zip of one).</param>
     /// <param name="outputColumnName">The image column to add.</param>
     /// <param name="seedColumnName">A column of per-row integer seeds; null seeds row i with i.</param>
-    /// <param name="sampler">A <see cref="SamplerKind"/> or a registered sampler name such as "heun"; default DPM-Solver++.</param>
+    /// <param name="sampler">A sampler name (<see cref="SamplerName"/>.Ddim or a registered name) such as "heun"; default DPM-Solver++.</param>
     /// <param name="steps">Denoising steps; null uses the sampler's usual count.</param>
     /// <param name="guidanceScale">Classifier-free guidance for conditional models (1 = as trained).</param>
     /// <example><code>
-    /// var generate = ml.Transforms.DiffusionGenerate(model, "Generated", seedColumnName: "Seed", sampler: SamplerKind.Ddim, steps: 50);
+    /// var generate = ml.Transforms.DiffusionGenerate(model, "Generated", seedColumnName: "Seed", sampler: SamplerName.Ddim, steps: 50);
     /// var images = generate.Fit(seeds).Transform(seeds);
     /// </code></example>
     public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model,
@@ -95,7 +95,7 @@ public static class DiffusionCatalog
     /// <param name="imageColumnName">The input images, of the model's size (an image column or ExtractPixels' float vector).</param>
     /// <param name="strength">How much to redraw, in [0, 1].</param>
     /// <param name="seedColumnName">A column of per-row integer seeds; null seeds row i with i.</param>
-    /// <param name="sampler">A <see cref="SamplerKind"/> or a registered sampler name; default DPM-Solver++.</param>
+    /// <param name="sampler">A sampler name (<see cref="SamplerName"/>.Ddim or a registered name); default DPM-Solver++.</param>
     /// <param name="steps">Denoising steps of the whole trajectory (⌊steps × strength⌋ of them run); null uses the sampler's usual count.</param>
     /// <param name="guidanceScale">Classifier-free guidance for conditional models (1 = as trained).</param>
     /// <example><code>

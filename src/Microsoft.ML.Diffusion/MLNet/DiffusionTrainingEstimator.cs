@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Diffusion.Conditioning;
@@ -76,7 +77,48 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
             ? $"Training a diffusion model on {column.Channels}×{column.Size}×{column.Size} images streamed from column '{column.Name}' on {device}."
             : $"Training a diffusion model on {column.Channels}×{column.Size}×{column.Size} images read into memory from column '{column.Name}' on {device}.");
 
-        var network = o.StartFrom is { } start ? StartingNetwork(start, column, condition)
+        var network = NetworkFor(input, column, condition);
+        var schedule = o.StartFrom?.ScheduleOptions ?? o.Schedule ?? throw new ArgumentNullException(nameof(input), "DiffusionTrainingOptions.Schedule must be set.");
+        // The hyper-parameters as given (this stage's own settings ride along unused), seeded from the MLContext when unset.
+        // A decaying learning rate reaches 0 at the last training step unless told otherwise.
+        var trainerOptions = o with
+        {
+            Seed = o.Seed ?? _host.Rand.Next(),
+            DecaySteps = o.DecaySteps ?? Math.Max(1, o.TrainingSteps),
+            Prediction = o.StartFrom?.Prediction ?? o.Prediction,
+        };
+
+        using var trainer = new DiffusionTrainer(network, schedule, trainerOptions, device);
+        StartOrResume(trainer, ch);
+
+        int remaining = (int)Math.Max(0, o.TrainingSteps - trainer.StepsDone);
+        var skipped = new StrongBox<long>();   // rows read into memory and skipped, for the progress reports
+        Action<TrainingProgress> report = p =>
+        {
+            p = p with { SkippedRows = streaming ? p.SkippedRows : skipped.Value };
+            ch.Info($"Step {p.Step}/{p.TotalSteps}: loss {p.Loss:F5}, learning rate {p.LearningRate:E2}, {p.StepsPerSecond:F2} steps/s, {p.ImagesPerSecond:F0} images/s, {p.DataWaitFraction:P1} waiting for data.");
+            o.Progress?.Invoke(p);
+        };
+        Action<DiffusionTrainer> afterStep = t =>
+        {
+            _host.CheckAlive();   // honours MLContext.CancelExecution()
+            if (o.CheckpointPath is not null && t.StepsDone % o.CheckpointEvery == 0)
+                t.SaveState(o.CheckpointPath);
+        };
+        long skippedRows = Train(input, column, condition, trainer, streaming, remaining, report, afterStep, skipped, ch);
+        if (skippedRows > 0) ch.Warning($"{skippedRows} unreadable training rows were skipped.");
+        if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
+        ch.Info($"Training finished at step {trainer.StepsDone}.");
+        var model = trainer.ToModel();
+        model.DiffusersScheduler = o.StartFrom?.DiffusersScheduler;   // a fine-tuned diffusers model exports with its scheduler
+        return new DiffusionTrainingTransformer(_host, model, column.Name, condition?.Name);
+    }
+
+    // The noise predictor to train: the starting model's, the options' own kind, or the library's UNet, sized to the columns.
+    private NoisePredictorOptions NetworkFor(IDataView input, ImageColumn column, ConditionColumn? condition)
+    {
+        var o = _options;
+        NoisePredictorOptions network = o.StartFrom is { } start ? StartingNetwork(start, column, condition)
             : o.Network is { } chosen
             ? chosen with { ImageChannels = column.Channels, ImageSize = column.Size, Condition = condition?.Options ?? new() }
             : new UNetOptions
@@ -100,17 +142,13 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         {
             throw new ArgumentOutOfRangeException(nameof(input), $"The noise predictor cannot be built for column '{column.Name}'{(condition is null ? "" : $" and condition column '{o.ConditionColumnName}'")}: {e.Message}");
         }
-        var schedule = o.StartFrom?.ScheduleOptions ?? o.Schedule ?? throw new ArgumentNullException(nameof(input), "DiffusionTrainingOptions.Schedule must be set.");
-        // The hyper-parameters as given (this stage's own settings ride along unused), seeded from the MLContext when unset.
-        // A decaying learning rate reaches 0 at the last training step unless told otherwise.
-        var trainerOptions = o with
-        {
-            Seed = o.Seed ?? _host.Rand.Next(),
-            DecaySteps = o.DecaySteps ?? Math.Max(1, o.TrainingSteps),
-            Prediction = o.StartFrom?.Prediction ?? o.Prediction,
-        };
+        return network;
+    }
 
-        using var trainer = new DiffusionTrainer(network, schedule, trainerOptions, device);
+    // Continues from the checkpoint when there is one to resume, or starts from the given model's weights.
+    private void StartOrResume(DiffusionTrainer trainer, IChannel ch)
+    {
+        var o = _options;
         if (o.CheckpointPath is not null && o.ResumeFromCheckpoint && File.Exists(o.CheckpointPath))
         {
             trainer.LoadState(o.CheckpointPath);
@@ -121,26 +159,18 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
             trainer.InitializeWeights(pretrained.Network);
             ch.Info($"Starting from the given model's weights ({NoisePredictors.NameOf(pretrained.NetworkOptions.GetType())}, {pretrained.TrainingSteps} steps trained before).");
         }
+    }
 
-        int remaining = (int)Math.Max(0, o.TrainingSteps - trainer.StepsDone);
-        long skipped = 0;
-        Action<TrainingProgress> report = p =>
-        {
-            p = p with { SkippedRows = streaming ? p.SkippedRows : skipped };
-            ch.Info($"Step {p.Step}/{p.TotalSteps}: loss {p.Loss:F5}, learning rate {p.LearningRate:E2}, {p.StepsPerSecond:F2} steps/s, {p.ImagesPerSecond:F0} images/s, {p.DataWaitFraction:P1} waiting for data.");
-            o.Progress?.Invoke(p);
-        };
-        Action<DiffusionTrainer> afterStep = t =>
-        {
-            _host.CheckAlive();   // honours MLContext.CancelExecution()
-            if (o.CheckpointPath is not null && t.StepsDone % o.CheckpointEvery == 0)
-                t.SaveState(o.CheckpointPath);
-        };
+    // Runs the remaining steps, from a stream of rows or from memory; a cancelled or failed run keeps its training state.
+    private long Train(IDataView input, ImageColumn column, ConditionColumn? condition, DiffusionTrainer trainer, bool streaming, int remaining,
+        Action<TrainingProgress> report, Action<DiffusionTrainer> afterStep, StrongBox<long> skipped, IChannel ch)
+    {
+        var o = _options;
         try
         {
             if (streaming)
             {
-                skipped = TrainStreamed(input, column, condition, trainer, remaining, report, afterStep, ch);
+                return TrainStreamed(input, column, condition, trainer, remaining, report, afterStep, ch);
             }
             else
             {
@@ -149,9 +179,10 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
                 var (images, conditions, bad) = ReadImages(input, column, condition, o.SkipBadRows, ch);
                 using var _ = images;
                 using var __ = conditions;
-                skipped = bad;
+                skipped.Value = bad;
                 ch.Info($"Read {images.shape[0]} training images{(bad > 0 ? $" ({bad} unreadable rows skipped)" : "")}.");
                 trainer.Train(images, remaining, report, Math.Max(1, o.ReportEvery), o.CancellationToken, afterStep, conditions);
+                return bad;
             }
         }
         catch (OperationCanceledException)
@@ -176,12 +207,6 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
             }
             throw new UnreadableTrainingRowException(e.Row, trainer.StepsDone, state, $"Training stopped at step {trainer.StepsDone}: {e.Message}{kept}", e);
         }
-        if (skipped > 0) ch.Warning($"{skipped} unreadable training rows were skipped.");
-        if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
-        ch.Info($"Training finished at step {trainer.StepsDone}.");
-        var model = trainer.ToModel();
-        model.DiffusersScheduler = o.StartFrom?.DiffusersScheduler;   // a fine-tuned diffusers model exports with its scheduler
-        return new DiffusionTrainingTransformer(_host, model, column.Name, condition?.Name);
     }
 
     // The network of the model training starts from, checked against the columns it will be trained on.

@@ -9,8 +9,8 @@ namespace Microsoft.ML.Diffusion.Pipelines;
 /// </summary>
 public record GenerationOptions
 {
-    /// <summary>The sampler: a <see cref="SamplerKind"/> or any name registered with <see cref="DiffusionSamplers"/>.</summary>
-    public SamplerName Sampler { get; set; } = SamplerKind.DpmSolverPlusPlus;
+    /// <summary>The sampler: a <see cref="SamplerName"/>: a built-in one or any name registered with <see cref="DiffusionSamplers"/>.</summary>
+    public SamplerName Sampler { get; set; } = SamplerName.DpmSolverPlusPlus;
 
     /// <summary>Denoising steps; null uses the sampler's usual count (<see cref="DiffusionSamplers.DefaultSteps"/>).</summary>
     public int? Steps { get; set; }

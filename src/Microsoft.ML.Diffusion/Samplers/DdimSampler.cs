@@ -7,7 +7,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// DDIM (Song et al. 2021, eq. 12): x_prev = √ᾱ_prev x̂₀ + √(1 − ᾱ_prev − σ²) ε̂ + σ z, with
 /// σ = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev). Deterministic at η = 0; any number of steps.
 /// </summary>
-public sealed class DdimSampler : DiffusionSamplerBase
+internal sealed class DdimSampler : DiffusionSamplerBase
 {
     /// <summary>Creates the sampler; η comes from <see cref="SamplerOptions.Eta"/>.</summary>
     public DdimSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }

@@ -8,7 +8,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// (or β_t), and no noise on the last step. With fewer than T steps it strides through the schedule,
 /// using the β implied by the two ᾱ it steps between.
 /// </summary>
-public sealed class DdpmSampler : DiffusionSamplerBase
+internal sealed class DdpmSampler : DiffusionSamplerBase
 {
     /// <summary>Creates the sampler; call <see cref="DiffusionSamplerBase.SetTimesteps"/> before stepping.</summary>
     public DdpmSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }

@@ -10,16 +10,12 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// </summary>
 public static class DiffusionSamplers
 {
-    /// <summary>DDPM ancestral sampling.</summary>
-    public const string Ddpm = "ddpm";
-    /// <summary>DDIM.</summary>
-    public const string Ddim = "ddim";
-    /// <summary>DPM-Solver++(2M).</summary>
-    public const string DpmSolverPlusPlus = "dpm-solver++";
-    /// <summary>Euler ancestral on Karras noise levels.</summary>
-    public const string EulerAncestral = "euler-ancestral";
-    /// <summary>Heun's method on Karras noise levels.</summary>
-    public const string Heun = "heun";
+    // The built-in samplers' registered names; users name them through SamplerName.Ddpm and its siblings.
+    internal const string Ddpm = "ddpm";
+    internal const string Ddim = "ddim";
+    internal const string DpmSolverPlusPlus = "dpm-solver++";
+    internal const string EulerAncestral = "euler-ancestral";
+    internal const string Heun = "heun";
 
     private sealed record Entry(Func<NoiseSchedule, SamplerOptions, IDiffusionSampler> Create, Func<NoiseSchedule, int> DefaultSteps);
 
@@ -64,7 +60,7 @@ public static class DiffusionSamplers
     public static int DefaultSteps(SamplerName name, NoiseSchedule schedule) => Find(name).DefaultSteps(schedule);
 
     /// <summary>The registered name of a built-in sampler.</summary>
-    public static string NameOf(SamplerKind kind) => kind switch
+    internal static string NameOf(SamplerKind kind) => kind switch
     {
         SamplerKind.Ddpm => Ddpm,
         SamplerKind.Ddim => Ddim,

@@ -8,7 +8,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// diffusion ODE. Works in λ = log(α/σ) with α = √ᾱ, σ = √(1 − ᾱ); the first step is first order
 /// (no history yet) and the last goes to σ = 0, returning x̂₀. Deterministic: it adds no noise.
 /// </summary>
-public sealed class DpmSolverPlusPlusSampler : DiffusionSamplerBase
+internal sealed class DpmSolverPlusPlusSampler : DiffusionSamplerBase
 {
     private Tensor? _previousX0;
     private double _previousLambda;

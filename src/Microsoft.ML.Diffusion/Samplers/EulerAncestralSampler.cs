@@ -9,7 +9,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// σ_down² = σ_{i+1}² − σ_up². It works in x_σ = x₀ + σ ε and hands back samples in the schedule's scale. Karras noise
 /// levels by default; one network evaluation per step.
 /// </summary>
-public sealed class EulerAncestralSampler : DiffusionSamplerBase
+internal sealed class EulerAncestralSampler : DiffusionSamplerBase
 {
     private double[] _sigmas = [];
 

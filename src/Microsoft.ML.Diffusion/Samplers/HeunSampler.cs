@@ -11,7 +11,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// lists every network evaluation, so N steps take 2N − 1 evaluations: t₀, then t₁ twice, …, t_{N−1} twice. Deterministic;
 /// Karras noise levels by default.
 /// </summary>
-public sealed class HeunSampler : DiffusionSamplerBase
+internal sealed class HeunSampler : DiffusionSamplerBase
 {
     private double[] _sigmas = [];
     private Tensor? _start, _slope;

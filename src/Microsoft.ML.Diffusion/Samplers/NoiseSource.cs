@@ -8,7 +8,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// that each row's image depends only on its own seed. Noise is drawn on the CPU and then moved, so a
 /// seed gives the same noise on every device.
 /// </summary>
-public sealed class NoiseSource : IDisposable
+internal sealed class NoiseSource : IDisposable
 {
     private readonly Generator[] _generators;
 

@@ -1,7 +1,7 @@
 namespace Microsoft.ML.Diffusion.Samplers;
 
-/// <summary>Shortcuts for the samplers the library ships; any registered name (<see cref="DiffusionSamplers"/>) works where a <see cref="SamplerName"/> is taken.</summary>
-public enum SamplerKind
+/// <summary>The samplers the library ships, by the enum names earlier versions wrote into model zips (which still load as <see cref="SamplerName"/>s).</summary>
+internal enum SamplerKind
 {
     /// <summary>DDPM ancestral sampling (Ho et al. 2020, Algorithm 2); usually run with all T steps.</summary>
     Ddpm,

@@ -4,9 +4,10 @@ using System.Text.Json.Serialization;
 namespace Microsoft.ML.Diffusion.Samplers;
 
 /// <summary>
-/// The registered name of a sampler (<see cref="DiffusionSamplers"/>), e.g. "ddim" or "euler-ancestral". Converts from a
-/// string and from <see cref="SamplerKind"/>, so <c>Sampler = SamplerKind.Ddim</c> and <c>Sampler = "heun"</c> both work.
-/// Names compare case-insensitively; the enum's names ("DpmSolverPlusPlus") are accepted as aliases.
+/// The one way to name a sampler: its registered name (<see cref="DiffusionSamplers"/>), e.g. "ddim" or "euler-ancestral".
+/// The built-in samplers are <see cref="Ddpm"/>, <see cref="Ddim"/>, <see cref="DpmSolverPlusPlus"/>, <see cref="EulerAncestral"/>
+/// and <see cref="Heun"/>; any string converts, so <c>Sampler = SamplerName.Ddim</c> and <c>Sampler = "heun"</c> both work.
+/// Names compare case-insensitively; the names earlier versions wrote into zips ("DpmSolverPlusPlus") still read.
 /// </summary>
 [JsonConverter(typeof(SamplerNameJsonConverter))]
 public readonly struct SamplerName : IEquatable<SamplerName>
@@ -26,8 +27,20 @@ public readonly struct SamplerName : IEquatable<SamplerName>
     /// <summary>A name from its string.</summary>
     public static implicit operator SamplerName(string value) => new(value);
 
-    /// <summary>The name of a built-in sampler.</summary>
-    public static implicit operator SamplerName(SamplerKind kind) => new(DiffusionSamplers.NameOf(kind));
+    /// <summary>DDPM ancestral sampling (Ho et al. 2020, Algorithm 2); usually run with all T steps.</summary>
+    public static SamplerName Ddpm => new(DiffusionSamplers.Ddpm);
+
+    /// <summary>DDIM (Song et al. 2021): strided timesteps, deterministic at η = 0.</summary>
+    public static SamplerName Ddim => new(DiffusionSamplers.Ddim);
+
+    /// <summary>DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver, good in 10–25 steps.</summary>
+    public static SamplerName DpmSolverPlusPlus => new(DiffusionSamplers.DpmSolverPlusPlus);
+
+    /// <summary>Euler ancestral (k-diffusion's sample_euler_ancestral) on Karras noise levels.</summary>
+    public static SamplerName EulerAncestral => new(DiffusionSamplers.EulerAncestral);
+
+    /// <summary>Heun's second-order method (Karras et al. 2022, Algorithm 1) on Karras noise levels.</summary>
+    public static SamplerName Heun => new(DiffusionSamplers.Heun);
 
     /// <inheritdoc/>
     public bool Equals(SamplerName other) => string.Equals(Value, other.Value, StringComparison.Ordinal);

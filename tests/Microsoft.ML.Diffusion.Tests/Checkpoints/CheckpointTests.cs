@@ -34,7 +34,7 @@ public sealed class CheckpointTests : IDisposable
         Assert.Equal(((UNetOptions)model.NetworkOptions).LevelChannels(), ((UNetOptions)loaded.NetworkOptions).LevelChannels());
         Assert.Equal(model.ScheduleOptions, loaded.ScheduleOptions);
         Assert.Equal(10, loaded.TrainingSteps);
-        foreach (var kind in new[] { SamplerKind.Ddpm, SamplerKind.Ddim, SamplerKind.DpmSolverPlusPlus })
+        foreach (var kind in new[] { SamplerName.Ddpm, SamplerName.Ddim, SamplerName.DpmSolverPlusPlus })
         {
             var options = new GenerationOptions { Sampler = kind, Steps = 10 };
             using var a = model.Generate(options, [1L, 2L, 3L]);

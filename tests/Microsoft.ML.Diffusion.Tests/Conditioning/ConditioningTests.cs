@@ -37,7 +37,7 @@ public class ConditioningTests(ITestOutputHelper output)
             var seeds = Enumerable.Range(0, 48).Select(i => (long)i).ToArray();
             var prompted = seeds.Select(s => s % 2).ToArray();
             using var prompt = ConditionBatch.Classes(tensor(prompted));
-            using var samples = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 20, GuidanceScale = guidance }, seeds, condition: prompt);
+            using var samples = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 20, GuidanceScale = guidance }, seeds, condition: prompt);
             return HalfClasses(samples).Zip(prompted).Count(p => p.First == p.Second) / 48.0;
         }
         double unguided = Accuracy(0), conditional = Accuracy(1), guided = Accuracy(3);
@@ -111,7 +111,7 @@ public class ConditioningTests(ITestOutputHelper output)
         Assert.True(reports[^1].Loss < 0.6 * reports[0].Loss, $"loss {reports[0].Loss:F4} → {reports[^1].Loss:F4}");
         using var model = trainer.ToModel();
         using var sampleTokens = ConditionBatch.Tokens(tensor(new long[,] { { 2, 3, 0 }, { 2, 4, 0 } }));
-        using var samples = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 5, GuidanceScale = 2 }, [1L, 2L], condition: sampleTokens);
+        using var samples = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 5, GuidanceScale = 2 }, [1L, 2L], condition: sampleTokens);
         Assert.True(samples.isfinite().all().item<bool>());
     }
 

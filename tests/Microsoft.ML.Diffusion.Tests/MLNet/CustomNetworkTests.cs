@@ -61,7 +61,7 @@ public sealed class CustomNetworkTests : IDisposable
         var seeds = ml.Data.LoadFromEnumerable(new[] { 7, 8, 9 }.Select(s => new SeedRow { Seed = s }));
         var chain = ml.Transforms.DiffusionGenerate(trained, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerKind.Ddim, Steps = 8, OutputKind = GeneratedOutputKind.Pixels,
+            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.Ddim, Steps = 8, OutputKind = GeneratedOutputKind.Pixels,
         }).Fit(seeds);
         string zip = Path.Combine(_folder, "custom.zip");
         ml.Model.Save(chain, seeds.Schema, zip);
@@ -91,7 +91,7 @@ public sealed class CustomNetworkTests : IDisposable
         using var loaded = DiffusionModel.Load(stream, TorchSharp.torch.CPU);
         using var labels = TorchSharp.torch.tensor(new long[] { 0, 1 });
         using var condition = ConditionBatch.Classes(labels);
-        using var images = loaded.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 4, GuidanceScale = 2 }, [1, 2], condition: condition);
+        using var images = loaded.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 4, GuidanceScale = 2 }, [1, 2], condition: condition);
         Assert.Equal([2L, 1, 8, 8], images.shape);
     }
 

@@ -53,7 +53,7 @@ public sealed class EditingStagesTests : IClassFixture<PipelineRoundTripTests.Tr
 
     private static DiffusionImageToImageOptions ImageToImage(double strength) => new()
     {
-        OutputColumnName = "Edited", SeedColumnName = "Seed", Strength = strength, Sampler = SamplerKind.Ddim, Steps = 8,
+        OutputColumnName = "Edited", SeedColumnName = "Seed", Strength = strength, Sampler = SamplerName.Ddim, Steps = 8,
         OutputKind = GeneratedOutputKind.Pixels, BatchSize = 3,
     };
 
@@ -83,7 +83,7 @@ public sealed class EditingStagesTests : IClassFixture<PipelineRoundTripTests.Tr
         var redrawn = Column(ml.Transforms.DiffusionImageToImage(_trained.Model, ImageToImage(1)).Fit(data).Transform(data), "Edited");
         var generated = Column(ml.Transforms.DiffusionGenerate(_trained.Model, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Edited", SeedColumnName = "Seed", Sampler = SamplerKind.Ddim, Steps = 8, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 3,
+            OutputColumnName = "Edited", SeedColumnName = "Seed", Sampler = SamplerName.Ddim, Steps = 8, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 3,
         }).Fit(data).Transform(data), "Edited");
         Assert.Equal(generated, redrawn);
 

@@ -53,7 +53,7 @@ public sealed class ForwardChunkingTests
         long[] seeds = [1, 2, 3, 4, 5];
         using var labels = tensor(new long[] { 0, 1, 2, 0, 1 });
         using var condition = ConditionBatch.Classes(labels);
-        var options = new GenerationOptions { Sampler = Microsoft.ML.Diffusion.Samplers.SamplerKind.Ddim, Steps = 4, GuidanceScale = 2 };
+        var options = new GenerationOptions { Sampler = Microsoft.ML.Diffusion.Samplers.SamplerName.Ddim, Steps = 4, GuidanceScale = 2 };
         using var whole = model.Generate(options, seeds, condition: condition);
         using var chunked = model.Generate(options with { ForwardBatchSize = 2 }, seeds, condition: condition);
         Assert.True(chunked.allclose(whole, rtol: 1e-3, atol: 1e-4));

@@ -23,13 +23,13 @@ public class SamplerContractTests
     public void SpacingsMatchDiffusersTimestepSpacing()
     {
         // diffusers: leading (arange(N) * (T // N))[::-1] + steps_offset; trailing round(arange(T, 0, -T/N)) − 1; linspace round(linspace(0, T−1, N))[::-1].
-        Assert.Equal([900.0, 800, 700, 600, 500, 400, 300, 200, 100, 0], Timesteps(SamplerKind.Ddim, TimestepSpacing.Leading, 10));
-        Assert.Equal([901.0, 801, 701, 601, 501, 401, 301, 201, 101, 1], Timesteps(SamplerKind.Ddim, TimestepSpacing.Leading, 10, offset: 1));
-        Assert.Equal([999.0, 899, 799, 699, 599, 499, 399, 299, 199, 99], Timesteps(SamplerKind.Ddpm, TimestepSpacing.Trailing, 10));
-        Assert.Equal([999.0, 888, 777, 666, 555, 444, 333, 222, 111, 0], Timesteps(SamplerKind.Ddim, TimestepSpacing.Linspace, 10));
+        Assert.Equal([900.0, 800, 700, 600, 500, 400, 300, 200, 100, 0], Timesteps(SamplerName.Ddim, TimestepSpacing.Leading, 10));
+        Assert.Equal([901.0, 801, 701, 601, 501, 401, 301, 201, 101, 1], Timesteps(SamplerName.Ddim, TimestepSpacing.Leading, 10, offset: 1));
+        Assert.Equal([999.0, 899, 799, 699, 599, 499, 399, 299, 199, 99], Timesteps(SamplerName.Ddpm, TimestepSpacing.Trailing, 10));
+        Assert.Equal([999.0, 888, 777, 666, 555, 444, 333, 222, 111, 0], Timesteps(SamplerName.Ddim, TimestepSpacing.Linspace, 10));
         // DPM-Solver++ follows diffusers' multistep scheduler: N + 1 points, the last (t = 0) dropped; it then steps to t = 0.
-        Assert.Equal([999.0, 749, 500, 250], Timesteps(SamplerKind.DpmSolverPlusPlus, TimestepSpacing.Linspace, 4));
-        Assert.Equal([800.0, 600, 400, 200], Timesteps(SamplerKind.DpmSolverPlusPlus, TimestepSpacing.Leading, 4));
+        Assert.Equal([999.0, 749, 500, 250], Timesteps(SamplerName.DpmSolverPlusPlus, TimestepSpacing.Linspace, 4));
+        Assert.Equal([800.0, 600, 400, 200], Timesteps(SamplerName.DpmSolverPlusPlus, TimestepSpacing.Leading, 4));
     }
 
     [Fact]
@@ -43,7 +43,7 @@ public class SamplerContractTests
         Assert.Equal(Math.Pow(max + 4 / 9.0 * (min - max), 7), sigmas[4], 9);
         foreach (int t in new[] { 0, 1, 17, 500, 998, 999 }) Assert.Equal(t, NoiseLevels.TimestepOf(schedule, NoiseLevels.Sigma(schedule, t)), 6);
 
-        var karras = Timesteps(SamplerKind.EulerAncestral, null, 10);
+        var karras = Timesteps(SamplerName.EulerAncestral, null, 10);
         Assert.Equal(999.0, karras[0], 6);
         Assert.Equal(0.0, karras[^1], 6);
         Assert.Contains(karras, t => t != Math.Floor(t));   // fractional in between
@@ -52,16 +52,16 @@ public class SamplerContractTests
     [Fact]
     public void HeunEvaluatesTwiceAtEveryLevelButTheFirst()
     {
-        var t = Timesteps(SamplerKind.Heun, TimestepSpacing.Leading, 4);
+        var t = Timesteps(SamplerName.Heun, TimestepSpacing.Leading, 4);
         Assert.Equal([750.0, 500, 500, 250, 250, 0, 0], t);
     }
 
     [Fact]
     public void DiscreteSamplersRefuseFractionalSpacingAndBadOffsetsNameTheProblem()
     {
-        var e = Assert.Throws<ArgumentException>(() => DiffusionSamplers.Create(SamplerKind.Ddim, NoiseSchedule.Linear(), new SamplerOptions { Spacing = TimestepSpacing.Karras }));
+        var e = Assert.Throws<ArgumentException>(() => DiffusionSamplers.Create(SamplerName.Ddim, NoiseSchedule.Linear(), new SamplerOptions { Spacing = TimestepSpacing.Karras }));
         Assert.Contains("Karras", e.Message);
-        using var sampler = DiffusionSamplers.Create(SamplerKind.Ddim, NoiseSchedule.Linear(), new SamplerOptions { StepsOffset = 150 });
+        using var sampler = DiffusionSamplers.Create(SamplerName.Ddim, NoiseSchedule.Linear(), new SamplerOptions { StepsOffset = 150 });
         Assert.Contains("StepsOffset 150", Assert.Throws<ArgumentOutOfRangeException>(() => sampler.SetTimesteps(10)).Message);
         Assert.Contains("'no-such'", Assert.Throws<UnknownSamplerException>(() => DiffusionSamplers.Create("no-such", NoiseSchedule.Linear())).Message);
     }
@@ -70,11 +70,11 @@ public class SamplerContractTests
     public void NamesComeFromStringsKindsAndTheEnumNamesOldZipsHold()
     {
         Assert.Equal("dpm-solver++", default(SamplerName).Value);
-        Assert.Equal("dpm-solver++", ((SamplerName)SamplerKind.DpmSolverPlusPlus).Value);
+        Assert.Equal("dpm-solver++", ((SamplerName)SamplerName.DpmSolverPlusPlus).Value);
         Assert.Equal("euler-ancestral", new SamplerName("EulerAncestral").Value);
         Assert.Equal("heun", ((SamplerName)"Heun").Value);
         var options = System.Text.Json.JsonSerializer.Deserialize<Microsoft.ML.Diffusion.MLNet.DiffusionGenerationOptions>("{\"Sampler\":\"Ddim\"}", Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions)!;
-        Assert.Equal((SamplerName)SamplerKind.Ddim, options.Sampler);
+        Assert.Equal((SamplerName)SamplerName.Ddim, options.Sampler);
         Assert.Contains("\"Sampler\":\"ddim\"", System.Text.Json.JsonSerializer.Serialize(options, Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions));
     }
 
@@ -82,7 +82,7 @@ public class SamplerContractTests
     public void EveryStepReturnsThePredictedCleanImage()
     {
         var schedule = NoiseSchedule.Linear();
-        foreach (var name in new SamplerName[] { SamplerKind.Ddpm, SamplerKind.Ddim, SamplerKind.DpmSolverPlusPlus, SamplerKind.EulerAncestral, SamplerKind.Heun })
+        foreach (var name in new SamplerName[] { SamplerName.Ddpm, SamplerName.Ddim, SamplerName.DpmSolverPlusPlus, SamplerName.EulerAncestral, SamplerName.Heun })
         {
             using var sampler = DiffusionSamplers.Create(name, schedule, new SamplerOptions { Clipping = X0Clipping.None, Spacing = TimestepSpacing.Trailing });
             sampler.SetTimesteps(5);
@@ -122,7 +122,7 @@ public class SamplerContractTests
         using var model = new DiffusionModel(new UNetNoisePredictor(new UNetOptions { ImageSize = 8, BaseChannels = 8, ChannelMultipliers = [1], AttentionResolutions = [] }),
             new NoiseScheduleOptions(), PredictionType.Epsilon);
         using var custom = model.Generate(new GenerationOptions { Sampler = "tests-trailing-ddim" }, [1, 2]);
-        using var ddim = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 10, Spacing = TimestepSpacing.Trailing }, [1, 2]);
+        using var ddim = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 10, Spacing = TimestepSpacing.Trailing }, [1, 2]);
         Assert.Equal(0f, (custom - ddim).abs().max().item<float>(), 5);
     }
 }

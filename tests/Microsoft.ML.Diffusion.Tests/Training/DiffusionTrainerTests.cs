@@ -41,7 +41,7 @@ public class DiffusionTrainerTests(ITestOutputHelper output)
         // learned the data sit far closer to it than pure noise (clipped to the data range) does.
         using var model = trainer.ToModel();
         var seeds = Enumerable.Range(0, 32).Select(i => (long)i).ToArray();
-        using var samples = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 25 }, seeds);
+        using var samples = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 25 }, seeds);
         using var noise = randn(32, 1, 16, 16, generator: new Generator(99)).clamp(-1, 1);
         double sampleDistance = NearestNeighbourDistance.MeanRms(samples, data);
         double noiseDistance = NearestNeighbourDistance.MeanRms(noise, data);
@@ -61,7 +61,7 @@ public class DiffusionTrainerTests(ITestOutputHelper output)
         Assert.True(reports[^1].Loss < 0.6 * reports[0].Loss, $"{prediction}: loss should fall: {reports[0].Loss:F4} → {reports[^1].Loss:F4}");
         using var model = trainer.ToModel();
         Assert.Equal(prediction, model.Prediction);
-        using var samples = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 10 }, [1L, 2L]);
+        using var samples = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 10 }, [1L, 2L]);
         Assert.True(samples.isfinite().all().item<bool>());
     }
 
@@ -74,7 +74,7 @@ public class DiffusionTrainerTests(ITestOutputHelper output)
             using var trainer = new DiffusionTrainer(TinyNetwork, options: FastOptions(seed) with { BatchSize = 16 }, device: CPU);
             trainer.Train(data, 20);
             using var model = trainer.ToModel();
-            using var images = model.Generate(new GenerationOptions { Sampler = SamplerKind.Ddpm, Steps = 50 }, [1L, 2L]);
+            using var images = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddpm, Steps = 50 }, [1L, 2L]);
             return images.data<float>().ToArray();
         }
         var first = Run(3);
@@ -91,7 +91,7 @@ public class DiffusionTrainerTests(ITestOutputHelper output)
         using var data = SyntheticShapes.Generate(32, 16);
         trainer.Train(data, 5);
         using var model = trainer.ToModel();
-        var options = new GenerationOptions { Sampler = SamplerKind.Ddpm, Steps = 20 };
+        var options = new GenerationOptions { Sampler = SamplerName.Ddpm, Steps = 20 };
         using var pair = model.Generate(options, [7L, 8L]);
         using var alone = model.Generate(options, [8L]);
         Assert.True(pair[1].allclose(alone[0], rtol: 1e-4, atol: 1e-5));

@@ -98,7 +98,7 @@ public sealed class MemorySoakTests(ITestOutputHelper output)
         var network = new UNetOptions { ImageChannels = 1, ImageSize = 16, BaseChannels = 16, ChannelMultipliers = [1, 2], AttentionResolutions = [8] };
         using var images = (rand([64, 1, 16, 16], generator: new Generator(3)) * 2 - 1).DetachFromDisposeScope();
         using var trainer = new DiffusionTrainer(network, options: new DiffusionTrainerOptions { BatchSize = 8, Seed = 1 }, device: CPU);
-        var generation = new GenerationOptions { Sampler = SamplerKind.Ddim, Steps = 5 };
+        var generation = new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 5 };
         long[] seeds = [1, 2, 3, 4, 5, 6, 7, 8];
         void Round(Action? perReport)
         {

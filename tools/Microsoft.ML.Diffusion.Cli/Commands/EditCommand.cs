@@ -23,7 +23,7 @@ internal sealed class EditCommand
     private readonly Option<double?> _strength = new("--strength") { Description = "Image-to-image: how much to redraw, 0 (keep) to 1 (new image) (default 0.6)." };
     private readonly Option<int> _count = new("--count") { Description = "Edits to make, seeds --seed, --seed + 1, …", DefaultValueFactory = _ => 4 };
     private readonly Option<long> _seed = new("--seed") { Description = "Seed of the first edit.", DefaultValueFactory = _ => 0 };
-    private readonly Option<string?> _sampler = new Option<string?>("--sampler") { Description = "Image-to-image sampler: ddpm, ddim, dpm, euler-ancestral, heun, … (default: dpm)." }
+    private readonly Option<string?> _sampler = new Option<string?>("--sampler") { Description = "Image-to-image sampler: ddpm, ddim, dpm-solver++, euler-ancestral, heun, or another registered name (default: dpm-solver++)." }
         .AcceptOnlyFromAmong(Names.Samplers);
     private readonly Option<int?> _steps = new("--steps") { Description = "Steps of the whole trajectory (image-to-image runs strength × steps of them; inpainting default 250)." };
     private readonly Option<double> _eta = new("--eta") { Description = "DDIM's and RePaint's η: 0 is deterministic.", DefaultValueFactory = _ => 0.0 };

@@ -27,7 +27,7 @@ internal sealed class EvaluateCommand
     private readonly Option<bool> _shapes = new("--shapes") { Description = "Compare with the built-in synthetic shapes." };
     private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 64 };
     private readonly Option<long> _seed = new("--seed") { Description = "Seed of the first generated image.", DefaultValueFactory = _ => 1000 };
-    private readonly Option<string> _sampler = new Option<string>("--sampler") { Description = "ddpm, ddim or dpm.", DefaultValueFactory = _ => "dpm" }
+    private readonly Option<string> _sampler = new Option<string>("--sampler") { Description = "ddpm, ddim, dpm-solver++, euler-ancestral, heun, or another registered name.", DefaultValueFactory = _ => "dpm-solver++" }
         .AcceptOnlyFromAmong(Names.Samplers);
     private readonly Option<int?> _steps = new("--steps") { Description = "Denoising steps (default: the sampler's usual count)." };
     private readonly Option<int> _batch = new("--batch") { Description = "Images per sampler run.", DefaultValueFactory = _ => 16 };

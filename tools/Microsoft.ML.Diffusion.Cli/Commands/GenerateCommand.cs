@@ -15,7 +15,7 @@ internal sealed class GenerateCommand
     private readonly Option<string?> _diffusers = new("--diffusers") { Description = "A Hugging Face diffusers model folder (UNet2DModel + scheduler) to generate from instead of a zip." };
     private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 16 };
     private readonly Option<long> _seed = new("--seed") { Description = "Seed of the first image; image i uses seed + i.", DefaultValueFactory = _ => 0 };
-    private readonly Option<string?> _sampler = new Option<string?>("--sampler") { Description = "ddpm, ddim, dpm (DPM-Solver++), euler-ancestral (euler-a), heun, or another registered sampler (default: dpm; a diffusers folder's own scheduler)." }
+    private readonly Option<string?> _sampler = new Option<string?>("--sampler") { Description = "ddpm, ddim, dpm-solver++, euler-ancestral, heun, or another registered sampler (default: dpm-solver++; a diffusers folder's own scheduler)." }
         .AcceptOnlyFromAmong(Names.Samplers);
     private readonly Option<int?> _steps = new("--steps") { Description = "Denoising steps (default: DDPM all T, DDIM 50, DPM-Solver++ 20)." };
     private readonly Option<double> _eta = new("--eta") { Description = "DDIM's η: 0 is deterministic, 1 is DDPM-like.", DefaultValueFactory = _ => 0.0 };
@@ -64,7 +64,7 @@ internal sealed class GenerateCommand
         long[]? ends = parse.GetValue(_interpolate) is { Length: 2 } pair ? pair : null;
         if (ends is not null && count < 2) throw new UsageException($"--interpolate needs --count of at least 2 (the two ends), not {count}.");
         if (ends is not null && parse.GetResult(_seed) is { Implicit: false }) throw new UsageException("Give either --seed or --interpolate A B, not both.");
-        if (eta > 0 && sampler is { } chosen && chosen != (SamplerName)SamplerKind.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(chosen)} ignores it.");
+        if (eta > 0 && sampler is { } chosen && chosen != (SamplerName)SamplerName.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(chosen)} ignores it.");
 
         var ml = new MLContext(seed: 0);
         using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());

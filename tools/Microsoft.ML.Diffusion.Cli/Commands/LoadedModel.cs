@@ -128,7 +128,7 @@ internal sealed class LoadedModel : IDisposable
     public T WithSampling<T>(T options, SamplerName? sampler, int? steps, double eta) where T : DiffusionGenerationOptions
     {
         if (Scheduler is not null && (sampler is null || sampler == Scheduler.Sampler)) WithScheduler(options, Scheduler);
-        else options.Sampler = sampler ?? SamplerKind.DpmSolverPlusPlus;
+        else options.Sampler = sampler ?? SamplerName.DpmSolverPlusPlus;
         options.Steps = steps;
         options.Eta = eta;
         return options;
@@ -206,30 +206,23 @@ internal sealed class LoadedModel : IDisposable
     }
 }
 
-/// <summary>Command-line names of the library's samplers: every registered name, plus "dpm" for DPM-Solver++.</summary>
+/// <summary>Samplers on the command line: their registered names (<see cref="SamplerName"/>), as model zips store them.</summary>
 internal static class Names
 {
-    private static readonly Dictionary<string, string> Aliases = new(StringComparer.OrdinalIgnoreCase)
-    {
-        ["dpm"] = DiffusionSamplers.DpmSolverPlusPlus, ["dpm++"] = DiffusionSamplers.DpmSolverPlusPlus, ["euler-a"] = DiffusionSamplers.EulerAncestral,
-    };
-
-    public static string[] Samplers => [.. DiffusionSamplers.Names, .. Aliases.Keys];
+    public static string[] Samplers => [.. DiffusionSamplers.Names];
 
     public static SamplerName Sampler(string name)
     {
-        var resolved = new SamplerName(Aliases.GetValueOrDefault(name, name));
+        var resolved = new SamplerName(name);
         return DiffusionSamplers.IsRegistered(resolved) ? resolved
             : throw new UsageException($"Unknown sampler '{name}'; use one of {string.Join(", ", Samplers)}.");
     }
 
-    public static string Of(SamplerName name) => name.Value switch
-    {
-        DiffusionSamplers.Ddpm => "DDPM",
-        DiffusionSamplers.Ddim => "DDIM",
-        DiffusionSamplers.DpmSolverPlusPlus => "DPM-Solver++(2M)",
-        DiffusionSamplers.EulerAncestral => "Euler ancestral",
-        DiffusionSamplers.Heun => "Heun",
-        var other => other,
-    };
+    public static string Of(SamplerName name)
+        => name == SamplerName.Ddpm ? "DDPM"
+        : name == SamplerName.Ddim ? "DDIM"
+        : name == SamplerName.DpmSolverPlusPlus ? "DPM-Solver++(2M)"
+        : name == SamplerName.EulerAncestral ? "Euler ancestral"
+        : name == SamplerName.Heun ? "Heun"
+        : name.Value;
 }

@@ -18,31 +18,34 @@ namespace Microsoft.ML.Diffusion.Cli.Commands;
 /// </summary>
 internal sealed class TrainCommand
 {
+    // The library's own defaults, so the command line trains as TrainDiffusion does unless told otherwise.
+    private static readonly DiffusionTrainingOptions Defaults = new();
+
     private readonly Option<string?> Images = new("--images") { Description = "Folder of .png/.jpg training images (searched recursively)." };
     private readonly Option<string?> Idx = new("--idx") { Description = "IDX image file (MNIST format, 0x00000803), optionally gzip-compressed." };
     private readonly Option<bool> Shapes = new("--shapes") { Description = "Train on the built-in synthetic shapes (discs and squares)." };
     private readonly Option<int?> Size = new("--size") { Description = "Image height and width, e.g. 16, 28 or 32 (default: 32 for --images, the file's size for --idx, 16 for --shapes)." };
     private readonly Option<int?> Channels = new("--channels") { Description = "1 (grey) or 3 (RGB) (default: 3 for --images, 1 otherwise)." };
-    private readonly Option<int> Steps = new("--steps") { Description = "Optimiser steps in total (a resumed run counts the checkpoint's steps).", DefaultValueFactory = _ => 2000 };
+    private readonly Option<int> Steps = new("--steps") { Description = "Optimiser steps in total (a resumed run counts the checkpoint's steps).", DefaultValueFactory = _ => Defaults.TrainingSteps };
     private readonly Option<int> Batch = new("--batch") { Description = "Images per step.", DefaultValueFactory = _ => 32 };
-    private readonly Option<double> LearningRate = new("--lr") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 2e-3 };
-    private readonly Option<int> Warmup = new("--warmup") { Description = "Linear learning-rate warm-up steps.", DefaultValueFactory = _ => 100 };
+    private readonly Option<double> LearningRate = new("--lr") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => Defaults.LearningRate };
+    private readonly Option<int> Warmup = new("--warmup") { Description = "Linear learning-rate warm-up steps.", DefaultValueFactory = _ => Defaults.WarmupSteps };
     private readonly Option<double> Ema = new("--ema") { Description = "EMA decay of the saved weights (0 disables).", DefaultValueFactory = _ => 0.995 };
     private readonly Option<int> Seed = new("--seed") { Description = "Seed for weights, batches and noise.", DefaultValueFactory = _ => 0 };
     private readonly Option<string> Out = new("--out") { Description = "The ML.NET model zip to write.", Required = true };
     private readonly Option<string?> Checkpoint = new("--checkpoint") { Description = "Training-state file, written periodically and on Ctrl+C; an existing one is resumed (default: <out>.state.zip)." };
     private readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Steps between checkpoints.", DefaultValueFactory = _ => 250 };
     private readonly Option<bool> Fresh = new("--fresh") { Description = "Ignore an existing checkpoint and start from new weights." };
-    private readonly Option<int> BaseChannels = new("--base-channels") { Description = "Channels of the UNet's first level.", DefaultValueFactory = _ => 32 };
-    private readonly Option<string> Multipliers = new("--multipliers") { Description = "Channel multiplier per UNet level, comma-separated.", DefaultValueFactory = _ => "1,2,2" };
+    private readonly Option<int> BaseChannels = new("--base-channels") { Description = "Channels of the UNet's first level.", DefaultValueFactory = _ => Defaults.BaseChannels };
+    private readonly Option<string> Multipliers = new("--multipliers") { Description = "Channel multiplier per UNet level, comma-separated.", DefaultValueFactory = _ => string.Join(",", Defaults.ChannelMultipliers) };
     private readonly Option<string> Schedule = new Option<string>("--schedule") { Description = "Noise schedule.", DefaultValueFactory = _ => "linear" }
         .AcceptOnlyFromAmong("linear", "cosine", "scaled-linear", "sigmoid");
-    private readonly Option<string> Prediction = new Option<string>("--prediction") { Description = "What the network predicts: eps (noise), v or x0.", DefaultValueFactory = _ => "v" }
+    private readonly Option<string> Prediction = new Option<string>("--prediction") { Description = "What the network predicts: eps (noise), v or x0.", DefaultValueFactory = _ => Defaults.Prediction switch { PredictionType.Epsilon => "eps", PredictionType.VPrediction => "v", _ => "x0" } }
         .AcceptOnlyFromAmong("eps", "v", "x0");
-    private readonly Option<string> LrDecay = new Option<string>("--lr-decay") { Description = "Learning rate after warm-up: constant, or linear or cosine decay to 0 at the last step.", DefaultValueFactory = _ => "cosine" }
+    private readonly Option<string> LrDecay = new Option<string>("--lr-decay") { Description = "Learning rate after warm-up: constant, or linear or cosine decay to 0 at the last step.", DefaultValueFactory = _ => Defaults.LearningRateDecay.ToString().ToLowerInvariant() }
         .AcceptOnlyFromAmong("constant", "linear", "cosine");
-    private readonly Option<double> MinSnrGamma = new("--min-snr-gamma") { Description = "Min-SNR-γ loss weighting (5 is the paper's choice; 0 turns it off).", DefaultValueFactory = _ => 5 };
-    private readonly Option<double> OffsetNoise = new("--offset-noise") { Description = "Offset noise strength (0.1 is usual; 0 is off).", DefaultValueFactory = _ => 0 };
+    private readonly Option<double> MinSnrGamma = new("--min-snr-gamma") { Description = "Min-SNR-γ loss weighting (5 is the paper's choice; 0 turns it off).", DefaultValueFactory = _ => Defaults.MinSnrGamma ?? 0 };
+    private readonly Option<double> OffsetNoise = new("--offset-noise") { Description = "Offset noise strength (0.1 is usual; 0 is off).", DefaultValueFactory = _ => Defaults.OffsetNoise };
     private readonly Option<bool> ZeroTerminalSnr = new("--zero-terminal-snr") { Description = "Rescale the noise schedule to zero signal at its last step (use with --prediction v)." };
     private readonly Option<bool> Flip = new("--flip") { Description = "Random left-right flips of training images." };
     private readonly Option<string?> From = new("--from") { Description = "Fine-tune: start from this model zip or Hugging Face diffusers folder (its network, weights, schedule and prediction; images are resized to its size)." };
@@ -67,21 +70,69 @@ internal sealed class TrainCommand
 
     private int Run(ParseResult parse, CliContext ctx)
     {
-        // ---- Check everything before any work starts. ----
+        // Everything is checked before any work starts.
+        var data = ReadData(parse);
+        using var start = ReadStart(parse);
+        var run = ReadSettings(parse, data, start);
+        var ml = new MLContext(seed: parse.GetValue(Seed));
+        using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
+        var log = new ProgressLog(ctx, run);
+        var options = TrainingOptions(parse, run, log, ctx.Cancellation);
+        var (view, pipeline, description) = Pipeline(ml, run, options);
+
+        ctx.Line($"Training on {description}.");
+        ctx.Line(start is null
+            ? $"UNet: base channels {run.BaseChannels}, multipliers {string.Join(",", run.Multipliers)}; {run.Steps} steps of {run.Batch} images, learning rate {run.LearningRate}, seed {parse.GetValue(Seed)}."
+            : $"Fine-tuning '{start.Path}' ({Networks.NoisePredictors.NameOf(start.Model.NetworkOptions.GetType())}, {start.Model.ImageShape[0]}×{start.Model.ImageShape[1]}×{start.Model.ImageShape[2]}); {run.Steps} steps of {run.Batch} images, learning rate {run.LearningRate}, seed {parse.GetValue(Seed)}.");
+        if (run.Resuming) ctx.Line($"Resuming from checkpoint '{run.Checkpoint}' (use --fresh to start over).");
+
+        var model = Fit(ctx, run, log, pipeline, view);
+        if (model is null) return ExitCodes.Cancelled;
+        using var disposeModel = model as IDisposable;
+        if (log.Losses.Count == 0)
+            ctx.Line($"The checkpoint '{run.Checkpoint}' already holds {run.Steps} or more steps; nothing to train (raise --steps to continue).");
+        ml.Model.Save(model, view.Schema, run.OutPath);
+        var trained = DiffusionTrainingTransformer.FindModel(model);
+        ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{run.OutPath}'.");
+        if (log.Skipped > 0) ctx.Line($"Skipped {log.Skipped} unreadable image{(log.Skipped == 1 ? "" : "s")}.");
+        if (log.Losses.Save(run.LossPng, run.LossCsv)) ctx.Line($"Loss curve: '{run.LossPng}' (values in '{run.LossCsv}').");
+        ctx.Line($"Training state: '{run.Checkpoint}' (raise --steps and run again to continue training).");
+        return ExitCodes.Success;
+    }
+
+    // What the command line asks for, checked.
+    private sealed record RunSettings(Source Source, string? Folder, string? Idx, string[] Files, int? MaxImages, LoadedModel? Start, int Size,
+        int Channels, int Steps, int Batch, double LearningRate, int Warmup, double Ema, double? Gamma, double OffsetNoise, int CheckpointEvery,
+        int ShapeCount, int BaseChannels, int[] Multipliers, string OutPath, string Checkpoint, string LossPng, string LossCsv, bool Fresh, bool Resuming);
+
+    // The training data the command line names: exactly one of a folder, an IDX file and the built-in shapes.
+    private sealed record DataChoice(Source Source, string? Folder, string? Idx, string[] Files, int? MaxImages);
+
+    private DataChoice ReadData(ParseResult parse)
+    {
         string? folder = parse.GetValue(Images), idx = parse.GetValue(Idx);
         bool shapes = parse.GetValue(Shapes);
         int given = (folder is null ? 0 : 1) + (idx is null ? 0 : 1) + (shapes ? 1 : 0);
         if (given != 1) throw new UsageException(given == 0 ? "Give the training data: --images <folder>, --idx <file> or --shapes." : "Give only one of --images, --idx and --shapes.");
         var source = folder is not null ? Source.Folder : idx is not null ? Source.IdxFile : Source.Shapes;
-
         int? maxImages = parse.GetValue(MaxImages);
         if (maxImages is < 1) throw new UsageException($"--max-images must be positive, not {maxImages}.");
         string[] files = source == Source.Folder ? ImageSources.ListImageFiles(folder!, maxImages) : [];
-        // A model to fine-tune decides the network, the image size and channels.
+        return new DataChoice(source, folder, idx, files, maxImages);
+    }
+
+    // A model to fine-tune (a zip or a diffusers folder) decides the network, the image size and channels.
+    private LoadedModel? ReadStart(ParseResult parse)
+    {
         string? from = parse.GetValue(From);
-        using var start = from is null ? null
+        return from is null ? null
             : Directory.Exists(from) ? LoadedModel.FromDiffusers(new MLContext(seed: 0), from)
             : LoadedModel.Load(new MLContext(seed: 0), from);
+    }
+
+    private RunSettings ReadSettings(ParseResult parse, DataChoice data, LoadedModel? start)
+    {
+        var (source, folder, idx, files, maxImages) = (data.Source, data.Folder, data.Idx, data.Files, data.MaxImages);
         int size = parse.GetValue(Size) ?? (start is not null ? (int)start.Model.ImageShape[1] : (int?)null) ?? source switch
         {
             Source.Folder => 32,
@@ -140,21 +191,18 @@ internal sealed class TrainCommand
 
         bool fresh = parse.GetValue(Fresh);
         bool resuming = !fresh && File.Exists(checkpoint);
+        return new RunSettings(source, folder, idx, files, maxImages, start, size, channels, steps, batch, lr, warmup, ema, gamma, offsetNoise,
+            checkpointEvery, shapeCount, baseChannels, multipliers, outPath, checkpoint, lossPng, lossCsv, fresh, resuming);
+    }
 
-        // ---- The ML.NET pipeline. ----
-        var ml = new MLContext(seed: parse.GetValue(Seed));
-        using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
-        var losses = new LossLog();
-        var meter = new RateMeter();
-        int lastStep = 0;
-        long skipped = 0;
-        Action<int, string>? report = null;    // the progress display, once it is running
-        var options = new DiffusionTrainingOptions
+    private DiffusionTrainingOptions TrainingOptions(ParseResult parse, RunSettings run, ProgressLog log, CancellationToken cancellation)
+    {
+        return new DiffusionTrainingOptions
         {
-            ImageChannels = channels,
-            ImageSize = size,
-            BaseChannels = baseChannels,
-            ChannelMultipliers = multipliers,
+            ImageChannels = run.Channels,
+            ImageSize = run.Size,
+            BaseChannels = run.BaseChannels,
+            ChannelMultipliers = run.Multipliers,
             Schedule = new NoiseScheduleOptions
             {
                 Kind = parse.GetValue(Schedule) switch { "cosine" => NoiseScheduleKind.Cosine, "scaled-linear" => NoiseScheduleKind.ScaledLinear, "sigmoid" => NoiseScheduleKind.Sigmoid, _ => NoiseScheduleKind.Linear },
@@ -162,98 +210,85 @@ internal sealed class TrainCommand
             },
             Prediction = parse.GetValue(Prediction) switch { "v" => PredictionType.VPrediction, "x0" => PredictionType.Sample, _ => PredictionType.Epsilon },
             LearningRateDecay = parse.GetValue(LrDecay) switch { "linear" => LearningRateDecay.Linear, "cosine" => LearningRateDecay.Cosine, _ => LearningRateDecay.Constant },
-            MinSnrGamma = gamma,
-            OffsetNoise = offsetNoise,
-            TrainingSteps = steps,
-            BatchSize = batch,
-            LearningRate = lr,
-            WarmupSteps = warmup,
-            EmaDecay = ema,
+            MinSnrGamma = run.Gamma,
+            OffsetNoise = run.OffsetNoise,
+            TrainingSteps = run.Steps,
+            BatchSize = run.Batch,
+            LearningRate = run.LearningRate,
+            WarmupSteps = run.Warmup,
+            EmaDecay = run.Ema,
             RandomHorizontalFlip = parse.GetValue(Flip),
             SkipBadRows = parse.GetValue(SkipBadImages),
-            StartFrom = start?.Model,
+            StartFrom = run.Start?.Model,
             Seed = parse.GetValue(Seed),
             Device = "auto",
             ReportEvery = 1,
-            Progress = p =>
-            {
-                if (losses.Count == 0 && p.Step > 1)
-                {
-                    ctx.Line($"  resumed at step {p.Step - 1}");
-                    if (resuming) losses.Continue(lossCsv, p.Step - 1);   // the earlier run's steps, up to the checkpoint's
-                }
-                losses.Add(p.Step, p.Loss, p.LearningRate);
-                // Reported before the step's checkpoint is written, so the CSV never lacks a step the checkpoint holds.
-                if (p.Step % checkpointEvery == 0) losses.WriteCsv(lossCsv);
-                lastStep = p.Step;
-                skipped = p.SkippedRows;
-                meter.Report(p.Step);
-                double imagesPerStep = p.StepsPerSecond > 0 ? p.ImagesPerSecond / p.StepsPerSecond : batch;
-                report?.Invoke(p.Step, FormattableString.Invariant($"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  {meter.PerSecond:F1} steps/s  {meter.PerSecond * imagesPerStep:F0} images/s  ETA {meter.Eta(p.TotalSteps - p.Step)}"));
-            },
-            CheckpointPath = checkpoint,
-            CheckpointEvery = checkpointEvery,
-            ResumeFromCheckpoint = !fresh,
-            CancellationToken = ctx.Cancellation,
+            Progress = log.Report,
+            CheckpointPath = run.Checkpoint,
+            CheckpointEvery = run.CheckpointEvery,
+            ResumeFromCheckpoint = !run.Fresh,
+            CancellationToken = cancellation,
         };
+    }
 
+    // The ML.NET pipeline for the source: LoadImages + ResizeImages + TrainDiffusion for a folder, float-pixel rows + TrainDiffusion otherwise.
+    private static (IDataView Data, IEstimator<ITransformer> Pipeline, string Description) Pipeline(MLContext ml, RunSettings run, DiffusionTrainingOptions options)
+    {
         IDataView data;
         IEstimator<ITransformer> pipeline;
         string description;
-        switch (source)
+        switch (run.Source)
         {
             case Source.Folder:
-                data = ml.Data.LoadFromEnumerable(files.Select(f => new ImageFileRow { Path = f }).ToList());
+                data = ml.Data.LoadFromEnumerable(run.Files.Select(f => new ImageFileRow { Path = f }).ToList());
                 options.ImageColumnName = "Image";
                 // Decoded and resized on a background thread as training runs, so a folder of any size fits in memory.
                 options.DataLoading = TrainingDataLoading.Streaming;
-                pipeline = ml.Transforms.LoadImages("Image", folder!, nameof(ImageFileRow.Path))
-                    .Append(ml.Transforms.ResizeImages("Image", size, size))
+                pipeline = ml.Transforms.LoadImages("Image", run.Folder!, nameof(ImageFileRow.Path))
+                    .Append(ml.Transforms.ResizeImages("Image", run.Size, run.Size))
                     .Append(ml.Transforms.TrainDiffusion(options));
-                description = $"{files.Length} images from '{folder}' resized to {size}×{size}, {(channels == 1 ? "grey" : "RGB")}";
+                description = $"{run.Files.Length} images from '{run.Folder}' resized to {run.Size}×{run.Size}, {(run.Channels == 1 ? "grey" : "RGB")}";
                 break;
             case Source.IdxFile:
-                var idxRows = ImageSources.Idx(idx!, size, maxImages);
-                data = ImageSources.ToDataView(ml, idxRows, 1, size);
+                var idxRows = ImageSources.Idx(run.Idx!, run.Size, run.MaxImages);
+                data = ImageSources.ToDataView(ml, idxRows, 1, run.Size);
                 options.ImageColumnName = nameof(PixelRow.Pixels);
                 options.PixelRange = PixelRange.Bytes;
                 pipeline = ml.Transforms.TrainDiffusion(options);
-                description = $"{idxRows.Length} images from IDX file '{idx}' at {size}×{size}, grey";
+                description = $"{idxRows.Length} images from IDX file '{run.Idx}' at {run.Size}×{run.Size}, grey";
                 break;
             default:
-                data = ImageSources.ToDataView(ml, ImageSources.Shapes(shapeCount, size), 1, size);
+                data = ImageSources.ToDataView(ml, ImageSources.Shapes(run.ShapeCount, run.Size), 1, run.Size);
                 options.ImageColumnName = nameof(PixelRow.Pixels);
                 options.PixelRange = PixelRange.Unit;
                 pipeline = ml.Transforms.TrainDiffusion(options);
-                description = $"{shapeCount} built-in shape images at {size}×{size}, grey";
+                description = $"{run.ShapeCount} built-in shape images at {run.Size}×{run.Size}, grey";
                 break;
         }
+        return (data, pipeline, description);
+    }
 
-        ctx.Line($"Training on {description}.");
-        ctx.Line(start is null
-            ? $"UNet: base channels {baseChannels}, multipliers {string.Join(",", multipliers)}; {steps} steps of {batch} images, learning rate {lr}, seed {parse.GetValue(Seed)}."
-            : $"Fine-tuning '{start.Path}' ({Networks.NoisePredictors.NameOf(start.Model.NetworkOptions.GetType())}, {start.Model.ImageShape[0]}×{start.Model.ImageShape[1]}×{start.Model.ImageShape[2]}); {steps} steps of {batch} images, learning rate {lr}, seed {parse.GetValue(Seed)}.");
-        if (resuming) ctx.Line($"Resuming from checkpoint '{checkpoint}' (use --fresh to start over).");
-
-        ITransformer model;
+    // Fits the pipeline with a progress display; null when the run was cancelled (the training state is kept).
+    private static ITransformer? Fit(CliContext ctx, RunSettings run, ProgressLog log, IEstimator<ITransformer> pipeline, IDataView data)
+    {
         try
         {
-            model = ctx.WithProgress($"Training {steps} steps", steps, display =>
+            return ctx.WithProgress($"Training {run.Steps} steps", run.Steps, display =>
             {
-                report = display;
+                log.Display = display;
                 return pipeline.Fit(data);
             });
         }
         catch (Exception e) when (Errors.IsCancellation(e))
         {
-            losses.Save(lossPng, lossCsv);
-            if (File.Exists(checkpoint))
-                ctx.Line($"Training stopped{(lastStep > 0 ? $" after step {lastStep}" : "")}. The training state is kept in '{checkpoint}'; run the same command again to continue from it.");
+            log.Losses.Save(run.LossPng, run.LossCsv);
+            if (File.Exists(run.Checkpoint))
+                ctx.Line($"Training stopped{(log.LastStep > 0 ? $" after step {log.LastStep}" : "")}. The training state is kept in '{run.Checkpoint}'; run the same command again to continue from it.");
             else
                 ctx.Line($"Training stopped before the first step; no checkpoint was written.");
-            return ExitCodes.Cancelled;
+            return null;
         }
-        catch (CheckpointFormatException e) when (resuming)
+        catch (CheckpointFormatException e) when (run.Resuming)
         {
             throw new CliRuntimeException($"{e.Message} Use --fresh to start over, or the settings the checkpoint was written with.", e);
         }
@@ -266,17 +301,34 @@ internal sealed class TrainCommand
         {
             throw new CliRuntimeException(e.Message, e);
         }
+    }
 
-        if (losses.Count == 0)
-            ctx.Line($"The checkpoint '{checkpoint}' already holds {steps} or more steps; nothing to train (raise --steps to continue).");
-        ml.Model.Save(model, data.Schema, outPath);
-        var trained = DiffusionTrainingTransformer.FindModel(model);
-        ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{outPath}'.");
-        if (skipped > 0) ctx.Line($"Skipped {skipped} unreadable image{(skipped == 1 ? "" : "s")}.");
-        if (losses.Save(lossPng, lossCsv)) ctx.Line($"Loss curve: '{lossPng}' (values in '{lossCsv}').");
-        ctx.Line($"Training state: '{checkpoint}' (raise --steps and run again to continue training).");
-        (model as IDisposable)?.Dispose();
-        return ExitCodes.Success;
+    // The training's progress: the loss log (kept across a resume), the rate and the line the display shows.
+    private sealed class ProgressLog(CliContext ctx, RunSettings run)
+    {
+        private readonly RateMeter _meter = new();
+
+        public LossLog Losses { get; } = new();
+        public int LastStep { get; private set; }
+        public long Skipped { get; private set; }
+        public Action<int, string>? Display { get; set; }
+
+        public void Report(TrainingProgress p)
+        {
+            if (Losses.Count == 0 && p.Step > 1)
+            {
+                ctx.Line($"  resumed at step {p.Step - 1}");
+                if (run.Resuming) Losses.Continue(run.LossCsv, p.Step - 1);   // the earlier run's steps, up to the checkpoint's
+            }
+            Losses.Add(p.Step, p.Loss, p.LearningRate);
+            // Reported before the step's checkpoint is written, so the CSV never lacks a step the checkpoint holds.
+            if (p.Step % run.CheckpointEvery == 0) Losses.WriteCsv(run.LossCsv);
+            LastStep = p.Step;
+            Skipped = p.SkippedRows;
+            _meter.Report(p.Step);
+            double imagesPerStep = p.StepsPerSecond > 0 ? p.ImagesPerSecond / p.StepsPerSecond : run.Batch;
+            Display?.Invoke(p.Step, FormattableString.Invariant($"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  {_meter.PerSecond:F1} steps/s  {_meter.PerSecond * imagesPerStep:F0} images/s  ETA {_meter.Eta(p.TotalSteps - p.Step)}"));
+        }
     }
 
     private static int Positive(int value, string name)

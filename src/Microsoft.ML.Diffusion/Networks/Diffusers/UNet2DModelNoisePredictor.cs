@@ -12,7 +12,7 @@ namespace Microsoft.ML.Diffusion.Networks.Diffusers;
 /// condition; a null (dropped) condition adds no class embedding, which is what classifier-free guidance and
 /// fine-tuning with condition dropout use.
 /// </summary>
-public sealed class UNet2DModelNoisePredictor : NoisePredictor
+internal sealed class UNet2DModelNoisePredictor : NoisePredictor
 {
     /// <summary>The name this network kind is registered under (written into model files).</summary>
     public const string RegisteredName = "diffusers-unet2d";
