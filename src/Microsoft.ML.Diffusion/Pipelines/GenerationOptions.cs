@@ -1,4 +1,5 @@
 using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Samplers;
 
 namespace Microsoft.ML.Diffusion.Pipelines;
@@ -55,18 +56,30 @@ public record GenerationOptions
     /// </summary>
     public int ForwardBatchSize { get; set; } = DiffusionModel.DefaultForwardBatchSize;
 
-    /// <summary>Checks the values and throws naming the bad one.</summary>
+    /// <summary>Checks the values and throws naming the bad one; the sampler's settings are checked by <see cref="SamplerOptions.Validate"/>.</summary>
     public virtual void Validate()
     {
         if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
         if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
         if (!DiffusionSamplers.IsRegistered(Sampler)) throw new UnknownSamplerException(Sampler.Value);
-        if (StepsOffset < 0) throw new ArgumentOutOfRangeException(nameof(StepsOffset), StepsOffset, "StepsOffset must not be negative.");
-        if (!(ThresholdPercentile > 0 && ThresholdPercentile <= 1)) throw new ArgumentOutOfRangeException(nameof(ThresholdPercentile), ThresholdPercentile, "ThresholdPercentile must lie in (0, 1].");
-        if (!(ClipRange > 0)) throw new ArgumentOutOfRangeException(nameof(ClipRange), ClipRange, "ClipRange must be positive.");
         if (ForwardBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(ForwardBatchSize), ForwardBatchSize, "ForwardBatchSize must be positive.");
-        if (!(Eta >= 0)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must be non-negative.");
+        ToSamplerOptions(PredictionType.Epsilon).Validate();
     }
+
+    /// <summary>The sampler's settings for a model that predicts <paramref name="prediction"/>.</summary>
+    internal SamplerOptions ToSamplerOptions(PredictionType prediction) => new()
+    {
+        Prediction = prediction,
+        Eta = Eta,
+        Clipping = Clipping,
+        ClipRange = ClipRange,
+        ThresholdPercentile = ThresholdPercentile,
+        UseClippedModelOutput = UseClippedModelOutput,
+        UseLargeVariance = UseLargeVariance,
+        SetAlphaToOne = SetAlphaToOne,
+        Spacing = Spacing,
+        StepsOffset = StepsOffset,
+    };
 
     /// <summary>
     /// The options that reproduce a diffusers scheduler: its <c>scheduler_config.json</c> (DDPMScheduler, DDIMScheduler
