@@ -26,6 +26,7 @@ internal static class InpaintingPipeline
         using var inference = inference_mode();
         var known = images.to(float32).to(model.Device);
         var redraw = mask.to(float32).to(model.Device).expand(known.shape);
+        var keep = 1 - redraw;   // once, not at every step
         using var onDevice = condition?.To(model.Device);
         var denoiser = PipelineSteps.DenoiserFor(model, options.GuidanceScale, options.ForwardBatchSize, onDevice);
         var rePaint = new RePaintSampler(model.Schedule, model.Prediction, options.Steps, options.JumpLength, options.Resamplings, options.Eta);
@@ -44,7 +45,7 @@ internal static class InpaintingPipeline
                 if (t < last)
                 {
                     var output = denoiser(x, full(known.shape[0], (long)t, dtype: int64, device: model.Device));
-                    next = rePaint.Step(output, t, x, known, redraw, noise);
+                    next = rePaint.Step(output, t, x, known, redraw, keep, noise);
                     onStep?.Invoke(++done, rePaint.DenoisingSteps);
                 }
                 else
@@ -57,7 +58,7 @@ internal static class InpaintingPipeline
                 last = t;
             }
             // The last denoising step lands on t = 0 − ratio (clean): keep the input exactly where the mask keeps it.
-            return (redraw * x.clamp(-1, 1) + (1 - redraw) * known).MoveToOuterDisposeScope();
+            return (redraw * x.clamp(-1, 1) + keep * known).MoveToOuterDisposeScope();
         }
         finally
         {

@@ -37,9 +37,9 @@ internal sealed class RePaintSampler
 
     /// <summary>
     /// One step down from t to t − <see cref="Ratio"/>: DDIM(η) where <paramref name="redraw"/> is 1, the known image noised by
-    /// q(x_{t−ratio} | x₀) where it is 0. One draw of <paramref name="noise"/> serves both.
+    /// q(x_{t−ratio} | x₀) where <paramref name="keep"/> (1 − redraw) is. One draw of <paramref name="noise"/> serves both.
     /// </summary>
-    public Tensor Step(Tensor modelOutput, int t, Tensor sample, Tensor known, Tensor redraw, NoiseSource noise)
+    public Tensor Step(Tensor modelOutput, int t, Tensor sample, Tensor known, Tensor redraw, Tensor keep, NoiseSource noise)
     {
         double a = _schedule.AlphasCumprod[t], aPrev = t - Ratio >= 0 ? _schedule.AlphasCumprod[t - Ratio] : 1.0;
         var x0 = PredictionConverter.ToSample(_prediction, modelOutput, sample, a);
@@ -51,7 +51,7 @@ internal sealed class RePaintSampler
         var unknown = Math.Sqrt(aPrev) * x0 + Math.Sqrt(Math.Max(1 - aPrev - sigma * sigma, 0)) * eps;
         if (t > 0 && sigma > 0) unknown = unknown + sigma * z;
         var kept = Math.Sqrt(aPrev) * known + Math.Sqrt(1 - aPrev) * z;
-        return redraw * unknown + (1 - redraw) * kept;
+        return redraw * unknown + keep * kept;
     }
 
     /// <summary>A jump back up from training step <paramref name="from"/> to <paramref name="to"/>: the forward process, one training step at a time.</summary>
