@@ -13,7 +13,7 @@ internal sealed class ResnetBlock2D : Module<Tensor, Tensor, Tensor>
 {
     private readonly GroupNorm norm1;
     private readonly Conv2d conv1;
-    private readonly Linear time_emb_proj;
+    private readonly Linear? time_emb_proj;
     private readonly GroupNorm norm2;
     private readonly Conv2d conv2;
     private readonly Conv2d? conv_shortcut;
@@ -23,29 +23,42 @@ internal sealed class ResnetBlock2D : Module<Tensor, Tensor, Tensor>
     private readonly double _outputScale;
 
     public ResnetBlock2D(int inChannels, int outChannels, int timeChannels, UNet2DModelOptions o, double outputScale = 1.0)
+        : this(inChannels, outChannels, timeChannels, o.NormNumGroups, o.NormEps, o.ActFn, o.ResnetTimeScaleShift == "scale_shift", o.Dropout, outputScale)
+    {
+    }
+
+    // timeChannels: the timestep embedding's width, or null for a block without one (the autoencoder's, diffusers'
+    // temb_channels=None), which then has no time_emb_proj and is called without one.
+    public ResnetBlock2D(int inChannels, int outChannels, int? timeChannels, int groups, double eps, string activation,
+        bool scaleShift, double dropout, double outputScale = 1.0)
         : base(nameof(ResnetBlock2D))
     {
-        _scaleShift = o.ResnetTimeScaleShift == "scale_shift";
-        _activation = Activation.Get(o.ActFn);
-        _dropout = o.Dropout;
+        _scaleShift = scaleShift;
+        _activation = Activation.Get(activation);
+        _dropout = dropout;
         _outputScale = outputScale;
-        norm1 = NormLayers.GroupNorm(o.NormNumGroups, inChannels, o.NormEps);
+        norm1 = NormLayers.GroupNorm(groups, inChannels, eps);
         conv1 = Conv2d(inChannels, outChannels, 3, padding: 1);
-        time_emb_proj = Linear(timeChannels, _scaleShift ? 2 * outChannels : outChannels);
-        norm2 = NormLayers.GroupNorm(o.NormNumGroups, outChannels, o.NormEps);
+        if (timeChannels is { } tc) time_emb_proj = Linear(tc, _scaleShift ? 2 * outChannels : outChannels);
+        norm2 = NormLayers.GroupNorm(groups, outChannels, eps);
         conv2 = Conv2d(outChannels, outChannels, 3, padding: 1);
         if (inChannels != outChannels) conv_shortcut = Conv2d(inChannels, outChannels, 1);
         RegisterComponents();
     }
 
+    /// <summary>The block without a timestep embedding (constructed with timeChannels null).</summary>
+    public Tensor forward(Tensor x) => forward(x, null!);
+
     public override Tensor forward(Tensor x, Tensor timeEmbedding)
     {
         using var scope = NewDisposeScope();
         var h = conv1.forward(_activation(norm1.forward(x)));
-        var t = time_emb_proj.forward(_activation(timeEmbedding)).unsqueeze(-1).unsqueeze(-1);
-        if (!_scaleShift) h = h + t;
+        var t = time_emb_proj is null || timeEmbedding is null
+            ? null
+            : time_emb_proj.forward(_activation(timeEmbedding)).unsqueeze(-1).unsqueeze(-1);
+        if (t is not null && !_scaleShift) h = h + t;
         h = norm2.forward(h);
-        if (_scaleShift)
+        if (t is not null && _scaleShift)
         {
             var parts = t.chunk(2, 1);
             h = h * (parts[0] + 1) + parts[1];
