@@ -45,7 +45,7 @@ internal static class GenerateOverhead
         var data = ml.Data.LoadFromEnumerable(seeds.Select(s => new SeedRow { Seed = (int)s }));
         var transformer = ml.Transforms.DiffusionGenerate(model, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.DpmSolverPlusPlus, Steps = steps,
+            OutputColumnName = "Generated", SeedColumnName = "Seed", Generation = { Sampler = SamplerName.DpmSolverPlusPlus, Steps = steps },
             OutputKind = GeneratedOutputKind.Pixels, BatchSize = batch,
         }).Fit(data);
         double Pipeline()

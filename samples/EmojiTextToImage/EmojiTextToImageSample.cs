@@ -121,7 +121,7 @@ public static class EmojiTextToImageSample
             var generate = app.Transforms.DiffusionGenerate(loaded, new DiffusionGenerationOptions
             {
                 OutputColumnName = "Generated", SeedColumnName = nameof(PromptRow.Seed),
-                Sampler = SamplerName.DpmSolverPlusPlus, Steps = samplerSteps, GuidanceScale = guidance,
+                Generation = { Sampler = SamplerName.DpmSolverPlusPlus, Steps = samplerSteps, GuidanceScale = guidance },
                 OutputKind = GeneratedOutputKind.Pixels,   // 3×32×32, 0–255, as ExtractPixels would give
             }).Fit(prompts);
             var pixels = Column(generate.Transform(prompts), "Generated");

@@ -113,7 +113,7 @@ public static class FashionMnistSample
                 var generate = app.Transforms.DiffusionGenerate(loaded, new DiffusionGenerationOptions
                 {
                     OutputColumnName = "Generated", SeedColumnName = nameof(Request.Seed), ConditionColumnName = conditionColumn,
-                    GuidanceScale = w, Sampler = SamplerName.DpmSolverPlusPlus, Steps = 20, OutputKind = GeneratedOutputKind.Pixels,
+                    Generation = { GuidanceScale = w, Sampler = SamplerName.DpmSolverPlusPlus, Steps = 20 }, OutputKind = GeneratedOutputKind.Pixels,
                 });
                 // The loaded chain tokenizes the prompts (text) or passes rows through (class); generation follows it.
                 var prepared = loaded.Transform(requests);

@@ -70,7 +70,7 @@ public static class FashionMnistEditingSample
             var edit = ml.Transforms.DiffusionImageToImage(model, new DiffusionImageToImageOptions
             {
                 ImageColumnName = nameof(EditRow.Pixels), ConditionColumnName = nameof(EditRow.Target), SeedColumnName = nameof(EditRow.Seed),
-                Strength = strength, GuidanceScale = 3, Sampler = SamplerName.DpmSolverPlusPlus, Steps = 20, OutputKind = GeneratedOutputKind.Pixels,
+                Strength = strength, Generation = { GuidanceScale = 3, Sampler = SamplerName.DpmSolverPlusPlus, Steps = 20 }, OutputKind = GeneratedOutputKind.Pixels,
             });
             columns.Add(Pixels(edit.Fit(rows).Transform(rows), "EditedImage"));
             log.WriteLine($"Shirts → bags at strength {strength}");
@@ -85,7 +85,7 @@ public static class FashionMnistEditingSample
         var inpaint = ml.Transforms.DiffusionInpaint(model, new DiffusionInpaintingOptions
         {
             ImageColumnName = nameof(EditRow.Pixels), MaskColumnName = nameof(EditRow.Mask), ConditionColumnName = nameof(EditRow.Target),
-            SeedColumnName = nameof(EditRow.Seed), Steps = options.InpaintingSteps, GuidanceScale = 3, OutputKind = GeneratedOutputKind.Pixels,
+            SeedColumnName = nameof(EditRow.Seed), Inpainting = { Steps = options.InpaintingSteps, GuidanceScale = 3 }, OutputKind = GeneratedOutputKind.Pixels,
         });
         var filled = Pixels(inpaint.Fit(damaged).Transform(damaged), "InpaintedImage");
         var masked = garments.Select(r => r.Pixels.Select((v, p) => lowerHalf[p] > 0 ? 127.5f : v).ToArray()).ToArray();

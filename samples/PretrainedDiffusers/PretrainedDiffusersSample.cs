@@ -45,13 +45,7 @@ public static class PretrainedDiffusersSample
             OutputColumnName = "Pixels",
             SeedColumnName = nameof(SeedRow.Seed),
             OutputKind = GeneratedOutputKind.Pixels,
-            Sampler = scheduler.Sampler,
-            Steps = steps,
-            Spacing = scheduler.Spacing,
-            StepsOffset = scheduler.StepsOffset,
-            Clipping = scheduler.Clipping,
-            ClipRange = scheduler.ClipRange,
-            SetAlphaToOne = scheduler.SetAlphaToOne,
+            Generation = scheduler with { Steps = steps },   // the folder's scheduler settings, at this sample's step count
         };
         var generator = ml.Transforms.DiffusionGenerate(model, options).Fit(seeds);
 

@@ -111,7 +111,7 @@ public static class QuickStartSample
             var samplerClock = Stopwatch.StartNew();
             var generation = app.Transforms.DiffusionGenerate(loaded, new DiffusionGenerationOptions
                 {
-                    OutputColumnName = "Generated", SeedColumnName = nameof(SeedRow.Seed), Sampler = sampler, Steps = steps,
+                    OutputColumnName = "Generated", SeedColumnName = nameof(SeedRow.Seed), Generation = { Sampler = sampler, Steps = steps },
                 })
                 .Append(app.Transforms.ResizeImages("Large", options.DisplaySize, options.DisplaySize, "Generated"))   // 16×16 → 64×64
                 .Append(app.Transforms.ConvertToGrayscale("Grey", "Large"))

@@ -58,7 +58,8 @@ public static class DiffusionCatalog
         SamplerName sampler = default, int? steps = null, double guidanceScale = 1.0)
         => DiffusionGenerate(catalog, model, new DiffusionGenerationOptions
         {
-            OutputColumnName = outputColumnName, SeedColumnName = seedColumnName, Sampler = sampler, Steps = steps, GuidanceScale = guidanceScale,
+            OutputColumnName = outputColumnName, SeedColumnName = seedColumnName,
+            Generation = { Sampler = sampler, Steps = steps, GuidanceScale = guidanceScale },
         });
 
     /// <summary>Generates images with every setting available.</summary>
@@ -66,15 +67,15 @@ public static class DiffusionCatalog
     /// <param name="model">A fitted pipeline containing a trained diffusion model (or a loaded model zip of one).</param>
     /// <param name="options">The generation settings.</param>
     public static DiffusionGenerationEstimator DiffusionGenerate(this TransformsCatalog catalog, ITransformer model, DiffusionGenerationOptions options)
+        => new(CatalogUtils.GetEnvironment(catalog), DiffusionTrainingTransformer.FindModel(model), WithTrainedCondition(options, model));
+
+    // A conditional model reads the column it was trained with unless told otherwise (on a copy: the caller's options stay as given).
+    private static T WithTrainedCondition<T>(T options, ITransformer model) where T : DiffusionStageOptions
     {
         ArgumentNullException.ThrowIfNull(options);
-        var found = DiffusionTrainingTransformer.FindModel(model);
-        // A conditional model reads the column it was trained with unless told otherwise (on a copy: the caller's options stay as given).
         if (options.ConditionColumnName is null && DiffusionTrainingTransformer.TryFindStage(model) is DiffusionTrainingTransformer trained)
-        {
-            options = options with { ConditionColumnName = trained.ConditionColumnName };
-        }
-        return new(CatalogUtils.GetEnvironment(catalog), found, options);
+            return (T)(options.Snapshot() with { ConditionColumnName = trained.ConditionColumnName });
+        return options;
     }
 
     /// <summary>Generates images from a <see cref="DiffusionModel"/> trained or loaded outside ML.NET.</summary>
@@ -102,21 +103,21 @@ public static class DiffusionCatalog
     /// var edit = ml.Transforms.DiffusionImageToImage(model, "Edited", "Image", strength: 0.5, seedColumnName: "Seed");
     /// var edited = edit.Fit(photos).Transform(photos);
     /// </code></example>
-    public static DiffusionGenerationEstimator DiffusionImageToImage(this TransformsCatalog catalog, ITransformer model,
+    public static DiffusionImageToImageEstimator DiffusionImageToImage(this TransformsCatalog catalog, ITransformer model,
         string outputColumnName = "EditedImage", string imageColumnName = "Image", double strength = 0.6, string? seedColumnName = null,
         SamplerName sampler = default, int? steps = null, double guidanceScale = 1.0)
         => DiffusionImageToImage(catalog, model, new DiffusionImageToImageOptions
         {
             OutputColumnName = outputColumnName, ImageColumnName = imageColumnName, Strength = strength, SeedColumnName = seedColumnName,
-            Sampler = sampler, Steps = steps, GuidanceScale = guidanceScale,
+            Generation = { Sampler = sampler, Steps = steps, GuidanceScale = guidanceScale },
         });
 
     /// <summary>Image-to-image with every setting available.</summary>
     /// <param name="catalog">The transforms catalog.</param>
     /// <param name="model">A fitted pipeline containing a trained diffusion model (or a loaded model zip of one).</param>
     /// <param name="options">The columns, strength and sampling settings.</param>
-    public static DiffusionGenerationEstimator DiffusionImageToImage(this TransformsCatalog catalog, ITransformer model, DiffusionImageToImageOptions options)
-        => DiffusionGenerate(catalog, model, options);
+    public static DiffusionImageToImageEstimator DiffusionImageToImage(this TransformsCatalog catalog, ITransformer model, DiffusionImageToImageOptions options)
+        => new(CatalogUtils.GetEnvironment(catalog), DiffusionTrainingTransformer.FindModel(model), WithTrainedCondition(options, model));
 
     /// <summary>
     /// Inpainting (RePaint): redraws each row's image where its mask is 1 so that the new part fits the rest, and keeps it
@@ -132,7 +133,7 @@ public static class DiffusionCatalog
     /// var fill = ml.Transforms.DiffusionInpaint(model, "Filled", "Image", "Mask");
     /// var filled = fill.Fit(damaged).Transform(damaged);
     /// </code></example>
-    public static DiffusionGenerationEstimator DiffusionInpaint(this TransformsCatalog catalog, ITransformer model,
+    public static DiffusionInpaintingEstimator DiffusionInpaint(this TransformsCatalog catalog, ITransformer model,
         string outputColumnName = "InpaintedImage", string imageColumnName = "Image", string maskColumnName = "Mask", string? seedColumnName = null)
         => DiffusionInpaint(catalog, model, new DiffusionInpaintingOptions
         {
@@ -143,20 +144,20 @@ public static class DiffusionCatalog
     /// <param name="catalog">The transforms catalog.</param>
     /// <param name="model">A fitted pipeline containing a trained diffusion model (or a loaded model zip of one).</param>
     /// <param name="options">The columns and RePaint settings.</param>
-    public static DiffusionGenerationEstimator DiffusionInpaint(this TransformsCatalog catalog, ITransformer model, DiffusionInpaintingOptions options)
-        => DiffusionGenerate(catalog, model, options);
+    public static DiffusionInpaintingEstimator DiffusionInpaint(this TransformsCatalog catalog, ITransformer model, DiffusionInpaintingOptions options)
+        => new(CatalogUtils.GetEnvironment(catalog), DiffusionTrainingTransformer.FindModel(model), WithTrainedCondition(options, model));
 
     /// <summary>Image-to-image with a <see cref="DiffusionModel"/> trained or loaded outside ML.NET.</summary>
     /// <param name="catalog">The transforms catalog.</param>
     /// <param name="model">The model.</param>
     /// <param name="options">The columns, strength and sampling settings (a conditional model needs the condition column).</param>
-    public static DiffusionGenerationEstimator DiffusionImageToImage(this TransformsCatalog catalog, DiffusionModel model, DiffusionImageToImageOptions options)
+    public static DiffusionImageToImageEstimator DiffusionImageToImage(this TransformsCatalog catalog, DiffusionModel model, DiffusionImageToImageOptions options)
         => new(CatalogUtils.GetEnvironment(catalog), model, options);
 
     /// <summary>Inpainting with a <see cref="DiffusionModel"/> trained or loaded outside ML.NET.</summary>
     /// <param name="catalog">The transforms catalog.</param>
     /// <param name="model">The model.</param>
     /// <param name="options">The columns and RePaint settings (a conditional model needs the condition column).</param>
-    public static DiffusionGenerationEstimator DiffusionInpaint(this TransformsCatalog catalog, DiffusionModel model, DiffusionInpaintingOptions options)
+    public static DiffusionInpaintingEstimator DiffusionInpaint(this TransformsCatalog catalog, DiffusionModel model, DiffusionInpaintingOptions options)
         => new(CatalogUtils.GetEnvironment(catalog), model, options);
 }

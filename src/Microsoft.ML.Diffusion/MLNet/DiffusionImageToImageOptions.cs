@@ -5,14 +5,13 @@ namespace Microsoft.ML.Diffusion.MLNet;
 /// <summary>
 /// Options for <see cref="DiffusionCatalog.DiffusionImageToImage(TransformsCatalog, ITransformer, DiffusionImageToImageOptions)"/>:
 /// image-to-image (SDEdit). Each row's image is noised by the forward process to <see cref="Strength"/> of the way along
-/// the sampler's steps and sampled back from there (see <see cref="Pipelines.DiffusionPipelines.ImageToImage"/>), so the output
-/// keeps the input's layout and colours more the lower the strength. Every sampling setting and column of
-/// <see cref="DiffusionGenerationOptions"/> applies; the seed column gives each row its noise.
+/// the sampler's steps and sampled back from there (see <see cref="DiffusionPipelines.ImageToImage"/>), so the output
+/// keeps the input's layout and colours more the lower the strength. The seed column gives each row its noise.
 /// </summary>
-public sealed record DiffusionImageToImageOptions : DiffusionGenerationOptions
+public sealed record DiffusionImageToImageOptions : DiffusionStageOptions
 {
     /// <summary>Creates the options with the edited column named "EditedImage".</summary>
-    public DiffusionImageToImageOptions() => OutputColumnName = "EditedImage";
+    public DiffusionImageToImageOptions() : base("EditedImage") { }
 
     /// <summary>
     /// The input image column: an image of the model's size (LoadImages + ResizeImages) or a float vector of its
@@ -26,12 +25,18 @@ public sealed record DiffusionImageToImageOptions : DiffusionGenerationOptions
     /// <summary>How much to redraw, in [0, 1]: 0 returns the input unchanged, 1 generates from pure noise (the input is ignored).</summary>
     public double Strength { get; set; } = 0.6;
 
+    /// <summary>Sampler, steps (of the whole trajectory: ⌊steps × strength⌋ of them run), its settings and guidance.</summary>
+    public GenerationOptions Generation { get; set; } = new();
+
     /// <inheritdoc/>
     public override void Validate()
     {
+        base.Validate();
         if (string.IsNullOrWhiteSpace(ImageColumnName)) throw new ArgumentException("ImageColumnName must be set.", nameof(ImageColumnName));
         if (!(Strength >= 0 && Strength <= 1))
             throw new ArgumentOutOfRangeException(nameof(Strength), Strength, "Strength must lie in [0, 1] (0 keeps the image, 1 redraws it from pure noise).");
-        base.Validate();
+        (Generation ?? throw new ArgumentNullException(nameof(Generation))).Validate();
     }
+
+    internal override DiffusionStageOptions Snapshot() => this with { Generation = Generation with { } };
 }

@@ -1,4 +1,3 @@
-using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.MLNet;
@@ -7,14 +6,12 @@ namespace Microsoft.ML.Diffusion.MLNet;
 /// Options for <see cref="DiffusionCatalog.DiffusionInpaint(TransformsCatalog, ITransformer, DiffusionInpaintingOptions)"/>:
 /// RePaint inpainting (see <see cref="DiffusionPipelines.Inpaint"/>). Where a row's mask is 1 the model redraws the image,
 /// where it is 0 the output equals the input exactly. A row whose mask is all zeros is returned as it is, without
-/// sampling; a mask of ones draws a new image. RePaint walks its own timesteps: <see cref="GenerationOptions.Steps"/>
-/// (null: 250), <see cref="GenerationOptions.Eta"/>, <see cref="GenerationOptions.GuidanceScale"/> and
-/// <see cref="GenerationOptions.ForwardBatchSize"/> apply, the sampler and its spacing and clipping settings do not.
+/// sampling; a mask of ones draws a new image.
 /// </summary>
-public sealed record DiffusionInpaintingOptions : DiffusionGenerationOptions
+public sealed record DiffusionInpaintingOptions : DiffusionStageOptions
 {
     /// <summary>Creates the options with the inpainted column named "InpaintedImage".</summary>
-    public DiffusionInpaintingOptions() => OutputColumnName = "InpaintedImage";
+    public DiffusionInpaintingOptions() : base("InpaintedImage") { }
 
     /// <summary>
     /// The input image column: an image of the model's size (LoadImages + ResizeImages) or a float vector of its
@@ -31,24 +28,17 @@ public sealed record DiffusionInpaintingOptions : DiffusionGenerationOptions
     /// </summary>
     public string MaskColumnName { get; set; } = "Mask";
 
-    /// <summary>Steps the sampler goes back up at each jump (RePaint's j).</summary>
-    public int JumpLength { get; set; } = 10;
-
-    /// <summary>Times each jumped-over stretch is sampled (RePaint's r); 1 never jumps back.</summary>
-    public int Resamplings { get; set; } = 10;
-
-    internal InpaintingOptions ToInpaintingOptions() => new()
-    {
-        Steps = Steps ?? new InpaintingOptions().Steps, JumpLength = JumpLength, Resamplings = Resamplings, Eta = Eta,
-        GuidanceScale = GuidanceScale, ForwardBatchSize = ForwardBatchSize,
-    };
+    /// <summary>RePaint's steps, jumps, resamplings, η and guidance.</summary>
+    public InpaintingOptions Inpainting { get; set; } = new();
 
     /// <inheritdoc/>
     public override void Validate()
     {
+        base.Validate();
         if (string.IsNullOrWhiteSpace(ImageColumnName)) throw new ArgumentException("ImageColumnName must be set.", nameof(ImageColumnName));
         if (string.IsNullOrWhiteSpace(MaskColumnName)) throw new ArgumentException("MaskColumnName must be set.", nameof(MaskColumnName));
-        base.Validate();
-        ToInpaintingOptions().Validate();
+        (Inpainting ?? throw new ArgumentNullException(nameof(Inpainting))).Validate();
     }
+
+    internal override DiffusionStageOptions Snapshot() => this with { Inpainting = Inpainting with { } };
 }

@@ -54,7 +54,8 @@ public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
     /// <inheritdoc/>
     public IDataView Transform(IDataView input) => input;
 
-    private static VersionInfo GetVersionInfo() => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionTrainingTransformer));
+    private static VersionInfo GetVersionInfo() => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionTrainingTransformer),
+        written: ModelPersistence.KeepsModelNoiseAfterClipping, readable: ModelPersistence.FirstVersion, readBackFrom: ModelPersistence.FirstVersion);
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
@@ -79,7 +80,7 @@ public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
 
     /// <summary>
     /// The diffusion model carried by <paramref name="transformer"/>: a <see cref="DiffusionTrainingTransformer"/>,
-    /// a <see cref="DiffusionGenerationTransformer"/>, or a chain containing one.
+    /// a sampling stage (<see cref="DiffusionSamplingTransformer"/>), or a chain containing one.
     /// </summary>
     public static DiffusionModel FindModel(ITransformer transformer)
     {
@@ -91,14 +92,14 @@ public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
     private static DiffusionModel? TryFindModel(ITransformer transformer) => TryFindStage(transformer) switch
     {
         DiffusionTrainingTransformer m => m.Model,
-        DiffusionGenerationTransformer g => g.Model,
+        DiffusionSamplingTransformer g => g.Model,
         _ => null,
     };
 
     /// <summary>The last diffusion stage (training result or generator) in <paramref name="transformer"/>, if any.</summary>
     internal static ITransformer? TryFindStage(ITransformer transformer) => transformer switch
     {
-        DiffusionTrainingTransformer or DiffusionGenerationTransformer => transformer,
+        DiffusionTrainingTransformer or DiffusionSamplingTransformer => transformer,
         IEnumerable<ITransformer> chain => chain.Reverse().Select(TryFindStage).FirstOrDefault(m => m is not null),
         _ => null,
     };

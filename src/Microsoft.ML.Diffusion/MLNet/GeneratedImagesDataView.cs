@@ -5,9 +5,9 @@ using Microsoft.ML.Diffusion.Pipelines;
 namespace Microsoft.ML.Diffusion.MLNet;
 
 /// <summary>
-/// The data view <see cref="DiffusionGenerationTransformer.Transform"/> returns: the input rows plus a
+/// The data view <see cref="DiffusionSamplingTransformer.Transform"/> returns: the input rows plus a
 /// generated column, filled a batch at a time. A second cursor over the input reads ahead the seeds (conditions, images, masks) of
-/// the next <see cref="DiffusionGenerationOptions.BatchSize"/> rows so that one sampler run serves them all.
+/// the next <see cref="DiffusionStageOptions.BatchSize"/> rows so that one sampler run serves them all.
 /// </summary>
 internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataView input) : IDataView
 {
@@ -87,8 +87,8 @@ internal sealed class GeneratedImagesDataView(GenerationBinding binding, IDataVi
                     throw new InvalidOperationException("The input data view returned fewer rows on a second pass; generation needs an input that can be read twice in the same order.");
             var rows = new List<GenerationRow>();
             do rows.Add(_lookaheadRow!());
-            while (rows.Count < _binding.Parent.Settings.BatchSize && lookahead.MoveNext());
-            _batch = _binding.Parent.GenerateBatch(rows, _binding.Condition);
+            while (rows.Count < _binding.Parent.StageSettings.BatchSize && lookahead.MoveNext());
+            _batch = _binding.Parent.SampleBatch(rows, _binding.Condition);
             _batchStart = position;
             return _batch[0];
         }

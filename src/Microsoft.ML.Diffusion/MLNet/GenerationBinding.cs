@@ -1,21 +1,20 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
-using Microsoft.ML.Diffusion.Pipelines;
 
 namespace Microsoft.ML.Diffusion.MLNet;
 
 /// <summary>
-/// A <see cref="DiffusionGenerationTransformer"/> bound to one input schema: where the seed comes
+/// A sampling stage (<see cref="DiffusionSamplingTransformer"/>) bound to one input schema: where the seed comes
 /// from, the output column's type and position, and how its values are made.
 /// </summary>
 internal sealed class GenerationBinding
 {
-    public GenerationBinding(DiffusionGenerationTransformer parent, DataViewSchema inputSchema)
+    public GenerationBinding(DiffusionSamplingTransformer parent, DataViewSchema inputSchema)
     {
         Parent = parent;
         InputSchema = inputSchema;
-        var options = parent.Settings;
+        var options = parent.StageSettings;
         if (options.SeedColumnName is not null)
         {
             SeedColumn = inputSchema.GetColumnOrNull(options.SeedColumnName)
@@ -42,16 +41,7 @@ internal sealed class GenerationBinding
         Channels = (int)shape[0];
         Height = (int)shape[1];
         Width = (int)shape[2];
-        switch (options)
-        {
-            case DiffusionImageToImageOptions edit:
-                Image = ImageColumn.Resolve(inputSchema, edit.ImageColumnName, Channels, Height, edit.PixelRange);
-                break;
-            case DiffusionInpaintingOptions inpaint:
-                Image = ImageColumn.Resolve(inputSchema, inpaint.ImageColumnName, Channels, Height, inpaint.PixelRange);
-                Mask = MaskColumn.Resolve(inputSchema, inpaint.MaskColumnName, Channels, Height);
-                break;
-        }
+        (Image, Mask) = parent.BindImageColumns(inputSchema, Channels, Height);
         OutputType = options.OutputKind == GeneratedOutputKind.Image
             ? new ImageDataViewType(Height, Width)
             : new VectorDataViewType(NumberDataViewType.Single, Channels, Height, Width);
@@ -62,7 +52,7 @@ internal sealed class GenerationBinding
         OutputIndex = inputSchema.Count;
     }
 
-    public DiffusionGenerationTransformer Parent { get; }
+    public DiffusionSamplingTransformer Parent { get; }
     public DataViewSchema InputSchema { get; }
     public DataViewSchema OutputSchema { get; }
     public DataViewSchema.Column? SeedColumn { get; }
@@ -82,7 +72,7 @@ internal sealed class GenerationBinding
     /// <summary>Reads the seed of <paramref name="row"/>'s current position.</summary>
     public Func<long> CreateSeedReader(DataViewRow row)
     {
-        long baseSeed = Parent.Settings.Seed;
+        long baseSeed = Parent.StageSettings.Seed;
         if (SeedColumn is null) return () => baseSeed + row.Position;
         var column = row.Schema[SeedColumn.Value.Index];
         string name = column.Name;
@@ -103,7 +93,7 @@ internal sealed class GenerationBinding
     public Delegate MakeOutputGetter(Func<float[]> pixels)
     {
         int c = Channels, h = Height, w = Width;
-        if (Parent.Settings.OutputKind == GeneratedOutputKind.Image)
+        if (Parent.StageSettings.OutputKind == GeneratedOutputKind.Image)
         {
             ValueGetter<MLImage> image = (ref MLImage value) => value = ImagePixels.ToImage(pixels(), c, h, w);
             return image;

@@ -66,7 +66,7 @@ internal sealed class GenerationRowMapper(GenerationBinding binding) : IRowToRow
             var row = _read!();
             if (_cachedPosition != _input.Position || _cached.Length == 0 || !row.SameInputs(_cachedRow))
             {
-                _cached = _binding.Parent.GenerateBatch([row], _binding.Condition)[0];
+                _cached = _binding.Parent.SampleBatch([row], _binding.Condition)[0];
                 _cachedRow = row;
                 _cachedPosition = _input.Position;
             }

@@ -5,10 +5,11 @@ using Microsoft.ML.Diffusion.Samplers;
 namespace Microsoft.ML.Diffusion.Pipelines;
 
 /// <summary>
-/// How images are sampled: the settings of <see cref="DiffusionPipelines.Generate"/>, and the sampling half of the
-/// ML.NET stage's options (<c>DiffusionGenerationOptions</c> derives from it).
+/// How images are sampled: which sampler, how many steps, its settings, and guidance. The settings of
+/// <see cref="DiffusionPipelines.Generate"/> and <see cref="DiffusionPipelines.ImageToImage"/>, and the sampling part of
+/// the ML.NET generation stages' options.
 /// </summary>
-public record GenerationOptions
+public sealed record GenerationOptions
 {
     /// <summary>The sampler: a <see cref="SamplerName"/>: a built-in one or any name registered with <see cref="DiffusionSamplers"/>.</summary>
     public SamplerName Sampler { get; set; } = SamplerName.DpmSolverPlusPlus;
@@ -16,32 +17,11 @@ public record GenerationOptions
     /// <summary>Denoising steps; null uses the sampler's usual count (<see cref="DiffusionSamplers.DefaultSteps"/>).</summary>
     public int? Steps { get; set; }
 
-    /// <summary>How the timesteps are chosen; null uses the sampler's default.</summary>
-    public TimestepSpacing? Spacing { get; set; }
-
-    /// <summary>Added to every timestep with leading spacing (diffusers' <c>steps_offset</c>).</summary>
-    public int StepsOffset { get; set; }
-
-    /// <summary>DDIM's η (0 = deterministic).</summary>
-    public double Eta { get; set; }
-
-    /// <summary>How x̂₀ is kept in range at each step.</summary>
-    public X0Clipping Clipping { get; set; } = X0Clipping.Clip;
-
-    /// <summary>Cap for clipping and dynamic thresholding of x̂₀.</summary>
-    public double ClipRange { get; set; } = 1.0;
-
-    /// <summary>The |x̂₀| percentile that sets dynamic thresholding's bound (Imagen's 0.995).</summary>
-    public double ThresholdPercentile { get; set; } = 0.995;
-
-    /// <summary>DDIM only: recompute ε̂ from the clipped x̂₀ (diffusers' <c>use_clipped_model_output</c>); false keeps the model's ε̂, as diffusers does.</summary>
-    public bool UseClippedModelOutput { get; set; }
-
-    /// <summary>DDPM only: use β_t as the reverse variance ("fixed large") instead of β̃_t ("fixed small").</summary>
-    public bool UseLargeVariance { get; set; }
-
-    /// <summary>DDIM only: the last step lands on ᾱ = 1 (true) or on ᾱ of the first training step (diffusers' <c>set_alpha_to_one</c>).</summary>
-    public bool SetAlphaToOne { get; set; } = true;
+    /// <summary>
+    /// The sampler's settings (spacing, η, clipping …). Their <see cref="SamplerOptions.Prediction"/> is the model's: the
+    /// pipelines set it from the model they sample.
+    /// </summary>
+    public SamplerOptions SamplerOptions { get; set; } = new();
 
     /// <summary>
     /// Classifier-free guidance scale w for conditional models: ε = ε_uncond + w (ε_cond − ε_uncond).
@@ -57,51 +37,26 @@ public record GenerationOptions
     public int ForwardBatchSize { get; set; } = DiffusionModel.DefaultForwardBatchSize;
 
     /// <summary>Checks the values and throws naming the bad one; the sampler's settings are checked by <see cref="SamplerOptions.Validate"/>.</summary>
-    public virtual void Validate()
+    public void Validate()
     {
         if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
-        if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
+        Guidance.Validate(GuidanceScale, ForwardBatchSize);
         if (!DiffusionSamplers.IsRegistered(Sampler)) throw new UnknownSamplerException(Sampler.Value);
-        if (ForwardBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(ForwardBatchSize), ForwardBatchSize, "ForwardBatchSize must be positive.");
-        ToSamplerOptions(PredictionType.Epsilon).Validate();
+        if (SamplerOptions is null) throw new ArgumentNullException(nameof(SamplerOptions));
+        SamplerOptions.Validate();
     }
 
     /// <summary>The sampler's settings for a model that predicts <paramref name="prediction"/>.</summary>
-    internal SamplerOptions ToSamplerOptions(PredictionType prediction) => new()
-    {
-        Prediction = prediction,
-        Eta = Eta,
-        Clipping = Clipping,
-        ClipRange = ClipRange,
-        ThresholdPercentile = ThresholdPercentile,
-        UseClippedModelOutput = UseClippedModelOutput,
-        UseLargeVariance = UseLargeVariance,
-        SetAlphaToOne = SetAlphaToOne,
-        Spacing = Spacing,
-        StepsOffset = StepsOffset,
-    };
+    internal SamplerOptions SamplerOptionsFor(PredictionType prediction) => SamplerOptions with { Prediction = prediction };
 
     /// <summary>
-    /// The options that reproduce a diffusers scheduler: its <c>scheduler_config.json</c> (DDPMScheduler, DDIMScheduler
-    /// or DPMSolverMultistepScheduler) in <paramref name="folder"/>, in its <c>scheduler</c> subfolder, or given as the file.
-    /// Steps stay unset (the sampler's usual count); a scheduler, field or value the library does not reproduce is a
-    /// <see cref="Checkpoints.CheckpointFormatException"/> that names it.
+    /// The options that reproduce a diffusers scheduler: its <c>scheduler_config.json</c> in <paramref name="folder"/>, in
+    /// its <c>scheduler</c> subfolder, or given as the file. Steps stay unset (the sampler's usual count); a scheduler,
+    /// field or value the library does not reproduce is a <see cref="Checkpoints.CheckpointFormatException"/> that names it.
     /// </summary>
     public static GenerationOptions FromDiffusers(string folder)
     {
         var (_, mapping) = Interchange.Diffusers.DiffusersSchedulerConfig.ReadFolder(folder);
-        var o = mapping.Options;
-        return new GenerationOptions
-        {
-            Sampler = mapping.Sampler,
-            Spacing = o.Spacing,
-            StepsOffset = o.StepsOffset,
-            Eta = o.Eta,
-            Clipping = o.Clipping,
-            ClipRange = o.ClipRange,
-            UseClippedModelOutput = o.UseClippedModelOutput,
-            UseLargeVariance = o.UseLargeVariance,
-            SetAlphaToOne = o.SetAlphaToOne,
-        };
+        return new GenerationOptions { Sampler = mapping.Sampler, SamplerOptions = mapping.Options };
     }
 }

@@ -36,7 +36,6 @@ public sealed record InpaintingOptions
         if (JumpLength < 1) throw new ArgumentOutOfRangeException(nameof(JumpLength), JumpLength, "JumpLength must be positive.");
         if (Resamplings < 1) throw new ArgumentOutOfRangeException(nameof(Resamplings), Resamplings, "Resamplings must be at least 1.");
         if (!(Eta >= 0 && Eta <= 1)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "η must lie in [0, 1].");
-        if (!(GuidanceScale >= 0) || double.IsInfinity(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a non-negative number.");
-        if (ForwardBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(ForwardBatchSize), ForwardBatchSize, "ForwardBatchSize must be positive.");
+        Guidance.Validate(GuidanceScale, ForwardBatchSize);
     }
 }

@@ -7,5 +7,5 @@ namespace Microsoft.ML.Diffusion.Pipelines;
 internal static class SamplerFactory
 {
     public static IDiffusionSampler Create(DiffusionModel model, GenerationOptions options)
-        => DiffusionSamplers.Create(options.Sampler, model.Schedule, options.ToSamplerOptions(model.Prediction));
+        => DiffusionSamplers.Create(options.Sampler, model.Schedule, options.SamplerOptionsFor(model.Prediction));
 }

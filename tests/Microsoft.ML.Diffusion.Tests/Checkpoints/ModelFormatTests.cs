@@ -38,7 +38,7 @@ public class ModelFormatTests
         using var model = DiffusionModel.Load(path, CPU);
         Assertions.Close(Floats(File.ReadAllText(TestData("format1-unet-1x8x8.forward.txt"))), Forward(model), 1e-4, 1e-7, "forward of a format-1 model");
         // Recorded when DDIM recomputed ε̂ from the clipped x̂₀, which is now an explicit option.
-        using var images = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 5, UseClippedModelOutput = true }, [1, 2]);
+        using var images = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 5, SamplerOptions = new() { UseClippedModelOutput = true } }, [1, 2]);
         Assertions.Close(Floats(File.ReadAllText(TestData("format1-unet-1x8x8.ddim5-seeds1-2.txt"))), images.data<float>().ToArray(), 1e-4, 1e-5, "DDIM from a format-1 model");
     }
 

@@ -71,7 +71,7 @@ public sealed class ConditionalPipelineTests : IDisposable
         var textStages = ml.Transforms.Text.TokenizeIntoWords("Tokens", "Prompt").Append(ml.Transforms.Conversion.MapValueToKey("Tokens")).Fit(data);
         var generation = textStages.Append(ml.Transforms.DiffusionGenerate(model, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.Ddim, Steps = 20, GuidanceScale = 4,
+            OutputColumnName = "Generated", SeedColumnName = "Seed", Generation = { Sampler = SamplerName.Ddim, Steps = 20, GuidanceScale = 4 },
             OutputKind = GeneratedOutputKind.Pixels,
         }).Fit(textStages.Transform(prompts)));
         string zip = Path.Combine(_folder, "text.zip");

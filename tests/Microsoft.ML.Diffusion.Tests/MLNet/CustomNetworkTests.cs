@@ -61,7 +61,7 @@ public sealed class CustomNetworkTests : IDisposable
         var seeds = ml.Data.LoadFromEnumerable(new[] { 7, 8, 9 }.Select(s => new SeedRow { Seed = s }));
         var chain = ml.Transforms.DiffusionGenerate(trained, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.Ddim, Steps = 8, OutputKind = GeneratedOutputKind.Pixels,
+            OutputColumnName = "Generated", SeedColumnName = "Seed", Generation = { Sampler = SamplerName.Ddim, Steps = 8 }, OutputKind = GeneratedOutputKind.Pixels,
         }).Fit(seeds);
         string zip = Path.Combine(_folder, "custom.zip");
         ml.Model.Save(chain, seeds.Schema, zip);

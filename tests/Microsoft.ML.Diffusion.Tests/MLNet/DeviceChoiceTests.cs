@@ -6,7 +6,7 @@ namespace Microsoft.ML.Diffusion.Tests.MLNet;
 
 /// <summary>
 /// Where a loaded zip's model and a generation stage run: the loading MLContext chooses (GpuDeviceId, FallbackToCpu), and
-/// <see cref="DiffusionGenerationOptions.Device"/> chooses for one stage. The machines here have no GPU, so a request for
+/// <see cref="DiffusionStageOptions.Device"/> chooses for one stage. The machines here have no GPU, so a request for
 /// one must either fall back as asked or fail with a clear error.
 /// </summary>
 public class DeviceChoiceTests : IDisposable
@@ -57,7 +57,7 @@ public class DeviceChoiceTests : IDisposable
         var ml = new MLContext(seed: 3);
         var loaded = ml.Model.Load(TrainedZip(), out _);
         var seeds = ml.Data.LoadFromEnumerable(new[] { new SeedRow { Seed = 1 } });
-        var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = "ddim", Steps = 2, Device = "cpu" };
+        var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", SeedColumnName = "Seed", Generation = { Sampler = "ddim", Steps = 2 }, Device = "cpu" };
         var stage = ml.Transforms.DiffusionGenerate(loaded, options).Fit(seeds);
         Assert.Same(DiffusionTrainingTransformer.FindModel(loaded), stage.Model);   // already there: shared, not copied
 
@@ -65,7 +65,7 @@ public class DeviceChoiceTests : IDisposable
         ml.Model.Save(stage, seeds.Schema, zip);
         var reloaded = (DiffusionGenerationTransformer)ml.Model.Load(zip, out _);
         Assert.Null(reloaded.Options.Device);
-        Assert.Equal("ddim", reloaded.Options.Sampler.ToString());
+        Assert.Equal("ddim", reloaded.Options.Generation.Sampler.ToString());
 
         if (!TorchSharp.torch.cuda.is_available())
         {

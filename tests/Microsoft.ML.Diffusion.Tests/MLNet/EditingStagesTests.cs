@@ -53,13 +53,13 @@ public sealed class EditingStagesTests : IClassFixture<PipelineRoundTripTests.Tr
 
     private static DiffusionImageToImageOptions ImageToImage(double strength) => new()
     {
-        OutputColumnName = "Edited", SeedColumnName = "Seed", Strength = strength, Sampler = SamplerName.Ddim, Steps = 8,
+        OutputColumnName = "Edited", SeedColumnName = "Seed", Strength = strength, Generation = { Sampler = SamplerName.Ddim, Steps = 8 },
         OutputKind = GeneratedOutputKind.Pixels, BatchSize = 3,
     };
 
     private static DiffusionInpaintingOptions Inpainting() => new()
     {
-        OutputColumnName = "Edited", SeedColumnName = "Seed", Steps = 10, JumpLength = 3, Resamplings = 2,
+        OutputColumnName = "Edited", SeedColumnName = "Seed", Inpainting = { Steps = 10, JumpLength = 3, Resamplings = 2 },
         OutputKind = GeneratedOutputKind.Pixels, BatchSize = 3,
     };
 
@@ -83,7 +83,7 @@ public sealed class EditingStagesTests : IClassFixture<PipelineRoundTripTests.Tr
         var redrawn = Column(ml.Transforms.DiffusionImageToImage(_trained.Model, ImageToImage(1)).Fit(data).Transform(data), "Edited");
         var generated = Column(ml.Transforms.DiffusionGenerate(_trained.Model, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Edited", SeedColumnName = "Seed", Sampler = SamplerName.Ddim, Steps = 8, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 3,
+            OutputColumnName = "Edited", SeedColumnName = "Seed", Generation = { Sampler = SamplerName.Ddim, Steps = 8 }, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 3,
         }).Fit(data).Transform(data), "Edited");
         Assert.Equal(generated, redrawn);
 
@@ -149,13 +149,13 @@ public sealed class EditingStagesTests : IClassFixture<PipelineRoundTripTests.Tr
         var ml = new MLContext(seed: 1);
         var rows = Rows(3);
         var data = ml.Data.LoadFromEnumerable(rows);
-        foreach (var (name, estimator) in new (string, DiffusionGenerationEstimator)[]
+        foreach (var (name, fit) in new (string, Func<IDataView, ITransformer>)[]
         {
-            ("image-to-image", ml.Transforms.DiffusionImageToImage(_trained.Model, ImageToImage(0.6))),
-            ("inpaint", ml.Transforms.DiffusionInpaint(_trained.Model, Inpainting())),
+            ("image-to-image", ml.Transforms.DiffusionImageToImage(_trained.Model, ImageToImage(0.6)).Fit),
+            ("inpaint", ml.Transforms.DiffusionInpaint(_trained.Model, Inpainting()).Fit),
         })
         {
-            var transformer = estimator.Fit(data);
+            var transformer = fit(data);
             var before = Column(transformer.Transform(data), "Edited");
             string zip = Path.Combine(_trained.Folder, $"{name}.zip");
             ml.Model.Save(transformer, data.Schema, zip);
@@ -163,8 +163,7 @@ public sealed class EditingStagesTests : IClassFixture<PipelineRoundTripTests.Tr
             var other = new MLContext();
             var loaded = other.Model.Load(zip, out _);
             Assert.Equal(before, Column(loaded.Transform(data), "Edited"));
-            var options = Assert.IsType<DiffusionGenerationTransformer>(loaded).Options;
-            Assert.Equal(name == "inpaint" ? typeof(DiffusionInpaintingOptions) : typeof(DiffusionImageToImageOptions), options.GetType());
+            Assert.IsType(name == "inpaint" ? typeof(DiffusionInpaintingTransformer) : typeof(DiffusionImageToImageTransformer), loaded);
 
             using var engine = other.Model.CreatePredictionEngine<EditRow, EditedPixels>(loaded);
             for (int i = 0; i < rows.Length; i++)

@@ -74,7 +74,7 @@ public sealed class PipelineRoundTripTests : IClassFixture<PipelineRoundTripTest
     {
         var ml = new MLContext(seed: 2);
         var seeds = Seeds(ml, 5);
-        var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.Ddim, Steps = 8, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 2 };
+        var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", SeedColumnName = "Seed", Generation = { Sampler = SamplerName.Ddim, Steps = 8 }, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 2 };
 
         var original = ml.Transforms.DiffusionGenerate(_trained.Model, options).Fit(seeds).Transform(seeds);
         var loadedContext = new MLContext();
@@ -123,7 +123,7 @@ public sealed class PipelineRoundTripTests : IClassFixture<PipelineRoundTripTest
         var seeds = Seeds(ml, 3, offset: 40);
         var chain = ml.Transforms.DiffusionGenerate(_trained.Model, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.Ddpm, Steps = 10, OutputKind = GeneratedOutputKind.Pixels,
+            OutputColumnName = "Generated", SeedColumnName = "Seed", Generation = { Sampler = SamplerName.Ddpm, Steps = 10 }, OutputKind = GeneratedOutputKind.Pixels,
         }).Fit(seeds);
         string zip = Path.Combine(_trained.Folder, "fresh-process.zip");
         ml.Model.Save(chain, seeds.Schema, zip);
@@ -138,12 +138,12 @@ public sealed class PipelineRoundTripTests : IClassFixture<PipelineRoundTripTest
     {
         var ml = new MLContext(seed: 4);
         var seeds = Seeds(ml, 5, offset: 7);
-        var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.Ddim, Steps = 5, OutputKind = GeneratedOutputKind.Pixels };
+        var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", SeedColumnName = "Seed", Generation = { Sampler = SamplerName.Ddim, Steps = 5 }, OutputKind = GeneratedOutputKind.Pixels };
         var transformer = ml.Transforms.DiffusionGenerate(_trained.Model, options).Fit(seeds);
 
         var inBatchesOfTwo = Pixels(ml.Transforms.DiffusionGenerate(_trained.Model, new DiffusionGenerationOptions
         {
-            OutputColumnName = "Generated", SeedColumnName = "Seed", Sampler = SamplerName.Ddim, Steps = 5, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 2,
+            OutputColumnName = "Generated", SeedColumnName = "Seed", Generation = { Sampler = SamplerName.Ddim, Steps = 5 }, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 2,
         }).Fit(seeds).Transform(seeds), "Generated");
         var inOneBatch = Pixels(transformer.Transform(seeds), "Generated");
 
@@ -184,7 +184,7 @@ public sealed class PipelineRoundTripTests : IClassFixture<PipelineRoundTripTest
     {
         var ml = new MLContext();
         var rows = Seeds(ml, 3);
-        var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", Seed = 100, Sampler = SamplerName.Ddim, Steps = 4, OutputKind = GeneratedOutputKind.Pixels };
+        var options = new DiffusionGenerationOptions { OutputColumnName = "Generated", Seed = 100, Generation = { Sampler = SamplerName.Ddim, Steps = 4 }, OutputKind = GeneratedOutputKind.Pixels };
         var byPosition = Pixels(ml.Transforms.DiffusionGenerate(_trained.Model, options).Fit(rows).Transform(rows), "Generated");
         options.SeedColumnName = "Seed";   // seeds 100, 101, 102: the same as Seed + position
         var bySeed = Pixels(ml.Transforms.DiffusionGenerate(_trained.Model, options).Fit(rows).Transform(rows), "Generated");

@@ -40,8 +40,8 @@ public sealed class DiffusersModelTests : IDisposable
 
         var options = GenerationOptions.FromDiffusers(pipeline);
         Assert.Equal("ddim", options.Sampler.ToString());
-        Assert.Equal(TimestepSpacing.Trailing, options.Spacing);
-        Assert.Equal(X0Clipping.None, options.Clipping);
+        Assert.Equal(TimestepSpacing.Trailing, options.SamplerOptions.Spacing);
+        Assert.Equal(X0Clipping.None, options.SamplerOptions.Clipping);
         options.Steps = 4;
         using var images = model.Generate(options, [1, 2]);
         Assert.Equal(new long[] { 2, 1, 8, 8 }, images.shape);

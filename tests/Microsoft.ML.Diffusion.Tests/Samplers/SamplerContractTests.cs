@@ -73,7 +73,7 @@ public class SamplerContractTests
         Assert.Equal("dpm-solver++", ((SamplerName)SamplerName.DpmSolverPlusPlus).Value);
         Assert.Equal("euler-ancestral", new SamplerName("EulerAncestral").Value);
         Assert.Equal("heun", ((SamplerName)"Heun").Value);
-        var options = System.Text.Json.JsonSerializer.Deserialize<Microsoft.ML.Diffusion.MLNet.DiffusionGenerationOptions>("{\"Sampler\":\"Ddim\"}", Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions)!;
+        var options = System.Text.Json.JsonSerializer.Deserialize<Microsoft.ML.Diffusion.Pipelines.GenerationOptions>("{\"Sampler\":\"Ddim\"}", Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions)!;
         Assert.Equal((SamplerName)SamplerName.Ddim, options.Sampler);
         Assert.Contains("\"Sampler\":\"ddim\"", System.Text.Json.JsonSerializer.Serialize(options, Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions));
     }
@@ -122,7 +122,7 @@ public class SamplerContractTests
         using var model = new DiffusionModel(new UNetNoisePredictor(new UNetOptions { ImageSize = 8, BaseChannels = 8, ChannelMultipliers = [1], AttentionResolutions = [] }),
             new NoiseScheduleOptions(), PredictionType.Epsilon);
         using var custom = model.Generate(new GenerationOptions { Sampler = "tests-trailing-ddim" }, [1, 2]);
-        using var ddim = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 10, Spacing = TimestepSpacing.Trailing }, [1, 2]);
+        using var ddim = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 10, SamplerOptions = new() { Spacing = TimestepSpacing.Trailing } }, [1, 2]);
         Assert.Equal(0f, (custom - ddim).abs().max().item<float>(), 5);
     }
 }

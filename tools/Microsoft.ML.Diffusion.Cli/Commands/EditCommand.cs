@@ -103,21 +103,23 @@ internal sealed class EditCommand
         string title;
         if (mask is null)
         {
-            var options = loaded.WithSampling(new DiffusionImageToImageOptions
+            var options = new DiffusionImageToImageOptions
             {
                 OutputColumnName = "Edited", ImageColumnName = "Image", SeedColumnName = nameof(EditRow.Seed), Strength = strength ?? 0.6,
-                OutputKind = GeneratedOutputKind.Pixels, BatchSize = 16,
-            }, sampler, steps, eta);
+                OutputKind = GeneratedOutputKind.Pixels, BatchSize = 16, Generation = loaded.Sampling(sampler, steps, eta),
+            };
             pipeline = pipeline.Append(ml.Transforms.DiffusionImageToImage(loaded.Transformer, options));
-            int total = steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, loaded.Model.Schedule);
-            title = string.Create(inv, $"Editing {count} times at strength {options.Strength} ({Names.Of(options.Sampler)}, {(int)Math.Floor(total * options.Strength)} of {total} steps)");
+            var chosen = options.Generation.Sampler;
+            int total = steps ?? DiffusionSamplers.DefaultSteps(chosen, loaded.Model.Schedule);
+            title = string.Create(inv, $"Editing {count} times at strength {options.Strength} ({Names.Of(chosen)}, {(int)Math.Floor(total * options.Strength)} of {total} steps)");
         }
         else
         {
             var options = new DiffusionInpaintingOptions
             {
                 OutputColumnName = "Edited", ImageColumnName = "Image", MaskColumnName = "Mask", SeedColumnName = nameof(EditRow.Seed),
-                Steps = steps, Eta = eta, JumpLength = jump, Resamplings = resamplings, OutputKind = GeneratedOutputKind.Pixels, BatchSize = 16,
+                Inpainting = { Steps = steps ?? new InpaintingOptions().Steps, Eta = eta, JumpLength = jump, Resamplings = resamplings },
+                OutputKind = GeneratedOutputKind.Pixels, BatchSize = 16,
             };
             pipeline = pipeline.Append(ml.Transforms.DiffusionInpaint(loaded.Transformer, options));
             title = $"Inpainting {count} times (RePaint, {steps ?? 250} steps, jumps of {jump}, {resamplings} samples each)";

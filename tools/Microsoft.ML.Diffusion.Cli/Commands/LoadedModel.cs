@@ -68,7 +68,7 @@ internal sealed class LoadedModel : IDisposable
         }
         // A zip whose last diffusion stage is a generator (as 'import' writes) samples with that stage's settings by default.
         var generator = (transformer is IEnumerable<ITransformer> all ? all : [transformer]).OfType<DiffusionGenerationTransformer>().LastOrDefault();
-        return new LoadedModel(path, transformer, schema, model, generator?.Options);
+        return new LoadedModel(path, transformer, schema, model, generator?.Options.Generation);
     }
 
     /// <summary>
@@ -99,39 +99,28 @@ internal sealed class LoadedModel : IDisposable
             throw new CliRuntimeException(e.Message, e);
         }
         var seeds = ml.Data.LoadFromEnumerable(Array.Empty<SeedRow>());
-        var stage = ml.Transforms.DiffusionGenerate(model, WithScheduler(new DiffusionGenerationOptions
+        var stage = ml.Transforms.DiffusionGenerate(model, new DiffusionGenerationOptions
         {
             OutputColumnName = "Generated",
             SeedColumnName = nameof(SeedRow.Seed),
             OutputKind = GeneratedOutputKind.Pixels,
-        }, scheduler)).Fit(seeds);
+            Generation = scheduler with { },
+        }).Fit(seeds);
         return new LoadedModel(folder, stage, seeds.Schema, model, scheduler);
     }
 
-    // The scheduler's settings on a stage's options (its sampler, spacing, offset, clipping, variance and final ᾱ).
-    private static T WithScheduler<T>(T o, GenerationOptions scheduler) where T : DiffusionGenerationOptions
-    {
-        o.Sampler = scheduler.Sampler;
-        o.Spacing = scheduler.Spacing;
-        o.StepsOffset = scheduler.StepsOffset;
-        o.Clipping = scheduler.Clipping;
-        o.ClipRange = scheduler.ClipRange;
-        o.UseLargeVariance = scheduler.UseLargeVariance;
-        o.SetAlphaToOne = scheduler.SetAlphaToOne;
-        return o;
-    }
-
     /// <summary>
-    /// The sampling settings on <paramref name="options"/>: the folder's scheduler or the zip's generation stage unless
-    /// another sampler is asked for, DPM-Solver++ otherwise; then the steps and η.
+    /// The sampling settings to use: the folder's scheduler or the zip's generation stage unless another sampler is asked
+    /// for, DPM-Solver++ otherwise; then the steps and η.
     /// </summary>
-    public T WithSampling<T>(T options, SamplerName? sampler, int? steps, double eta) where T : DiffusionGenerationOptions
+    public GenerationOptions Sampling(SamplerName? sampler, int? steps, double eta)
     {
-        if (Scheduler is not null && (sampler is null || sampler == Scheduler.Sampler)) WithScheduler(options, Scheduler);
-        else options.Sampler = sampler ?? SamplerName.DpmSolverPlusPlus;
-        options.Steps = steps;
-        options.Eta = eta;
-        return options;
+        var chosen = Scheduler is not null && (sampler is null || sampler == Scheduler.Sampler)
+            ? Scheduler with { }
+            : new GenerationOptions { Sampler = sampler ?? SamplerName.DpmSolverPlusPlus };
+        chosen.Steps = steps;
+        chosen.SamplerOptions = chosen.SamplerOptions with { Eta = eta };
+        return chosen;
     }
 
     /// <summary>
@@ -141,16 +130,18 @@ internal sealed class LoadedModel : IDisposable
     public float[][] Generate(MLContext ml, CliContext ctx, int count, long seed, SamplerName? sampler, int? steps, double eta, int batchSize)
     {
         var seeds = ml.Data.LoadFromEnumerable(Enumerable.Range(0, count).Select(i => new SeedRow { Seed = seed + i }).ToList());
-        var options = WithSampling(new DiffusionGenerationOptions
+        var sampling = Sampling(sampler, steps, eta);
+        var options = new DiffusionGenerationOptions
         {
             OutputColumnName = "Generated",
             SeedColumnName = nameof(SeedRow.Seed),
             OutputKind = GeneratedOutputKind.Pixels,
             BatchSize = batchSize,
-        }, sampler, steps, eta);
+            Generation = sampling,
+        };
         var view = ml.Transforms.DiffusionGenerate(Transformer, options).Fit(seeds).Transform(seeds);
-        int stepCount = steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Model.Schedule);
-        return ReadWithProgress(ctx, view, "Generated", count, $"Generating {count} images ({Names.Of(options.Sampler)}, {stepCount} steps, batches of {batchSize})");
+        int stepCount = steps ?? DiffusionSamplers.DefaultSteps(sampling.Sampler, Model.Schedule);
+        return ReadWithProgress(ctx, view, "Generated", count, $"Generating {count} images ({Names.Of(sampling.Sampler)}, {stepCount} steps, batches of {batchSize})");
     }
 
     /// <summary>
@@ -182,7 +173,7 @@ internal sealed class LoadedModel : IDisposable
     /// <summary>A strip of <paramref name="count"/> images from seed <paramref name="seedA"/>'s to <paramref name="seedB"/>'s, as planar pixels in [0, 255].</summary>
     public float[][] Interpolate(CliContext ctx, long seedA, long seedB, int count, SamplerName? sampler, int? steps, double eta)
     {
-        var options = WithSampling(new DiffusionGenerationOptions(), sampler, steps, eta);
+        var options = Sampling(sampler, steps, eta);
         int stepCount = steps ?? DiffusionSamplers.DefaultSteps(options.Sampler, Model.Schedule);
         return ctx.WithProgress($"Interpolating {count} images from seed {seedA} to {seedB} ({Names.Of(options.Sampler)}, {stepCount} steps)", stepCount, report =>
         {

@@ -16,17 +16,27 @@ internal static class ModelPersistence
     public const string ModelStream = "DiffusionModel.mldiff";
     public const string SettingsStream = "Settings.json";
 
+    /// <summary>The first format of the diffusion stages.</summary>
+    public const uint FirstVersion = 0x00010001;
+
     /// <summary>
     /// Stage settings from this version on generate as diffusers does: DDIM keeps the model's ε̂ after clipping x̂₀.
     /// Earlier stages recomputed it from the clipped x̂₀, and keep doing so when loaded.
     /// </summary>
     public const uint KeepsModelNoiseAfterClipping = 0x00010002;
 
-    public static VersionInfo Version(string modelSignature, string loaderSignature, Type loader) => new(
+    /// <summary>
+    /// Sampling stages from this version on save their sampler settings nested (<c>Generation</c> / <c>Inpainting</c>) and
+    /// each verb under its own signature; earlier zips hold every sampling stage under the generation signature with
+    /// flat settings and a <c>Stage</c> discriminator (<see cref="LegacyStageSettings"/>).
+    /// </summary>
+    public const uint NestedSamplingSettings = 0x00010003;
+
+    public static VersionInfo Version(string modelSignature, string loaderSignature, Type loader, uint written, uint readable, uint readBackFrom) => new(
         modelSignature: modelSignature,
-        verWrittenCur: KeepsModelNoiseAfterClipping,
-        verReadableCur: 0x00010001,
-        verWeCanReadBack: 0x00010001,
+        verWrittenCur: written,
+        verReadableCur: readable,
+        verWeCanReadBack: readBackFrom,
         loaderSignature: loaderSignature,
         loaderAssemblyName: loader.Assembly.FullName);
 
@@ -59,27 +69,55 @@ internal static class ModelPersistence
         return model;
     }
 
-    public static void SaveSettings<T>(ModelSaveContext ctx, T settings)
-        => ctx.SaveBinaryStream(SettingsStream, w => w.Write(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(settings, DiffusionCheckpoint.JsonOptions)));
+    public static void SaveSettings(ModelSaveContext ctx, object settings)
+        => ctx.SaveBinaryStream(SettingsStream, w => w.Write(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(settings, settings.GetType(), DiffusionCheckpoint.JsonOptions)));
 
-    public static T LoadSettings<T>(ModelLoadContext ctx, string component)
+    public static T LoadSettings<T>(ModelLoadContext ctx, string component) => Deserialize<T>(LoadSettingsJson(ctx, component), component);
+
+    /// <summary>
+    /// A sampling stage's settings: as saved, or for a zip written before <see cref="NestedSamplingSettings"/> read from its
+    /// flat settings into the stage it was built as (which may be image-to-image or inpainting).
+    /// </summary>
+    public static DiffusionStageOptions LoadStageSettings<T>(ModelLoadContext ctx, string component) where T : DiffusionStageOptions
     {
-        T? settings = default;
+        var json = LoadSettingsJson(ctx, component);
+        uint written = ctx.Header.ModelVerWritten;
+        if (written >= NestedSamplingSettings) return Deserialize<T>(json, component);
+        try
+        {
+            return LegacyStageSettings.Read(json, keepsModelNoiseAfterClipping: written >= KeepsModelNoiseAfterClipping);
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        {
+            throw new CheckpointFormatException($"The model zip's {component} has corrupt settings: {e.Message}", e);
+        }
+    }
+
+    private static byte[] LoadSettingsJson(ModelLoadContext ctx, string component)
+    {
+        byte[]? json = null;
         bool found = ctx.TryLoadBinaryStream(SettingsStream, r =>
         {
             using var buffer = new MemoryStream();
             r.BaseStream.CopyTo(buffer);
-            try
-            {
-                settings = System.Text.Json.JsonSerializer.Deserialize<T>(buffer.ToArray(), DiffusionCheckpoint.JsonOptions);
-            }
-            catch (System.Text.Json.JsonException e)
-            {
-                throw new CheckpointFormatException($"The model zip's {component} has corrupt settings: {e.Message}", e);
-            }
+            json = buffer.ToArray();
         });
-        if (!found || settings is null)
+        if (!found || json is null)
             throw new CheckpointFormatException($"The model zip's {component} has no '{SettingsStream}' stream; the zip is incomplete or was not written by Microsoft.ML.Diffusion.");
-        return settings;
+        return json;
+    }
+
+    private static T Deserialize<T>(byte[] json, string component)
+    {
+        T? settings;
+        try
+        {
+            settings = System.Text.Json.JsonSerializer.Deserialize<T>(json, DiffusionCheckpoint.JsonOptions);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new CheckpointFormatException($"The model zip's {component} has corrupt settings: {e.Message}", e);
+        }
+        return settings ?? throw new CheckpointFormatException($"The model zip's {component} has empty settings.");
     }
 }

@@ -1,0 +1,42 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Diffusion.Devices;
+using Microsoft.ML.Diffusion.Models;
+using Microsoft.ML.Transforms.Image;
+
+namespace Microsoft.ML.Diffusion.MLNet;
+
+/// <summary>What the sampling stages' estimators share: the device their transformer samples on, and the schema checks before fitting.</summary>
+internal static class SamplingStageShape
+{
+    /// <summary>
+    /// The model the transformer samples with: <paramref name="model"/> itself, or, for a device of the options' own, a copy
+    /// there that the transformer owns.
+    /// </summary>
+    public static (DiffusionModel Model, bool Owned) ModelFor(DiffusionModel model, DiffusionStageOptions options)
+    {
+        var device = options.Device is { } requested ? DiffusionDevice.Resolve(requested) : model.Device;
+        return DiffusionDevice.Same(device, model.Device) ? (model, false) : (model.CopyTo(device), true);
+    }
+
+    /// <summary>The input schema plus the stage's output column, after checking the seed and condition columns and <paramref name="checkInputs"/>.</summary>
+    public static SchemaShape OutputSchema(SchemaShape inputSchema, DiffusionStageOptions options, DiffusionModel model, Action<SchemaShape>? checkInputs = null)
+    {
+        var columns = inputSchema.ToDictionary(c => c.Name);
+        if (options.SeedColumnName is { } seed)
+        {
+            if (!inputSchema.TryFindColumn(seed, out var column))
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Seed column '{seed}' was not found in the input schema.");
+            if (column.Kind != SchemaShape.Column.VectorKind.Scalar || !GenerationBinding.IsSeedType(column.ItemType))
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Seed column '{seed}' must hold scalar integers (or whole-number Single/Double), but it is {column.ItemType}.");
+        }
+        if (options.ConditionColumnName is { } condition && !inputSchema.TryFindColumn(condition, out _))
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Condition column '{condition}' was not found in the input schema.");
+        checkInputs?.Invoke(inputSchema);
+        var shape = model.ImageShape;
+        columns[options.OutputColumnName] = options.OutputKind == GeneratedOutputKind.Image
+            ? new SchemaShape.Column(options.OutputColumnName, SchemaShape.Column.VectorKind.Scalar, new ImageDataViewType((int)shape[1], (int)shape[2]), false)
+            : new SchemaShape.Column(options.OutputColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
+        return new SchemaShape(columns.Values);
+    }
+}
