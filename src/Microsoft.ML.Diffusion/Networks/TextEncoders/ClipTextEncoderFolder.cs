@@ -1,0 +1,99 @@
+using Microsoft.ML.Diffusion.Checkpoints;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Diffusion.Networks.TextEncoders;
+
+/// <summary>
+/// A diffusers pipeline's <c>text_encoder/</c> folder as transformers' <c>save_pretrained</c> writes it:
+/// <c>config.json</c> and <c>model.safetensors</c> or the PyTorch pickle <c>pytorch_model.bin</c> (float32, float16
+/// or bfloat16, held as float32 here). Every tensor the encoder has must be in the file with its shape, and no other,
+/// except the position_ids buffer files from before transformers 4.31 hold, which is accepted and not kept.
+/// </summary>
+internal static class ClipTextEncoderFolder
+{
+    public const string ConfigFile = "config.json";
+    public const string SafeTensorsFile = "model.safetensors";
+    public const string PickleFile = "pytorch_model.bin";
+
+    /// <summary>The buffer older transformers saved with the weights: the positions 0…76, which the encoder computes.</summary>
+    public const string PositionIdsKey = "text_model.embeddings.position_ids";
+
+    /// <summary>Builds the encoder the folder describes and loads its weights; in eval mode.</summary>
+    public static ClipTextModel Load(string folder)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"The text encoder folder '{folder}' does not exist.");
+        string configPath = Path.Combine(folder, ConfigFile);
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"'{folder}' has no {ConfigFile}; it is not a transformers text encoder folder.", configPath);
+        var config = ClipTextConfig.Read(File.ReadAllText(configPath), $"'{configPath}'");
+
+        string weightsPath = Path.Combine(folder, SafeTensorsFile);
+        bool pickle = !File.Exists(weightsPath) && File.Exists(Path.Combine(folder, PickleFile));
+        if (pickle) weightsPath = Path.Combine(folder, PickleFile);
+        else if (!File.Exists(weightsPath))
+            throw new FileNotFoundException($"'{folder}' has neither {SafeTensorsFile} nor {PickleFile}.", weightsPath);
+        var weights = pickle ? ReadPickle(weightsPath) : SafeTensors.Read(File.ReadAllBytes(weightsPath), $"'{weightsPath}'");
+        try
+        {
+            return Create(config, weights, $"'{weightsPath}'");
+        }
+        finally
+        {
+            foreach (var t in weights.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Builds the encoder for <paramref name="config"/> and copies <paramref name="weights"/> (transformers' names, as
+    /// <see cref="Interchange.SingleFile.OpenClipTextKeys"/> gives them for a single file) into it; in eval mode. The
+    /// weights stay the caller's; <paramref name="source"/> names them in errors.
+    /// </summary>
+    public static ClipTextModel Create(ClipTextConfig config, IReadOnlyDictionary<string, Tensor> weights, string source)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        var used = weights.ContainsKey(PositionIdsKey) ? weights.Where(kv => kv.Key != PositionIdsKey).ToDictionary() : weights;
+        var model = new ClipTextModel(config);
+        try
+        {
+            ModuleWeights.Load(model, used, source);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        model.eval();
+        return model;
+    }
+
+    // torch.save's zip of a pickled state dict (as DiffusersUNetFolder reads the UNet's); anything else fails naming the file.
+    private static Dictionary<string, Tensor> ReadPickle(string path)
+    {
+        byte[] head = PyTorchFileFormat.ReadHead(path);
+        if (PyTorchFileFormat.IsLegacy(head))
+            throw new CheckpointFormatException($"'{path}' was saved in the old PyTorch format (before PyTorch 1.6, or with _use_new_zipfile_serialization=False), which this library cannot read; save the state dict again with a current torch.save, or as safetensors.");
+        if (!PyTorchFileFormat.IsZip(head))
+            throw new CheckpointFormatException($"'{path}' is not a PyTorch checkpoint: it is neither the zip archive torch.save writes nor PyTorch's old format.");
+        System.Collections.Hashtable table;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            table = TorchSharp.PyBridge.PyTorchUnpickler.UnpickleStateDict(stream);
+        }
+        catch (Exception e) when (e is InvalidDataException or NotImplementedException or InvalidCastException or InvalidOperationException
+                                      or EndOfStreamException or Razorvine.Pickle.PickleException or ArgumentException
+                                      or System.Runtime.InteropServices.ExternalException)   // libtorch refusing a tensor's layout
+        {
+            throw new CheckpointFormatException($"'{path}' is not a PyTorch state dict this library can read: {e.Message}", e);
+        }
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (System.Collections.DictionaryEntry entry in table)
+        {
+            if (entry.Key is not string name || entry.Value is not Tensor tensor)
+                throw new CheckpointFormatException($"'{path}' holds an entry '{entry.Key}' that is not a tensor; it is not a state dict.");
+            result[name] = tensor;
+        }
+        return result;
+    }
+}
