@@ -129,10 +129,10 @@ public sealed class DiffusersCommandsTests : IDisposable
         Assert.Contains("does not exist", missing.Output);
 
         string pipeline = Pipeline();
-        File.WriteAllText(Path.Combine(pipeline, "scheduler", "scheduler_config.json"), """{"_class_name": "LMSDiscreteScheduler"}""");
+        File.WriteAllText(Path.Combine(pipeline, "scheduler", "scheduler_config.json"), """{"_class_name": "UniPCMultistepScheduler"}""");
         var scheduler = Run("generate", "--diffusers", pipeline, "--out", In("g.png"));
         Assert.Equal(1, scheduler.ExitCode);
-        Assert.Contains("LMSDiscreteScheduler", scheduler.Output);
+        Assert.Contains("UniPCMultistepScheduler", scheduler.Output);
 
         var both = Run("generate", "--diffusers", pipeline, "--model", In("m.zip"), "--out", In("g.png"));
         Assert.Equal(2, both.ExitCode);

@@ -21,6 +21,8 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
         Options.Validate();
         if (!SupportedSpacings.Contains(Spacing))
             throw new ArgumentException($"The {Name} sampler cannot use {Spacing} timestep spacing; it takes {string.Join(", ", SupportedSpacings)}.", nameof(options));
+        if (Options.UseKarrasSigmas && !SupportsKarrasSigmas)
+            throw new ArgumentException($"The {Name} sampler has no Karras sigmas (UseKarrasSigmas); Euler, LMS, Euler ancestral, Heun and DPM-Solver++ have.", nameof(options));
     }
 
     /// <inheritdoc/>
@@ -38,11 +40,17 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
     /// <inheritdoc/>
     public IReadOnlyList<double> Timesteps => _timesteps;
 
+    /// <inheritdoc/>
+    public virtual double InitialNoiseScale => 1.0;
+
     /// <summary>The spacing used when the options name none.</summary>
     protected virtual TimestepSpacing DefaultSpacing => TimestepSpacing.Leading;
 
     /// <summary>The spacings this sampler can use (samplers on the schedule's steps cannot use fractional Karras timesteps).</summary>
     protected virtual IReadOnlyList<TimestepSpacing> SupportedSpacings => [TimestepSpacing.Leading, TimestepSpacing.Trailing, TimestepSpacing.Linspace, TimestepSpacing.LogSnr];
+
+    /// <summary>Whether the sampler honours <see cref="SamplerOptions.UseKarrasSigmas"/>.</summary>
+    protected virtual bool SupportsKarrasSigmas => false;
 
     /// <summary>The spacing in effect.</summary>
     public TimestepSpacing Spacing => Options.Spacing ?? DefaultSpacing;
@@ -86,8 +94,10 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
 
     /// <summary>
     /// For samplers that work in σ (<see cref="NoiseLevels"/>): <paramref name="inferenceSteps"/> noise levels, noisiest first, with
-    /// their timesteps, and σ = 0 appended to the levels as the clean end. Karras spacing gives Karras levels at fractional
-    /// timesteps; the other spacings give the σ of their whole timesteps.
+    /// their timesteps, and σ = 0 appended to the levels as the clean end, as diffusers' Euler-family schedulers choose them.
+    /// Linspace spacing keeps its fractional timesteps and interpolates σ linearly between whole ones; the other spacings give
+    /// the σ of their whole timesteps. <see cref="SamplerOptions.UseKarrasSigmas"/> then puts Karras levels between the first and
+    /// last of those σ, at fractional timesteps. Karras spacing gives Karras levels over the whole schedule.
     /// </summary>
     protected (double[] Timesteps, double[] Sigmas) SigmaSteps(int inferenceSteps)
     {
@@ -96,9 +106,31 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
             var karras = NoiseLevels.Karras(Schedule, inferenceSteps);
             return ([.. karras.Select(s => NoiseLevels.TimestepOf(Schedule, s))], [.. karras, 0.0]);
         }
-        var whole = SpacedTimesteps(inferenceSteps);
-        return ([.. whole.Select(t => (double)t)], [.. whole.Select(t => NoiseLevels.Sigma(Schedule, t)), 0.0]);
+        double[] timesteps = Spacing == TimestepSpacing.Linspace ? FractionalLinspace(inferenceSteps) : [.. SpacedTimesteps(inferenceSteps).Select(t => (double)t)];
+        double[] sigmas = [.. timesteps.Select(t => NoiseLevels.SigmaLinearAt(Schedule, t))];
+        if (Options.UseKarrasSigmas)
+        {
+            sigmas = NoiseLevels.Karras(sigmas[0], sigmas[^1], inferenceSteps);
+            timesteps = [.. sigmas.Select(s => NoiseLevels.TimestepOf(Schedule, s))];
+        }
+        return (timesteps, [.. sigmas, 0.0]);
     }
+
+    // numpy.linspace(0, T − 1, N, dtype=float32) reversed: diffusers' σ schedulers keep these timesteps in float32.
+    private double[] FractionalLinspace(int inferenceSteps)
+    {
+        int last = Schedule.Length - 1;
+        double step = inferenceSteps == 1 ? 0 : (double)last / (inferenceSteps - 1);
+        return [.. Enumerable.Range(0, inferenceSteps).Select(i => i == inferenceSteps - 1 && i > 0 ? last : (double)(float)(i * step)).Reverse()];
+    }
+
+    /// <summary>
+    /// For samplers that work in σ: the scale of the starting noise that diffusers' Euler-family schedulers give
+    /// (<c>init_noise_sigma</c>). With linspace or trailing spacing they start at x_σ = σ_max z, which is √(1 − ᾱ) z in the
+    /// schedule's scale; with the others at √(σ_max² + 1) z, which is z.
+    /// </summary>
+    protected double SigmaInitialNoiseScale(double sigmaMax)
+        => Spacing is TimestepSpacing.Linspace or TimestepSpacing.Trailing ? sigmaMax / Math.Sqrt(1 + sigmaMax * sigmaMax) : 1.0;
 
     /// <summary>The whole timestep at <paramref name="stepIndex"/>; throws a clear error when no timesteps are set or the index is out of range.</summary>
     protected int TimestepAt(int stepIndex)

@@ -16,6 +16,9 @@ public static class DiffusionSamplers
     internal const string DpmSolverPlusPlus = "dpm-solver++";
     internal const string EulerAncestral = "euler-ancestral";
     internal const string Heun = "heun";
+    internal const string Pndm = "pndm";
+    internal const string Euler = "euler";
+    internal const string Lms = "lms";
 
     private sealed record Entry(Func<NoiseSchedule, SamplerOptions, IDiffusionSampler> Create, Func<NoiseSchedule, int> DefaultSteps);
 
@@ -28,6 +31,9 @@ public static class DiffusionSamplers
         Register(DpmSolverPlusPlus, (s, o) => new DpmSolverPlusPlusSampler(s, o), s => Math.Min(20, s.Length));
         Register(EulerAncestral, (s, o) => new EulerAncestralSampler(s, o), s => Math.Min(30, s.Length));
         Register(Heun, (s, o) => new HeunSampler(s, o), s => Math.Min(15, s.Length));
+        Register(Pndm, (s, o) => new PndmSampler(s, o), s => Math.Min(50, s.Length));
+        Register(Euler, (s, o) => new EulerSampler(s, o), s => Math.Min(30, s.Length));
+        Register(Lms, (s, o) => new LmsSampler(s, o), s => Math.Min(50, s.Length));
     }
 
     /// <summary>
@@ -56,7 +62,7 @@ public static class DiffusionSamplers
         return Find(name).Create(schedule, options ?? new SamplerOptions());
     }
 
-    /// <summary>The step count sampler <paramref name="name"/> is designed for (DDPM: all T; DDIM 50; DPM-Solver++ 20; Euler ancestral 30; Heun 15).</summary>
+    /// <summary>The step count sampler <paramref name="name"/> is designed for (DDPM: all T; DDIM 50; DPM-Solver++ 20; Euler ancestral 30; Heun 15; PNDM 50; Euler 30; LMS 50).</summary>
     public static int DefaultSteps(SamplerName name, NoiseSchedule schedule) => Find(name).DefaultSteps(schedule);
 
     /// <summary>The registered name of a built-in sampler.</summary>

@@ -30,15 +30,21 @@ internal sealed class DpmSolverPlusPlusSampler : DiffusionSamplerBase
     /// </summary>
     protected override TimestepSpacing DefaultSpacing => TimestepSpacing.LogSnr;
 
-    // With diffusers' own spacings the sampler is diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint,
-    // lower_order_final): its timesteps, and a last step that lands on t = 0, first-order below 15 steps.
-    private bool FollowsDiffusers => Spacing != TimestepSpacing.LogSnr;
+    /// <inheritdoc/>
+    protected override bool SupportsKarrasSigmas => true;
+
+    // With diffusers' own spacings, or Karras sigmas, the sampler is diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2,
+    // midpoint, lower_order_final): its timesteps, and a last step that lands on t = 0, first-order below 15 steps.
+    private bool FollowsDiffusers => Spacing != TimestepSpacing.LogSnr || Options.UseKarrasSigmas;
 
     /// <inheritdoc/>
     protected override double[] ChooseTimesteps(int inferenceSteps)
     {
         if (!FollowsDiffusers) return base.ChooseTimesteps(inferenceSteps);
         int steps = Schedule.Length, n = inferenceSteps;
+        // Karras levels over the whole schedule, whatever the spacing, each rounded to its nearest whole timestep.
+        if (Options.UseKarrasSigmas)
+            return NoiseLevels.Karras(Schedule, n).Select(s => Math.Round(NoiseLevels.TimestepOf(Schedule, s))).Distinct().ToArray();
         // diffusers' multistep schedulers space n + 1 points and drop the last (t = 0), or count down from T for trailing.
         IEnumerable<double> points = Spacing switch
         {

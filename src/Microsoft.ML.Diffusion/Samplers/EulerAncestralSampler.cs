@@ -7,7 +7,8 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// Euler ancestral (k-diffusion's <c>sample_euler_ancestral</c>, η = 1): from noise level σ_i to σ_{i+1}, an Euler step of
 /// the probability-flow ODE down to σ_down, then fresh noise of σ_up, with σ_up² = σ_{i+1}² (σ_i² − σ_{i+1}²)/σ_i² and
 /// σ_down² = σ_{i+1}² − σ_up². It works in x_σ = x₀ + σ ε and hands back samples in the schedule's scale. Karras noise
-/// levels by default; one network evaluation per step.
+/// levels by default; one network evaluation per step. With linspace, leading or trailing spacing it is diffusers'
+/// EulerAncestralDiscreteScheduler (timesteps, σ and starting noise as <see cref="DiffusionSamplerBase.SigmaSteps"/> describes).
 /// </summary>
 internal sealed class EulerAncestralSampler : DiffusionSamplerBase
 {
@@ -27,6 +28,12 @@ internal sealed class EulerAncestralSampler : DiffusionSamplerBase
 
     /// <inheritdoc/>
     protected override IReadOnlyList<TimestepSpacing> SupportedSpacings => Enum.GetValues<TimestepSpacing>();
+
+    /// <inheritdoc/>
+    protected override bool SupportsKarrasSigmas => true;
+
+    /// <inheritdoc/>
+    public override double InitialNoiseScale => _sigmas.Length == 0 ? 1.0 : SigmaInitialNoiseScale(_sigmas[0]);
 
     /// <inheritdoc/>
     protected override double[] ChooseTimesteps(int inferenceSteps)

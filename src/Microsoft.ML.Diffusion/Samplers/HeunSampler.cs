@@ -32,6 +32,12 @@ internal sealed class HeunSampler : DiffusionSamplerBase
     protected override IReadOnlyList<TimestepSpacing> SupportedSpacings => Enum.GetValues<TimestepSpacing>();
 
     /// <inheritdoc/>
+    protected override bool SupportsKarrasSigmas => true;
+
+    /// <inheritdoc/>
+    public override double InitialNoiseScale => _sigmas.Length == 0 ? 1.0 : SigmaInitialNoiseScale(_sigmas[0]);
+
+    /// <inheritdoc/>
     protected override double[] ChooseTimesteps(int inferenceSteps)
     {
         (var levels, _sigmas) = SigmaSteps(inferenceSteps);

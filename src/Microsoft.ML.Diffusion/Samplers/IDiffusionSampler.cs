@@ -25,9 +25,18 @@ public interface IDiffusionSampler : IDisposable
     /// <summary>
     /// The timesteps at which the network is evaluated, noisiest first, one per call of <see cref="Step"/>; set by
     /// <see cref="SetTimesteps"/>. Whole numbers for samplers on the schedule's steps; fractional for noise levels
-    /// between them (Karras spacing). A timestep may repeat (Heun evaluates twice at most noise levels).
+    /// between them (Karras levels; the σ samplers' linspace spacing). A timestep may repeat (Heun evaluates twice at most noise
+    /// levels, PNDM twice at its second).
     /// </summary>
     IReadOnlyList<double> Timesteps { get; }
+
+    /// <summary>
+    /// What the standard normal noise a run starts from is multiplied by to give the sample at <c>Timesteps[0]</c> (in the
+    /// schedule's scale, x = √ᾱ x₀ + √(1 − ᾱ) ε, which is also the network's input); valid after <see cref="SetTimesteps"/>.
+    /// 1 for most samplers; diffusers' Euler-family schedulers with linspace or trailing spacing start at √(1 − ᾱ) of the
+    /// first timestep instead (their <c>init_noise_sigma</c> of σ_max).
+    /// </summary>
+    double InitialNoiseScale => 1.0;
 
     /// <summary>Chooses the timesteps for <paramref name="inferenceSteps"/> steps and resets any multistep history.</summary>
     void SetTimesteps(int inferenceSteps);

@@ -27,6 +27,19 @@ internal static class NoiseLevels
     }
 
     /// <summary>
+    /// σ at a (fractional) timestep interpolated linearly in σ between whole timesteps, as diffusers' Euler-family schedulers
+    /// do (numpy.interp over the training σ).
+    /// </summary>
+    public static double SigmaLinearAt(NoiseSchedule schedule, double t)
+    {
+        if (!(t >= 0 && t <= schedule.Length - 1)) throw new ArgumentOutOfRangeException(nameof(t), t, $"The timestep must lie in [0, {schedule.Length - 1}].");
+        int low = (int)Math.Floor(t);
+        if (low == schedule.Length - 1) return Sigma(schedule, low);
+        double a = Sigma(schedule, low), b = Sigma(schedule, low + 1);
+        return (b - a) * (t - low) + a;
+    }
+
+    /// <summary>
     /// The (fractional) timestep whose σ is <paramref name="sigma"/>, interpolating log σ linearly between whole
     /// timesteps as diffusers' <c>_sigma_to_t</c> does; clamped to [0, T − 1].
     /// </summary>
@@ -51,9 +64,13 @@ internal static class NoiseLevels
     /// σ_i = (σ_max^(1/ρ) + i/(N − 1) (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ.
     /// </summary>
     public static double[] Karras(NoiseSchedule schedule, int count, double rho = 7.0)
+        => Karras(Sigma(schedule, schedule.Length - 1), Sigma(schedule, 0), count, rho);
+
+    /// <summary>Karras et al. (2022, eq. 5) noise levels from <paramref name="sigmaMax"/> down to <paramref name="sigmaMin"/>.</summary>
+    public static double[] Karras(double sigmaMax, double sigmaMin, int count, double rho = 7.0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
-        double max = Math.Pow(Sigma(schedule, schedule.Length - 1), 1 / rho), min = Math.Pow(Sigma(schedule, 0), 1 / rho);
+        double max = Math.Pow(sigmaMax, 1 / rho), min = Math.Pow(sigmaMin, 1 / rho);
         if (count == 1) return [Math.Pow(max, rho)];
         return [.. Enumerable.Range(0, count).Select(i => Math.Pow(max + (double)i / (count - 1) * (min - max), rho))];
     }

@@ -5,8 +5,8 @@ namespace Microsoft.ML.Diffusion.Samplers;
 
 /// <summary>
 /// The one way to name a sampler: its registered name (<see cref="DiffusionSamplers"/>), e.g. "ddim" or "euler-ancestral".
-/// The built-in samplers are <see cref="Ddpm"/>, <see cref="Ddim"/>, <see cref="DpmSolverPlusPlus"/>, <see cref="EulerAncestral"/>
-/// and <see cref="Heun"/>; any string converts, so <c>Sampler = SamplerName.Ddim</c> and <c>Sampler = "heun"</c> both work.
+/// The built-in samplers are <see cref="Ddpm"/>, <see cref="Ddim"/>, <see cref="DpmSolverPlusPlus"/>, <see cref="EulerAncestral"/>,
+/// <see cref="Heun"/>, <see cref="Pndm"/>, <see cref="Euler"/> and <see cref="Lms"/>; any string converts, so <c>Sampler = SamplerName.Ddim</c> and <c>Sampler = "heun"</c> both work.
 /// Names compare case-insensitively; the names earlier versions wrote into zips ("DpmSolverPlusPlus") still read.
 /// </summary>
 [JsonConverter(typeof(SamplerNameJsonConverter))]
@@ -41,6 +41,15 @@ public readonly struct SamplerName : IEquatable<SamplerName>
 
     /// <summary>Heun's second-order method (Karras et al. 2022, Algorithm 1) on Karras noise levels.</summary>
     public static SamplerName Heun => new(DiffusionSamplers.Heun);
+
+    /// <summary>PLMS (PNDM without its Runge–Kutta warm-up; diffusers' PNDMScheduler with skip_prk_steps), Stable Diffusion 1.x's sampler.</summary>
+    public static SamplerName Pndm => new(DiffusionSamplers.Pndm);
+
+    /// <summary>Euler's method in σ (diffusers' EulerDiscreteScheduler), Stable Diffusion 2's sampler; deterministic.</summary>
+    public static SamplerName Euler => new(DiffusionSamplers.Euler);
+
+    /// <summary>The fourth-order linear multistep method in σ (diffusers' LMSDiscreteScheduler).</summary>
+    public static SamplerName Lms => new(DiffusionSamplers.Lms);
 
     /// <inheritdoc/>
     public bool Equals(SamplerName other) => string.Equals(Value, other.Value, StringComparison.Ordinal);

@@ -32,7 +32,7 @@ public sealed record SamplerOptions
     public bool UseLargeVariance { get; init; }
 
     /// <summary>
-    /// DDIM only: the last step lands on ᾱ = 1, clean data (true, the default), or on ᾱ of the schedule's first step
+    /// DDIM and PNDM: the last step lands on ᾱ = 1, clean data (true, the default), or on ᾱ of the schedule's first step
     /// (false); diffusers' <c>set_alpha_to_one</c>.
     /// </summary>
     public bool SetAlphaToOne { get; init; } = true;
@@ -42,6 +42,13 @@ public sealed record SamplerOptions
 
     /// <summary>Added to every timestep with <see cref="TimestepSpacing.Leading"/> spacing (diffusers' <c>steps_offset</c>).</summary>
     public int StepsOffset { get; init; }
+
+    /// <summary>
+    /// diffusers' <c>use_karras_sigmas</c>, for the samplers that have it (Euler, LMS, Euler ancestral, Heun, DPM-Solver++): Karras
+    /// noise levels (ρ = 7) in place of the spaced ones. The σ samplers run them between the σ of the first and last timesteps
+    /// <see cref="Spacing"/> picks, at fractional timesteps; DPM-Solver++ over the whole schedule, rounded to whole timesteps.
+    /// </summary>
+    public bool UseKarrasSigmas { get; init; }
 
     /// <summary>Checks the values and throws naming the bad one.</summary>
     public void Validate()

@@ -13,14 +13,16 @@ internal static class SamplingLoop
     /// <summary>Runs the sampler from <paramref name="initialNoise"/> to a clean sample.</summary>
     /// <param name="denoiser">The noise predictor.</param>
     /// <param name="sampler">The sampler, used with <paramref name="steps"/> steps.</param>
-    /// <param name="initialNoise">x_T (N, C, H, W); left untouched.</param>
+    /// <param name="initialNoise">
+    /// Standard normal noise (N, C, H, W), left untouched; the run starts from it times the sampler's <see cref="IDiffusionSampler.InitialNoiseScale"/>.
+    /// </param>
     /// <param name="steps">Number of denoising steps (a sampler may evaluate the network more often, e.g. Heun).</param>
     /// <param name="noiseSource">Source of the noise stochastic samplers add at each step (required for them).</param>
     /// <param name="onStep">Called after each network evaluation with (evaluations done, total).</param>
     /// <param name="cancellationToken">Checked between steps.</param>
     /// <param name="startIndex">
     /// Index into the sampler's timesteps to start at, for starting mid-trajectory (image-to-image): <paramref name="initialNoise"/>
-    /// is then x at <c>Timesteps[startIndex]</c>. 0 starts from pure noise.
+    /// is then x at <c>Timesteps[startIndex]</c>, taken as it is. 0 starts from pure noise.
     /// </param>
     /// <returns>The generated samples, owned by the caller.</returns>
     public static Tensor Run(Denoiser denoiser, IDiffusionSampler sampler, Tensor initialNoise, int steps,
@@ -35,11 +37,12 @@ internal static class SamplingLoop
         if (startIndex < 0 || startIndex >= sampler.Timesteps.Count)
             throw new ArgumentOutOfRangeException(nameof(startIndex), startIndex, $"The start index must lie in [0, {sampler.Timesteps.Count}) (the sampler's timesteps).");
         using var inference = inference_mode();
-        var x = initialNoise.clone().DetachFromDisposeScope();
+        double scale = startIndex == 0 ? sampler.InitialNoiseScale : 1.0;
+        var x = (scale == 1.0 ? initialNoise.clone() : initialNoise * scale).DetachFromDisposeScope();
         try
         {
             var timesteps = sampler.Timesteps;
-            // Whole timesteps go to the network as integers, as in training; fractional ones (Karras levels) as floats.
+            // Whole timesteps go to the network as integers, as in training; fractional ones (Karras levels, σ linspace) as floats, as diffusers passes them.
             bool whole = timesteps.All(t => t == Math.Floor(t));
             for (int i = startIndex; i < timesteps.Count; i++)
             {

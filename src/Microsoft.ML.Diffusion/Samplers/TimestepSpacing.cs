@@ -7,7 +7,10 @@ public enum TimestepSpacing
     Leading,
     /// <summary>T−1, T−1−T/N, …: always starts at the noisiest step.</summary>
     Trailing,
-    /// <summary>N steps evenly spaced from T−1 down to 0, rounded.</summary>
+    /// <summary>
+    /// N steps evenly spaced from T−1 down to 0: rounded for the samplers on whole timesteps; the σ samplers (Euler, LMS, Euler
+    /// ancestral, Heun) keep them fractional and interpolate σ, as diffusers' Euler-family schedulers do.
+    /// </summary>
     Linspace,
     /// <summary>Evenly spaced in log-SNR λ from T−1 down to 0, rounded; DPM-Solver++'s default.</summary>
     LogSnr,

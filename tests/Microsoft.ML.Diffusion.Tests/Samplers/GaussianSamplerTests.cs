@@ -42,6 +42,9 @@ public class GaussianSamplerTests
     // Heun on Karras levels overshoots by ≈ 10 % at 15 steps and matches at 50.
     [InlineData("euler-ancestral", 200, 0.0)]
     [InlineData("heun", 50, 0.0)]
+    [InlineData("pndm", 50, 0.0)]
+    [InlineData("euler", 100, 0.0)]
+    [InlineData("lms", 50, 0.0)]
     public void SamplesMatchTheDataDistribution(string kind, int steps, double eta)
     {
         var schedule = NoiseSchedule.Linear();
@@ -71,6 +74,9 @@ public class GaussianSamplerTests
     [InlineData(PredictionType.Sample, "ddpm")]
     [InlineData(PredictionType.VPrediction, "heun")]
     [InlineData(PredictionType.Sample, "euler-ancestral")]
+    [InlineData(PredictionType.VPrediction, "pndm")]
+    [InlineData(PredictionType.Sample, "euler")]
+    [InlineData(PredictionType.VPrediction, "lms")]
     public void OtherPredictionTypesSampleTheSameDistribution(PredictionType prediction, string kind)
     {
         // The exact v and x₀ predictors follow from the ε one: x̂₀ = (x − √(1−ᾱ) ε̂)/√ᾱ, v̂ = √ᾱ ε̂ − √(1−ᾱ) x̂₀.
@@ -89,7 +95,7 @@ public class GaussianSamplerTests
         using var sampler = DiffusionSamplers.Create(kind, schedule, new SamplerOptions { Prediction = prediction, Clipping = X0Clipping.None });
         using var noiseSource = NoiseSource.FromSeed(99);
         using var initial = noiseSource.Next([SampleCount, 1, 2, 4], CPU);
-        int steps = kind switch { DiffusionSamplers.EulerAncestral => 200, DiffusionSamplers.Heun => 50, _ => DiffusionSamplers.DefaultSteps(kind, schedule) };
+        int steps = kind switch { DiffusionSamplers.EulerAncestral => 200, DiffusionSamplers.Heun => 50, DiffusionSamplers.Euler => 100, _ => DiffusionSamplers.DefaultSteps(kind, schedule) };
         using var samples = SamplingLoop.Run(denoiser, sampler, initial, steps, noiseSource);
 
         var mean = samples.mean([0]).data<float>().ToArray();

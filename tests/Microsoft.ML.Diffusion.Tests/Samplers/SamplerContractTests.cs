@@ -57,6 +57,66 @@ public class SamplerContractTests
     }
 
     [Fact]
+    public void PndmEvaluatesItsSecondTimestepTwice()
+    {
+        // diffusers' PNDMScheduler with skip_prk_steps: the second timestep is evaluated twice (its warm-up), N + 1 in all.
+        Assert.Equal([901.0, 801, 801, 701, 601, 501, 401, 301, 201, 101, 1], Timesteps(SamplerName.Pndm, TimestepSpacing.Leading, 10, offset: 1));
+        Assert.Equal([750.0, 500, 500, 250, 0], Timesteps(SamplerName.Pndm, null, 4));
+        Assert.Equal([1.0], Timesteps(SamplerName.Pndm, TimestepSpacing.Leading, 1, offset: 1));
+        Assert.Contains("x₀", Assert.Throws<ArgumentException>(() => DiffusionSamplers.Create(SamplerName.Pndm, NoiseSchedule.Linear(), new SamplerOptions { Prediction = PredictionType.Sample })).Message);
+    }
+
+    [Fact]
+    public void SigmaSamplersTakeDiffusersFractionalLinspaceAndKarrasSigmas()
+    {
+        // diffusers' Euler-family schedulers: linspace(0, T − 1, N) in float32, not rounded.
+        var t = Timesteps(SamplerName.Euler, null, 12);
+        Assert.Equal([999.0, (float)(10 * (999.0 / 11)), (float)(9 * (999.0 / 11))], t.Take(3));
+        Assert.Equal(0.0, t[^1]);
+        // use_karras_sigmas: Karras levels between the σ of the spacing's first and last timesteps, at fractional timesteps.
+        using var lms = DiffusionSamplers.Create(SamplerName.Lms, NoiseSchedule.Linear(), new SamplerOptions { Spacing = TimestepSpacing.Leading, StepsOffset = 1, UseKarrasSigmas = true });
+        lms.SetTimesteps(10);
+        Assert.Equal(901.0, lms.Timesteps[0], 6);
+        Assert.Equal(1.0, lms.Timesteps[^1], 6);
+        Assert.Contains(lms.Timesteps, s => s != Math.Floor(s));
+        // DPM-Solver++'s are over the whole schedule and rounded, whatever the spacing.
+        using var dpm = DiffusionSamplers.Create(SamplerName.DpmSolverPlusPlus, NoiseSchedule.Linear(), new SamplerOptions { Spacing = TimestepSpacing.Leading, UseKarrasSigmas = true });
+        dpm.SetTimesteps(10);
+        Assert.Equal(999.0, dpm.Timesteps[0]);
+        Assert.Equal(0.0, dpm.Timesteps[^1]);
+        Assert.All(dpm.Timesteps, s => Assert.Equal(Math.Floor(s), s));
+        var e = Assert.Throws<ArgumentException>(() => DiffusionSamplers.Create(SamplerName.Ddim, NoiseSchedule.Linear(), new SamplerOptions { UseKarrasSigmas = true }));
+        Assert.Contains("UseKarrasSigmas", e.Message);
+    }
+
+    [Fact]
+    public void EulerFamilyStartsFromDiffusersInitialNoiseSigma()
+    {
+        // diffusers starts linspace and trailing runs at σ_max z in x_σ, i.e. √(1 − ᾱ) z in the schedule's scale; leading at z.
+        var schedule = NoiseSchedule.Linear();
+        double Scale(SamplerName name, TimestepSpacing? spacing)
+        {
+            using var sampler = DiffusionSamplers.Create(name, schedule, new SamplerOptions { Spacing = spacing });
+            sampler.SetTimesteps(10);
+            return sampler.InitialNoiseScale;
+        }
+        double start = Math.Sqrt(1 - schedule.AlphasCumprod[999]);
+        Assert.Equal(start, Scale(SamplerName.Euler, TimestepSpacing.Linspace), 12);
+        Assert.Equal(start, Scale(SamplerName.Lms, TimestepSpacing.Trailing), 12);
+        Assert.Equal(start, Scale(SamplerName.EulerAncestral, TimestepSpacing.Linspace), 12);
+        Assert.Equal(1.0, Scale(SamplerName.Euler, TimestepSpacing.Leading));
+        Assert.Equal(1.0, Scale(SamplerName.EulerAncestral, null));   // Karras levels, the library's own start
+        Assert.Equal(1.0, Scale(SamplerName.Ddim, TimestepSpacing.Linspace));
+
+        // The sampling loop applies it: the network's first input is the noise times the scale.
+        using var sampler = DiffusionSamplers.Create(SamplerName.Euler, schedule, new SamplerOptions { Clipping = X0Clipping.None });
+        using var noise = ones(1, 1, 2, 2);
+        double first = double.NaN;
+        using var result = SamplingLoop.Run((x, t) => { if (double.IsNaN(first)) first = x[0, 0, 0, 0].item<float>(); return zeros_like(x); }, sampler, noise, 4);
+        Assert.Equal(start, first, 6);
+    }
+
+    [Fact]
     public void DiscreteSamplersRefuseFractionalSpacingAndBadOffsetsNameTheProblem()
     {
         var e = Assert.Throws<ArgumentException>(() => DiffusionSamplers.Create(SamplerName.Ddim, NoiseSchedule.Linear(), new SamplerOptions { Spacing = TimestepSpacing.Karras }));
@@ -82,7 +142,8 @@ public class SamplerContractTests
     public void EveryStepReturnsThePredictedCleanImage()
     {
         var schedule = NoiseSchedule.Linear();
-        foreach (var name in new SamplerName[] { SamplerName.Ddpm, SamplerName.Ddim, SamplerName.DpmSolverPlusPlus, SamplerName.EulerAncestral, SamplerName.Heun })
+        foreach (var name in new SamplerName[] { SamplerName.Ddpm, SamplerName.Ddim, SamplerName.DpmSolverPlusPlus, SamplerName.EulerAncestral, SamplerName.Heun,
+                     SamplerName.Pndm, SamplerName.Euler, SamplerName.Lms })
         {
             using var sampler = DiffusionSamplers.Create(name, schedule, new SamplerOptions { Clipping = X0Clipping.None, Spacing = TimestepSpacing.Trailing });
             sampler.SetTimesteps(5);

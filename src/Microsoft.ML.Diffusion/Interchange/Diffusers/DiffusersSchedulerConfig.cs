@@ -8,10 +8,15 @@ using Microsoft.ML.Diffusion.Samplers;
 namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
 
 /// <summary>
-/// A diffusers <c>scheduler_config.json</c> mapped onto the library's schedule and samplers: DDPMScheduler to the
-/// DDPM sampler, DDIMScheduler to DDIM and DPMSolverMultistepScheduler (dpmsolver++, order 2) to DPM-Solver++, with
-/// their β schedule, prediction type, clipping, timestep spacing, offset, variance and final ᾱ. Fields missing from a file take diffusers' defaults; a scheduler, field or value the library
-/// does not reproduce is an error that names it.
+/// A diffusers <c>scheduler_config.json</c> mapped onto the library's schedule and samplers, as diffusers v0.21 runs it:
+/// DDPMScheduler to the DDPM sampler, DDIMScheduler to DDIM, DPMSolverMultistepScheduler (dpmsolver++, order 2) to
+/// DPM-Solver++, PNDMScheduler (skip_prk_steps, as Stable Diffusion 1.x sets it) to PNDM, EulerDiscreteScheduler to Euler,
+/// EulerAncestralDiscreteScheduler to Euler ancestral and LMSDiscreteScheduler to LMS, with their β schedule, prediction type,
+/// clipping, timestep spacing, offset, variance, final ᾱ and Karras sigmas. Fields missing from a file take the class's
+/// defaults. Fields of the other schedulers are ignored, as diffusers ignores them (Stable Diffusion's files carry PNDM's
+/// skip_prk_steps into EulerDiscreteScheduler, for instance), unless they ask for thresholding, zero terminal SNR or Karras
+/// sigmas, which later diffusers versions give more classes. A scheduler, field or value the library does not reproduce is
+/// an error that names it.
 /// </summary>
 internal static class DiffusersSchedulerConfig
 {
@@ -19,12 +24,32 @@ internal static class DiffusersSchedulerConfig
 
     private static readonly HashSet<string> Descriptive = ["_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"];
 
-    // Fields each scheduler has, and the value of those the library only supports at one setting.
+    // The fields every scheduler here has.
+    private static readonly string[] Common =
+        ["num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type", "timestep_spacing", "steps_offset"];
+
+    private static readonly string[] Thresholding = ["thresholding", "dynamic_thresholding_ratio", "sample_max_value"];
+
+    // Each class's own fields besides the common ones (diffusers v0.21.4's constructors).
+    private static readonly Dictionary<string, string[]> Own = new()
+    {
+        ["DDPMScheduler"] = ["variance_type", "clip_sample", "clip_sample_range", "rescale_betas_zero_snr", .. Thresholding],
+        ["DDIMScheduler"] = ["clip_sample", "clip_sample_range", "set_alpha_to_one", "rescale_betas_zero_snr", .. Thresholding],
+        ["DPMSolverMultistepScheduler"] =
+            ["solver_order", "algorithm_type", "solver_type", "lower_order_final", "use_karras_sigmas", "lambda_min_clipped", "variance_type", .. Thresholding],
+        ["PNDMScheduler"] = ["skip_prk_steps", "set_alpha_to_one"],
+        ["EulerDiscreteScheduler"] = ["interpolation_type", "use_karras_sigmas"],
+        ["EulerAncestralDiscreteScheduler"] = [],
+        ["LMSDiscreteScheduler"] = ["use_karras_sigmas"],
+    };
+
+    // Fields the library only supports at one setting, wherever the class has them.
     private static readonly Dictionary<string, object?> Fixed = new()
     {
         ["thresholding"] = false,
         ["rescale_betas_zero_snr"] = false,
         ["trained_betas"] = null,
+        ["interpolation_type"] = "linear",
     };
 
     // DPMSolverMultistepScheduler's settings the DPM-Solver++ sampler reproduces (diffusers' defaults).
@@ -34,17 +59,14 @@ internal static class DiffusersSchedulerConfig
         ["solver_order"] = 2,
         ["solver_type"] = "midpoint",
         ["lower_order_final"] = true,
-        ["use_karras_sigmas"] = false,
         ["lambda_min_clipped"] = "-Infinity",
         ["variance_type"] = null,
     };
 
-    private static readonly HashSet<string> Shared =
-    [
-        "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "clip_sample", "clip_sample_range",
-        "prediction_type", "timestep_spacing", "steps_offset", "thresholding", "dynamic_thresholding_ratio", "sample_max_value",
-        "rescale_betas_zero_snr",
-    ];
+    // Fields of other classes that are not ignored when they ask for something: later diffusers versions honour them in more classes.
+    private static readonly HashSet<string> NeverIgnored = ["thresholding", "rescale_betas_zero_snr", "use_karras_sigmas"];
+
+    private static readonly HashSet<string> Known = [.. Common, .. Own.Values.SelectMany(f => f)];
 
     public const string FileName = "scheduler_config.json";
 
@@ -119,18 +141,19 @@ internal static class DiffusersSchedulerConfig
             throw new CheckpointFormatException($"{source} is not valid JSON: {e.Message}", e);
         }
         string kind = Get(config, "_class_name", source, "");
-        var own = kind switch
-        {
-            "DDPMScheduler" => new HashSet<string> { "variance_type" },
-            "DDIMScheduler" => new HashSet<string> { "set_alpha_to_one" },
-            "DPMSolverMultistepScheduler" => new HashSet<string>(MultistepFixed.Keys),
-            _ => throw new CheckpointFormatException($"{source} describes a {(kind.Length == 0 ? "scheduler without _class_name" : kind)}; supported are DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler."),
-        };
+        if (!Own.TryGetValue(kind, out var ownFields))
+            throw new CheckpointFormatException($"{source} describes a {(kind.Length == 0 ? "scheduler without _class_name" : kind)}; supported are {string.Join(", ", Own.Keys)}.");
+        var own = new HashSet<string>([.. Common, .. ownFields]);
         foreach (var (name, value) in config)
-            if (!Descriptive.Contains(name) && !Shared.Contains(name) && !own.Contains(name))
+        {
+            if (Descriptive.Contains(name) || own.Contains(name)) continue;
+            bool asks = value is not null && value.ToJsonString() != "false";
+            if (!Known.Contains(name) || (NeverIgnored.Contains(name) && asks))
                 throw new CheckpointFormatException($"{source} has field \"{name}\" ({value?.ToJsonString() ?? "null"}), which {kind} here does not support.");
-        foreach (var (name, supported) in kind == "DPMSolverMultistepScheduler" ? Fixed.Concat(MultistepFixed) : Fixed)
-            if (config.TryGetPropertyValue(name, out var node) && node?.ToJsonString() != (supported is null ? null : System.Text.Json.JsonSerializer.Serialize(supported)))
+        }
+        bool multistep = kind == "DPMSolverMultistepScheduler";
+        foreach (var (name, supported) in multistep ? Fixed.Concat(MultistepFixed) : Fixed)
+            if (own.Contains(name) && config.TryGetPropertyValue(name, out var node) && node?.ToJsonString() != (supported is null ? null : System.Text.Json.JsonSerializer.Serialize(supported)))
                 throw new CheckpointFormatException($"{source} has {name} {node?.ToJsonString() ?? "null"}; only {System.Text.Json.JsonSerializer.Serialize(supported)} is supported.");
 
         string betaSchedule = Get(config, "beta_schedule", source, "linear");
@@ -149,17 +172,17 @@ internal static class DiffusersSchedulerConfig
             },
         };
         string prediction = Get(config, "prediction_type", source, "epsilon");
-        bool multistep = kind == "DPMSolverMultistepScheduler";
-        string spacing = Get(config, "timestep_spacing", source, multistep ? "linspace" : "leading");
-        bool clip = !multistep && Get(config, "clip_sample", source, true);   // DPMSolverMultistep never clips x̂₀
+        bool onScheduleSteps = kind is "DDPMScheduler" or "DDIMScheduler" or "PNDMScheduler";
+        string spacing = Get(config, "timestep_spacing", source, onScheduleSteps ? "leading" : "linspace");
+        bool clip = kind is "DDPMScheduler" or "DDIMScheduler" && Get(config, "clip_sample", source, true);   // the others never clip x̂₀
         var options = new SamplerOptions
         {
             Prediction = prediction switch
             {
                 "epsilon" => PredictionType.Epsilon,
                 "v_prediction" => PredictionType.VPrediction,
-                "sample" => PredictionType.Sample,
-                _ => throw new CheckpointFormatException($"{source} has prediction_type \"{prediction}\"; supported are epsilon, v_prediction and sample."),
+                "sample" when kind != "PNDMScheduler" => PredictionType.Sample,
+                _ => throw new CheckpointFormatException($"{source} has prediction_type \"{prediction}\"; supported are epsilon, v_prediction{(kind == "PNDMScheduler" ? "" : " and sample")}."),
             },
             Clipping = clip ? X0Clipping.Clip : X0Clipping.None,
             ClipRange = Get(config, "clip_sample_range", source, 1.0),
@@ -171,30 +194,47 @@ internal static class DiffusersSchedulerConfig
                 _ => throw new CheckpointFormatException($"{source} has timestep_spacing \"{spacing}\"; supported are leading, trailing and linspace."),
             },
             StepsOffset = Get(config, "steps_offset", source, 0),
+            UseKarrasSigmas = own.Contains("use_karras_sigmas") && Get(config, "use_karras_sigmas", source, false),
         };
         string sampler;
-        if (kind == "DDPMScheduler")
+        switch (kind)
         {
-            sampler = DiffusionSamplers.Ddpm;
-            string variance = Get(config, "variance_type", source, "fixed_small");
-            options = options with
-            {
-                UseLargeVariance = variance switch
+            case "DDPMScheduler":
+                sampler = DiffusionSamplers.Ddpm;
+                string variance = Get(config, "variance_type", source, "fixed_small");
+                options = options with
                 {
-                    "fixed_small" => false,
-                    "fixed_large" => true,
-                    _ => throw new CheckpointFormatException($"{source} has variance_type \"{variance}\"; supported are fixed_small and fixed_large."),
-                },
-            };
-        }
-        else if (multistep)
-        {
-            sampler = DiffusionSamplers.DpmSolverPlusPlus;
-        }
-        else
-        {
-            sampler = DiffusionSamplers.Ddim;
-            options = options with { SetAlphaToOne = Get(config, "set_alpha_to_one", source, true) };
+                    UseLargeVariance = variance switch
+                    {
+                        "fixed_small" => false,
+                        "fixed_large" => true,
+                        _ => throw new CheckpointFormatException($"{source} has variance_type \"{variance}\"; supported are fixed_small and fixed_large."),
+                    },
+                };
+                break;
+            case "DDIMScheduler":
+                sampler = DiffusionSamplers.Ddim;
+                options = options with { SetAlphaToOne = Get(config, "set_alpha_to_one", source, true) };
+                break;
+            case "PNDMScheduler":
+                // Without skip_prk_steps (its default) PNDM warms up with Runge–Kutta steps, which the library does not run.
+                if (!Get(config, "skip_prk_steps", source, false))
+                    throw new CheckpointFormatException($"{source} has skip_prk_steps {(config.ContainsKey("skip_prk_steps") ? "false" : "unset (false)")}: PNDMScheduler's Runge–Kutta warm-up is not supported; only skip_prk_steps true (PLMS, as Stable Diffusion sets it) is.");
+                sampler = DiffusionSamplers.Pndm;
+                options = options with { SetAlphaToOne = Get(config, "set_alpha_to_one", source, false) };
+                break;
+            case "EulerDiscreteScheduler":
+                sampler = DiffusionSamplers.Euler;
+                break;
+            case "EulerAncestralDiscreteScheduler":
+                sampler = DiffusionSamplers.EulerAncestral;
+                break;
+            case "LMSDiscreteScheduler":
+                sampler = DiffusionSamplers.Lms;
+                break;
+            default:
+                sampler = DiffusionSamplers.DpmSolverPlusPlus;
+                break;
         }
         try
         {
