@@ -28,8 +28,7 @@ internal static class ImageToImagePipeline
         using var sampler = SamplerFactory.Create(model, options);
         using var scope = NewDisposeScope();
         sampler.SetTimesteps(steps);
-        int order = (sampler.Timesteps.Count + steps - 1) / steps;   // evaluations per step (Heun's pairs)
-        int start = (steps - redrawn) * order;
+        int start = (steps - redrawn) * sampler.Order;   // diffusers' timesteps[t_start * scheduler.order:]
         double t = sampler.Timesteps[start];
         // x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε, with ᾱ at a fractional (Karras) timestep from its interpolated σ.
         double alphaCumprod = t == Math.Floor(t) ? model.Schedule.AlphasCumprod[(int)t] : NoiseLevels.AlphaCumprodOf(NoiseLevels.SigmaAt(model.Schedule, t));

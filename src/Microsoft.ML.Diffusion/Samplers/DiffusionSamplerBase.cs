@@ -43,6 +43,9 @@ public abstract class DiffusionSamplerBase : IDiffusionSampler
     /// <inheritdoc/>
     public virtual double InitialNoiseScale => 1.0;
 
+    /// <inheritdoc/>
+    public virtual int Order => 1;
+
     /// <summary>The spacing used when the options name none.</summary>
     protected virtual TimestepSpacing DefaultSpacing => TimestepSpacing.Leading;
 

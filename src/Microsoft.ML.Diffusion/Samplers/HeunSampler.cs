@@ -26,6 +26,9 @@ internal sealed class HeunSampler : DiffusionSamplerBase
     public override bool IsStochastic => false;
 
     /// <inheritdoc/>
+    public override int Order => 2;
+
+    /// <inheritdoc/>
     protected override TimestepSpacing DefaultSpacing => TimestepSpacing.Karras;
 
     /// <inheritdoc/>

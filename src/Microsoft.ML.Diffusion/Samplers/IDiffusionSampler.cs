@@ -38,6 +38,12 @@ public interface IDiffusionSampler : IDisposable
     /// </summary>
     double InitialNoiseScale => 1.0;
 
+    /// <summary>
+    /// Entries of <see cref="Timesteps"/> per denoising step (diffusers' <c>scheduler.order</c>): 2 for Heun's pairs, 1
+    /// otherwise (PNDM's one extra warm-up evaluation does not count). Image-to-image starts at step k's first entry.
+    /// </summary>
+    int Order => 1;
+
     /// <summary>Chooses the timesteps for <paramref name="inferenceSteps"/> steps and resets any multistep history.</summary>
     void SetTimesteps(int inferenceSteps);
 

@@ -13,7 +13,7 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// </summary>
 internal sealed class LmsSampler : DiffusionSamplerBase
 {
-    private const int Order = 4;
+    private const int LmsOrder = 4;
     private double[] _sigmas = [];
     private readonly List<Tensor> _slopes = [];   // the last slopes, newest last
 
@@ -54,14 +54,14 @@ internal sealed class LmsSampler : DiffusionSamplerBase
         var (x0, _) = Decompose(modelOutput, sample, NoiseLevels.AlphaCumprodOf(sigma));
         var x = sample * Math.Sqrt(1 + sigma * sigma);
         _slopes.Add(((x - x0) / sigma).detach().DetachFromDisposeScope());
-        if (_slopes.Count > Order)
+        if (_slopes.Count > LmsOrder)
         {
             _slopes[0].Dispose();
             _slopes.RemoveAt(0);
         }
 
         // As diffusers: the polynomial's order counts the steps so far, even when fewer slopes are kept (a run started midway).
-        int order = Math.Min(stepIndex + 1, Order);
+        int order = Math.Min(stepIndex + 1, LmsOrder);
         for (int k = 0; k < Math.Min(order, _slopes.Count); k++)
             x = x + Coefficient(order, stepIndex, k) * _slopes[^(k + 1)];
         return Output(x / Math.Sqrt(1 + next * next), x0);
