@@ -15,7 +15,8 @@ internal sealed record ResnetSettings(int Groups, double Eps, string Activation,
 /// The cross-attention transformers of one UNet level (diffusers' Transformer2DModel arguments): heads (channels per
 /// head follow from the level's width), the text embedding's width, stacked transformer blocks, whether the first
 /// attention also attends to the text (only_cross_attention), linear rather than 1×1-convolution projections, float32
-/// attention scores, GroupNorm groups and dropout.
+/// attention scores and GroupNorm groups. The UNet's dropout does not reach them: diffusers' UNet blocks build their
+/// transformers without it.
 /// </summary>
 internal sealed record TransformerSettings(int Heads, int CrossAttentionDim, int Layers, bool OnlyCrossAttention,
-    bool UseLinearProjection, bool UpcastAttention, int Groups, double Dropout);
+    bool UseLinearProjection, bool UpcastAttention, int Groups);

@@ -26,7 +26,7 @@ internal sealed class Transformer2DModel : Module<Tensor, Tensor, Tensor>
         norm = NormLayers.GroupNorm(s.Groups, channels, 1e-6);
         proj_in = _linear ? Linear(channels, _inner) : Conv2d(channels, _inner, 1);
         for (int i = 0; i < s.Layers; i++)
-            transformer_blocks.Add(new BasicTransformerBlock(_inner, s.Heads, headDim, s.CrossAttentionDim, s.OnlyCrossAttention, s.UpcastAttention, s.Dropout));
+            transformer_blocks.Add(new BasicTransformerBlock(_inner, s.Heads, headDim, s.CrossAttentionDim, s.OnlyCrossAttention, s.UpcastAttention, dropout: 0.0));
         proj_out = _linear ? Linear(_inner, channels) : Conv2d(_inner, channels, 1);
         RegisterComponents();
     }

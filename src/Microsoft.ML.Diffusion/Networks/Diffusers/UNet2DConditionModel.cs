@@ -40,8 +40,10 @@ internal sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tens
         int levels = c.Levels;
         var channels = c.BlockOutChannels;
         var resnet = new ResnetSettings(c.NormNumGroups, c.NormEps, c.ActFn, c.ResnetTimeScaleShift == "scale_shift", c.Dropout, c.TimeEmbedDim);
-        TransformerSettings Transformer(int level) => new(c.HeadsAt(level), c.CrossAttentionDim, UNet2DConditionModelConfig.At(c.TransformerLayersPerBlock, level),
-            UNet2DConditionModelConfig.At(c.OnlyCrossAttention, level), c.UseLinearProjection, c.UpcastAttention, c.NormNumGroups, c.Dropout);
+        TransformerSettings Transformer(int level, bool mid = false) => new(c.HeadsAt(level), c.CrossAttentionDim,
+            UNet2DConditionModelConfig.At(c.TransformerLayersPerBlock, level),
+            !mid && UNet2DConditionModelConfig.At(c.OnlyCrossAttention, level),   // diffusers' UNetMidBlock2DCrossAttn does not take only_cross_attention
+            c.UseLinearProjection, c.UpcastAttention, c.NormNumGroups);
         _activation = Activation.Get(c.ActFn);
         _timeEmbeddingActivation = c.TimeEmbeddingActFn is null ? null : Activation.Get(c.TimeEmbeddingActFn);
         using (NewDisposeScope())
@@ -58,7 +60,7 @@ internal sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tens
                 down_blocks.Add(new ConditionDownBlock2D(input, output, UNet2DConditionModelConfig.At(c.LayersPerBlock, i), resnet, transformer,
                     i < levels - 1, c.DownsamplePadding));
             }
-            mid_block = new UNetMidBlock2DCrossAttn(channels[^1], resnet, Transformer(levels - 1), c.MidBlockScaleFactor);
+            mid_block = new UNetMidBlock2DCrossAttn(channels[^1], resnet, Transformer(levels - 1, mid: true), c.MidBlockScaleFactor);
 
             // Up level i mirrors down level levels − 1 − i: its heads, layers and transformer settings are that level's.
             output = channels[^1];

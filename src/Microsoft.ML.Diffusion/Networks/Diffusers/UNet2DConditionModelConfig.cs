@@ -38,7 +38,7 @@ internal sealed record UNet2DConditionModelConfig
     /// <summary><c>up_block_types</c>: "UpBlock2D" or "CrossAttnUpBlock2D" per level, deepest first.</summary>
     public string[] UpBlockTypes { get; init; } = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"];
 
-    /// <summary><c>only_cross_attention</c>: the transformers' first attention attends to the text too (per level or one for all).</summary>
+    /// <summary><c>only_cross_attention</c>: the down and up transformers' first attention attends to the text too (per level or one for all; not the mid block's, as in diffusers).</summary>
     public bool[] OnlyCrossAttention { get; init; } = [false];
 
     /// <summary><c>block_out_channels</c>: channels per level.</summary>
@@ -53,7 +53,7 @@ internal sealed record UNet2DConditionModelConfig
     /// <summary><c>mid_block_scale_factor</c>: the mid block's residual outputs are divided by it.</summary>
     public double MidBlockScaleFactor { get; init; } = 1;
 
-    /// <summary><c>dropout</c> in residual blocks and transformers (training only).</summary>
+    /// <summary><c>dropout</c> in the residual blocks (training only).</summary>
     public double Dropout { get; init; }
 
     /// <summary><c>act_fn</c>: "silu" (or "swish"), "mish", "gelu" or "relu".</summary>

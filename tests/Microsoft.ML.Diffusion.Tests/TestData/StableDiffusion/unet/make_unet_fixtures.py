@@ -42,15 +42,15 @@ MODELS = {
                     num_class_embeds=None),
         dtype="float16", sample=(2, 4, 24, 24), timestep=[1, 500], context=(2, 77, 32)),
     # Every other setting the library reads, away from its default: per-level layers, transformer depths and
-    # only_cross_attention, scale-shift time conditioning, mish, an own time embedding width with activations after it,
-    # centred input, no cos-first flip, freq_shift 1, downsample_padding 0, a mid-block scale, inpainting-style 9 input
-    # channels, fractional timesteps, and a side (18) the down path halves with rounding, so the up path resizes to the
-    # skips' sizes.
+    # only_cross_attention (which the mid block ignores), scale-shift time conditioning, mish, an own time embedding
+    # width with activations after it, centred input, no cos-first flip, freq_shift 1, downsample_padding 0, a
+    # mid-block scale, inpainting-style 9 input channels, fractional timesteps, and a side (18) the down path halves
+    # with rounding, so the up path resizes to the skips' sizes.
     "sd-variants": dict(
         config=dict(block_out_channels=(8, 12, 16), layers_per_block=(1, 2, 1), sample_size=18, in_channels=9,
                     out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
                     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=4,
-                    norm_eps=1e-6, transformer_layers_per_block=(2, 1, 2), only_cross_attention=(True, False, False),
+                    norm_eps=1e-6, transformer_layers_per_block=(2, 1, 2), only_cross_attention=(True, False, True),
                     attention_head_dim=(2, 3, 4), cross_attention_dim=12, act_fn="mish",
                     resnet_time_scale_shift="scale_shift", time_embedding_dim=48, time_embedding_act_fn="silu",
                     timestep_post_act="silu", center_input_sample=True, flip_sin_to_cos=False, freq_shift=1,
