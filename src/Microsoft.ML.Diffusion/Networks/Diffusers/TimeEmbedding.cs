@@ -4,14 +4,22 @@ using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.Diffusion.Networks.Diffusers;
 
-/// <summary>diffusers' <c>TimestepEmbedding</c>: Linear, SiLU, Linear (parameter names linear_1, linear_2).</summary>
+/// <summary>
+/// diffusers' <c>TimestepEmbedding</c>: Linear, activation (SiLU unless the configuration names another), Linear, and
+/// optionally a second activation (UNet2DConditionModel's timestep_post_act). Parameter names linear_1, linear_2.
+/// </summary>
 internal sealed class TimestepEmbedding : Module<Tensor, Tensor>
 {
     private readonly Linear linear_1;
     private readonly Linear linear_2;
+    private readonly Func<Tensor, Tensor> _activation;
+    private readonly Func<Tensor, Tensor>? _postActivation;
 
-    public TimestepEmbedding(int inChannels, int channels) : base(nameof(TimestepEmbedding))
+    public TimestepEmbedding(int inChannels, int channels, string activation = "silu", string? postActivation = null)
+        : base(nameof(TimestepEmbedding))
     {
+        _activation = Activation.Get(activation);
+        _postActivation = postActivation is null ? null : Activation.Get(postActivation);
         linear_1 = Linear(inChannels, channels);
         linear_2 = Linear(channels, channels);
         RegisterComponents();
@@ -19,8 +27,10 @@ internal sealed class TimestepEmbedding : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        using var hidden = functional.silu(linear_1.forward(x));
-        return linear_2.forward(hidden);
+        using var hidden = _activation(linear_1.forward(x));
+        if (_postActivation is null) return linear_2.forward(hidden);
+        using var projected = linear_2.forward(hidden);
+        return _postActivation(projected);
     }
 }
 

@@ -20,4 +20,14 @@ internal sealed class Upsample2D : Module<Tensor, Tensor>
         using var doubled = functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest);
         return conv.forward(doubled);
     }
+
+    /// <summary>
+    /// Nearest-neighbour resizing to <paramref name="size"/> (height, width) instead of doubling, then the convolution:
+    /// diffusers' upsample_size, which UNet2DConditionModel passes when the down path halved an odd side.
+    /// </summary>
+    public Tensor forward(Tensor x, long[] size)
+    {
+        using var resized = functional.interpolate(x, size: size, mode: InterpolationMode.Nearest);
+        return conv.forward(resized);
+    }
 }
