@@ -38,6 +38,9 @@ public sealed class ConditionBatch : IDisposable
     /// <summary>Token ids (N, L), 0 = padding; each row needs at least one token.</summary>
     public static ConditionBatch Tokens(Tensor tokens) => new(ConditionKind.Text, Own(tokens, int64), null);
 
+    /// <summary>A text encoder's hidden states (N, L, D) for prompt-conditional models.</summary>
+    public static ConditionBatch PromptStates(Tensor states) => new(ConditionKind.Prompt, Own(states, float32), null);
+
     // A private copy of the caller's tensor (the caller keeps ownership of theirs).
     private static Tensor Own(Tensor t, ScalarType type)
     {
@@ -71,6 +74,11 @@ public sealed class ConditionBatch : IDisposable
                 if (Values.dim() != 2 || Values.shape[1] != options.VectorSize)
                     throw new ArgumentException($"Condition vectors must be (N, {options.VectorSize}), not [{string.Join(", ", Values.shape)}].");
                 if (!Values.isfinite().all().item<bool>()) throw new ArgumentException("Condition vectors contain NaN or infinite values.");
+                break;
+            case ConditionKind.Prompt:
+                if (Values.dim() != 3 || Values.shape[1] > options.MaxTokens || Values.shape[2] != options.TextWidth)
+                    throw new ArgumentException($"Prompt states must be (N, L, {options.TextWidth}) with L ≤ {options.MaxTokens}, not [{string.Join(", ", Values.shape)}].");
+                if (!Values.isfinite().all().item<bool>()) throw new ArgumentException("Prompt states contain NaN or infinite values.");
                 break;
             case ConditionKind.Text:
                 if (Values.dim() != 2 || Values.shape[1] > options.MaxTokens)

@@ -11,4 +11,9 @@ public enum ConditionKind
     Vector,
     /// <summary>Token ids of a text prompt, encoded by a small transformer and read through cross-attention.</summary>
     Text,
+    /// <summary>
+    /// A text prompt encoded by the model's own text encoder (Stable Diffusion's CLIP): its hidden states (N, L, D),
+    /// read through cross-attention.
+    /// </summary>
+    Prompt,
 }

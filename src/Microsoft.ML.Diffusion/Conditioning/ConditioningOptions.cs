@@ -45,6 +45,10 @@ public sealed record ConditioningOptions
                 if (TextWidth < 1 || TextHeads < 1 || TextWidth % TextHeads != 0) throw new ArgumentException($"TextWidth ({TextWidth}) must be a positive multiple of TextHeads ({TextHeads}).", nameof(TextWidth));
                 if (TextLayers < 0) throw new ArgumentOutOfRangeException(nameof(TextLayers), TextLayers, "TextLayers must not be negative.");
                 break;
+            case ConditionKind.Prompt:
+                if (TextWidth < 1) throw new ArgumentOutOfRangeException(nameof(TextWidth), TextWidth, "A prompt-conditional model needs the width of its text encoder's states.");
+                if (MaxTokens < 1) throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens, "MaxTokens must be positive.");
+                break;
             default: throw new ArgumentOutOfRangeException(nameof(Kind), Kind, "Unknown condition kind.");
         }
     }

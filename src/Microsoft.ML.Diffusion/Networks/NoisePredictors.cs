@@ -25,6 +25,7 @@ public static class NoisePredictors
     {
         Register<UNetOptions>(UNet, o => new UNetNoisePredictor(o));
         Register<Diffusers.UNet2DModelOptions>(Diffusers.UNet2DModelNoisePredictor.RegisteredName, o => new Diffusers.UNet2DModelNoisePredictor(o));
+        Register<Diffusers.UNet2DConditionOptions>(Diffusers.UNet2DConditionNoisePredictor.RegisteredName, o => new Diffusers.UNet2DConditionNoisePredictor(o));
     }
 
     /// <summary>
