@@ -47,6 +47,10 @@ internal sealed record BenchmarkOptions
     public int RecipeTimingSteps { get; init; } = 10;
     public int? RecipeStopAt { get; init; }
     public bool RecipeSecondSeeds { get; init; }
+    public bool WeightsMemory { get; init; }
+    public double WeightsGigabytes { get; init; } = 2;
+    public string WeightsReader { get; init; } = "file";
+    public bool WeightsKeepFile { get; init; }
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -114,6 +118,11 @@ internal sealed record BenchmarkOptions
           --recipe-timing-steps N (recipes) steps per recipe and round of the step-time measurement (default 10; 0 skips it:
                                   processes that share the machine, each with its own --recipe-names, leave it to a
                                   last run on a quiet machine, which times every scored recipe and reuses every cell)
+          --weights-memory        peak RSS (VmHWM) loading a float32 safetensors file of --weights-gb GiB (default 2) into a
+                                  module of the same size (4096×4096 linear layers); prints (peak − RSS before the module) /
+                                  file size; the file goes to OUT and is deleted after (--weights-keep keeps it for the next run)
+          --weights-reader R      (weights-memory) file: SafeTensorsFile tensor by tensor (default); bytes: the whole-file
+                                  reader, for comparison (below 2 GiB); run each in its own process
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -169,6 +178,10 @@ internal sealed record BenchmarkOptions
                 "--recipe-stop-at" => o with { RecipeStopAt = Int() },
                 "--recipe-second-seeds" => o with { RecipeSearch = true, RecipeSecondSeeds = true },
                 "--recipe-timing-steps" => o with { RecipeTimingSteps = int.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
+                "--weights-memory" => o with { WeightsMemory = true },
+                "--weights-gb" => o with { WeightsMemory = true, WeightsGigabytes = Doubles(Value(), a)[0] },
+                "--weights-reader" => o with { WeightsMemory = true, WeightsReader = Value() },
+                "--weights-keep" => o with { WeightsMemory = true, WeightsKeepFile = true },
                 "--sweep-report-only" => o with { SamplerSweep = true, SweepReportOnly = true },
                 "-h" or "--help" => throw new HelpRequestedException(),
                 _ => throw new ArgumentException($"Unknown option '{a}'."),

@@ -88,6 +88,16 @@ if (options.DiffusersFolder is { } diffusersFolder)
     return 0;
 }
 
+if (options.WeightsMemory)
+{
+    var r = WeightsLoadMemory.Run(options.WeightsGigabytes, options.WeightsReader, options.OutputDirectory, options.WeightsKeepFile, Log);
+    Json.Write(Path.Combine(options.OutputDirectory, $"weights-memory-{r.Reader}.json"), r);
+    Console.WriteLine("| reader | file | tensors | RSS before the module | module | peak RSS | (peak − before) / file size | seconds |");
+    Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    Console.WriteLine($"| {r.Reader} | {r.FileBytes / (double)(1L << 30):F2} GiB | {r.Tensors} | {r.BaselineMiB:F0} MiB | {r.ModuleMiB:F0} MiB | {r.PeakMiB:F0} MiB | {r.PeakOverSize:F3}× | {r.Seconds:F1} |");
+    return 0;
+}
+
 if (options.Streaming)
 {
     var streaming = StreamingBenchmark.Run(options, Log);

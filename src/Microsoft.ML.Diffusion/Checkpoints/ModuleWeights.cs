@@ -30,4 +30,56 @@ internal static class ModuleWeights
             target.copy_(value);
         }
     }
+
+    /// <summary>
+    /// Copies the tensors of <paramref name="file"/> into <paramref name="module"/> one at a time, so that only the module
+    /// and one tensor are in memory. Only names that start with <paramref name="prefix"/> take part (the prefix is
+    /// removed); <paramref name="rename"/> then gives the module's name for each, or null to leave it out. Every module
+    /// tensor must come from exactly one file tensor of its shape (or, for a 1×1 convolution's weight stored where the
+    /// module has a linear layer, its shape followed by ones) with finite values; every file tensor that takes part must
+    /// land in the module. Values are converted to the module's dtype. Errors name the tensors.
+    /// </summary>
+    public static void Load(Module module, ITensorFile file, string? prefix = null, Func<string, string?>? rename = null)
+    {
+        var state = module.state_dict();
+        var sources = new Dictionary<string, string>(StringComparer.Ordinal);   // module name → file name
+        var unexpected = new List<string>();
+        foreach (string name in file.Names)
+        {
+            if (prefix is not null && !name.StartsWith(prefix, StringComparison.Ordinal)) continue;
+            string key = prefix is null ? name : name[prefix.Length..];
+            string? target = rename is null ? key : rename(key);
+            if (target is null) continue;
+            if (!state.ContainsKey(target))
+            {
+                unexpected.Add(target == name ? name : $"{target} (from {name})");
+                continue;
+            }
+            if (!sources.TryAdd(target, name))
+                throw new CheckpointFormatException($"{file.Source} does not fit the network: tensors '{sources[target]}' and '{name}' both map to '{target}'.");
+        }
+        if (unexpected.Count > 0)
+            throw new CheckpointFormatException($"{file.Source} does not fit the network: the network has no {List(unexpected)}.");
+        var missing = state.Keys.Where(k => !sources.ContainsKey(k)).ToList();
+        if (missing.Count > 0)
+            throw new CheckpointFormatException($"{file.Source} does not fit the network: it lacks {List(missing)}.");
+
+        using var noGrad = no_grad();
+        foreach (var (target, value) in state)
+        {
+            string name = sources[target];
+            long[] shape = file.Shape(name);
+            bool squeeze = shape.Length > value.shape.Length && shape.Take(value.shape.Length).SequenceEqual(value.shape) && shape.Skip(value.shape.Length).All(d => d == 1);
+            if (!shape.SequenceEqual(value.shape) && !squeeze)
+                throw new CheckpointFormatException($"{file.Source} does not fit the network: tensor '{name}' has shape [{string.Join(", ", shape)}] but the network's '{target}' is [{string.Join(", ", value.shape)}].");
+            using var scope = NewDisposeScope();
+            using var read = file.Read(name, value.dtype);
+            if (read.is_floating_point() && !read.isfinite().all().item<bool>())
+                throw new CheckpointFormatException($"{file.Source} is corrupt: tensor '{name}' holds NaN or infinite values.");
+            value.copy_(squeeze ? read.view(value.shape) : read);
+        }
+    }
+
+    private static string List(IReadOnlyList<string> names) =>
+        string.Join(", ", names.Take(5)) + (names.Count > 5 ? $" and {names.Count - 5} more" : "");
 }
