@@ -52,7 +52,23 @@ public sealed class DiffusionModel : IDisposable
     public Device Device { get; }
 
     /// <summary>Image shape (C, H, W) the model generates.</summary>
-    public long[] ImageShape => Network.ImageShape;
+    public long[] ImageShape => Autoencoder is null
+        ? Network.ImageShape
+        : [Autoencoder.Config.OutChannels, Network.ImageShape[1] * Autoencoder.Config.DownscaleFactor, Network.ImageShape[2] * Autoencoder.Config.DownscaleFactor];
+
+    /// <summary>Whether the model samples in an autoencoder's latent space (Stable Diffusion) rather than in pixels.</summary>
+    public bool IsLatent => Autoencoder is not null;
+
+    /// <summary>Whether the model takes text prompts, encoded by its own text encoder (Stable Diffusion).</summary>
+    public bool TakesPrompts => Prompts is not null;
+
+    // The optional components of a latent text-to-image model; the model owns them.
+    internal Networks.Autoencoders.AutoencoderKL? Autoencoder { get; init; }
+
+    internal PromptEncoder? Prompts { get; init; }
+
+    /// <summary>The files a model loaded from a checkpoint people download came from: model zips refer to them instead of copying them.</summary>
+    internal ModelSource? Source { get; init; }
 
     /// <summary>
     /// Most samples per network forward pass unless told otherwise. On 2 CPU cores one forward of the bench
@@ -127,10 +143,25 @@ public sealed class DiffusionModel : IDisposable
     internal CheckpointHeader Header => new() { Network = NetworkOptions, Schedule = ScheduleOptions, Prediction = Prediction, TrainingSteps = TrainingSteps, DiffusersScheduler = DiffusersScheduler };
 
     /// <summary>Writes the checkpoint to a stream.</summary>
-    public void Save(Stream stream) => DiffusionCheckpoint.Write(stream, Header, WeightsBytes());
+    public void Save(Stream stream)
+    {
+        ThrowIfSavedByReference();
+        DiffusionCheckpoint.Write(stream, Header, WeightsBytes());
+    }
 
     /// <summary>Writes the checkpoint to a file atomically (the previous file survives a crash mid-write).</summary>
-    public void Save(string path) => DiffusionCheckpoint.WriteFile(path, Header, WeightsBytes());
+    public void Save(string path)
+    {
+        ThrowIfSavedByReference();
+        DiffusionCheckpoint.WriteFile(path, Header, WeightsBytes());
+    }
+
+    // A latent text-to-image model is several networks of gigabytes that live in the user's own files.
+    private void ThrowIfSavedByReference()
+    {
+        if (IsLatent || TakesPrompts)
+            throw new NotSupportedException("A Stable Diffusion model is not copied into a checkpoint: it stays in its diffusers folder or single file, and model zips refer to that (with its SHA-256).");
+    }
 
     /// <summary>Loads a checkpoint from a file onto <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>).</summary>
     public static DiffusionModel Load(string path, Device? device = null)
@@ -172,5 +203,10 @@ public sealed class DiffusionModel : IDisposable
     private byte[] WeightsBytes() => ModuleWeights.Save(Network);
 
     /// <inheritdoc/>
-    public void Dispose() => Network.Dispose();
+    public void Dispose()
+    {
+        Network.Dispose();
+        Autoencoder?.Dispose();
+        Prompts?.Dispose();
+    }
 }

@@ -36,6 +36,26 @@ public static class DiffusionPipelines
         => GenerationPipeline.Run(model ?? throw new ArgumentNullException(nameof(model)), options, seeds, onStep, cancellationToken, condition);
 
     /// <summary>
+    /// Text-to-image with a model that takes prompts (Stable Diffusion): one image per prompt and seed, guided by
+    /// <see cref="GenerationOptions.GuidanceScale"/> against the negative prompt (empty when none is given) as diffusers'
+    /// StableDiffusionPipeline does, at <see cref="GenerationOptions.Width"/> × <see cref="GenerationOptions.Height"/>.
+    /// Prompts longer than the text encoder's 77 positions are truncated, as diffusers does, and
+    /// <paramref name="onWarning"/> says what was dropped.
+    /// </summary>
+    /// <returns>Images (N, 3, H, W) in [−1, 1], owned by the caller.</returns>
+    /// <param name="model">A model with a text encoder (<see cref="DiffusionModel.TakesPrompts"/>).</param>
+    /// <param name="options">Sampler, steps, guidance and size.</param>
+    /// <param name="prompts">One prompt per image ("" samples unconditionally).</param>
+    /// <param name="seeds">One seed per image.</param>
+    /// <param name="negativePrompts">What to steer away from, one per image; null uses the empty prompt.</param>
+    /// <param name="onStep">Called after each network evaluation with (evaluations done, total).</param>
+    /// <param name="cancellationToken">Checked between steps.</param>
+    /// <param name="onWarning">Hears of prompts cut short.</param>
+    public static Tensor TextToImage(this DiffusionModel model, GenerationOptions options, IReadOnlyList<string> prompts, IReadOnlyList<long> seeds,
+        IReadOnlyList<string>? negativePrompts = null, Action<int, int>? onStep = null, CancellationToken cancellationToken = default, Action<string>? onWarning = null)
+        => TextToImagePipeline.Run(model ?? throw new ArgumentNullException(nameof(model)), options, prompts, negativePrompts, seeds, onStep, cancellationToken, onWarning);
+
+    /// <summary>
     /// Image-to-image (SDEdit, Meng et al. 2022): each image is noised by the forward process to the point
     /// <paramref name="strength"/> of the way along the sampler's timesteps, then denoised from there with
     /// <paramref name="options"/>' sampler, so the result keeps the image's layout and colours more the lower the strength.

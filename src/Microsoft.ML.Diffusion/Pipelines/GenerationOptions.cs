@@ -30,6 +30,12 @@ public sealed record GenerationOptions
     /// </summary>
     public double GuidanceScale { get; set; } = 1.0;
 
+    /// <summary>Image width in pixels for latent models (a multiple of 8); null uses the model's own size. Pixel models sample at their size.</summary>
+    public int? Width { get; set; }
+
+    /// <summary>Image height in pixels for latent models (a multiple of 8); null uses the model's own size.</summary>
+    public int? Height { get; set; }
+
     /// <summary>
     /// Most samples per network forward pass; larger batches (and the doubled batch of guidance) are split.
     /// Splitting changes only float rounding, and speed (see <see cref="DiffusionModel.DefaultForwardBatchSize"/>).
@@ -40,6 +46,8 @@ public sealed record GenerationOptions
     public void Validate()
     {
         if (Steps is < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be positive.");
+        if (Width is < 1) throw new ArgumentOutOfRangeException(nameof(Width), Width, "Width must be positive.");
+        if (Height is < 1) throw new ArgumentOutOfRangeException(nameof(Height), Height, "Height must be positive.");
         Guidance.Validate(GuidanceScale, ForwardBatchSize);
         if (!DiffusionSamplers.IsRegistered(Sampler)) throw new UnknownSamplerException(Sampler.Value);
         if (SamplerOptions is null) throw new ArgumentNullException(nameof(SamplerOptions));

@@ -15,6 +15,13 @@ internal static class GenerationPipeline
         options.Validate();
         ArgumentNullException.ThrowIfNull(seeds);
         if (seeds.Count == 0) throw new ArgumentException("At least one seed is needed.", nameof(seeds));
+        if (model.TakesPrompts)
+        {
+            if (condition is not null) throw new ArgumentException("This model takes prompts; pass them as text, not as a condition batch.", nameof(condition));
+            return TextToImagePipeline.Run(model, options, Enumerable.Repeat("", seeds.Count).ToArray(), null, seeds, onStep, cancellationToken, null);
+        }
+        if (options.Width is { } w && w != model.ImageShape[2] || options.Height is { } h && h != model.ImageShape[1])
+            throw new ArgumentException($"This model generates {model.ImageShape[2]}×{model.ImageShape[1]} images; Width and Height apply to latent models only.", nameof(options));
         PipelineSteps.CheckCondition(model, condition, seeds.Count);
         using var noise = NoiseSource.PerSample(seeds);
         using var sampler = SamplerFactory.Create(model, options);

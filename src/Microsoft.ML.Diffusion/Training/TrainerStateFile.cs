@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Models;
 using System.IO.Compression;
 using System.Text.Json;
 using Microsoft.ML.Diffusion.Checkpoints;

@@ -133,9 +133,9 @@ public class SamplerContractTests
         Assert.Equal("dpm-solver++", ((SamplerName)SamplerName.DpmSolverPlusPlus).Value);
         Assert.Equal("euler-ancestral", new SamplerName("EulerAncestral").Value);
         Assert.Equal("heun", ((SamplerName)"Heun").Value);
-        var options = System.Text.Json.JsonSerializer.Deserialize<Microsoft.ML.Diffusion.Pipelines.GenerationOptions>("{\"Sampler\":\"Ddim\"}", Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions)!;
+        var options = System.Text.Json.JsonSerializer.Deserialize<Microsoft.ML.Diffusion.Pipelines.GenerationOptions>("{\"Sampler\":\"Ddim\"}", Microsoft.ML.Diffusion.Models.DiffusionCheckpoint.JsonOptions)!;
         Assert.Equal((SamplerName)SamplerName.Ddim, options.Sampler);
-        Assert.Contains("\"Sampler\":\"ddim\"", System.Text.Json.JsonSerializer.Serialize(options, Microsoft.ML.Diffusion.Checkpoints.DiffusionCheckpoint.JsonOptions));
+        Assert.Contains("\"Sampler\":\"ddim\"", System.Text.Json.JsonSerializer.Serialize(options, Microsoft.ML.Diffusion.Models.DiffusionCheckpoint.JsonOptions));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Models;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.ML.Diffusion.Checkpoints;

@@ -1,8 +1,9 @@
+using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Schedules;
 
-namespace Microsoft.ML.Diffusion.Checkpoints;
+namespace Microsoft.ML.Diffusion.Models;
 
 /// <summary>The self-describing part of a checkpoint: everything needed to rebuild the model around its weights.</summary>
 internal sealed record CheckpointHeader

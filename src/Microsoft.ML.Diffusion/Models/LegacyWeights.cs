@@ -1,7 +1,8 @@
+using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Networks;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Diffusion.Checkpoints;
+namespace Microsoft.ML.Diffusion.Models;
 
 /// <summary>
 /// Brings weights from format-1 files (UNet only) to today's names and shapes: the output convolution was stored as

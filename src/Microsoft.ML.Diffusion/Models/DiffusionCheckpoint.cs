@@ -1,10 +1,11 @@
 using System.Security.Cryptography;
-using System.Text;
-using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json;
+using System.Text;
+using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Storage;
 
-namespace Microsoft.ML.Diffusion.Checkpoints;
+namespace Microsoft.ML.Diffusion.Models;
 
 /// <summary>
 /// The checkpoint file format (docs/model-format.md): one self-describing file holding a JSON header (network kind and
