@@ -8,6 +8,13 @@ namespace Microsoft.ML.Diffusion.Interchange;
 public static class StableDiffusionFormat
 {
     /// <summary>
+    /// Whether <paramref name="path"/> is a diffusers folder whose <c>model_index.json</c> names a text-to-image pipeline
+    /// (Stable Diffusion, or a family <see cref="Load"/> refuses by name), rather than a pixel-space model.
+    /// </summary>
+    public static bool IsTextToImageFolder(string path)
+        => Directory.Exists(path) && StableDiffusionPipelineFolder.IsTextToImagePipeline(path);
+
+    /// <summary>
     /// Loads a Stable Diffusion 1.x/2.x model: a diffusers <c>StableDiffusionPipeline</c> folder (<c>model_index.json</c>,
     /// <c>unet/</c>, <c>vae/</c>, <c>text_encoder/</c>, <c>tokenizer/</c>, <c>scheduler/</c>; float32 or float16, plain or
     /// <c>fp16</c> variant files). The model samples with the folder's scheduler by default

@@ -11,7 +11,12 @@ namespace Microsoft.ML.Diffusion.Cli.Commands;
 /// <summary><c>mldiffusion generate</c>: loads a model zip, generates through DiffusionGenerate and writes a PNG grid.</summary>
 internal sealed class GenerateCommand
 {
-    private readonly Option<string?> _model = new("--model") { Description = "The model zip written by 'mldiffusion train' or 'import'." };
+    private readonly Option<string?> _model = new("--model") { Description = "The model zip written by 'mldiffusion train' or 'import', or a Stable Diffusion 1.x/2.x diffusers folder (with --prompt)." };
+    private readonly Option<string?> _prompt = new("--prompt") { Description = "Stable Diffusion: what to draw." };
+    private readonly Option<string?> _negative = new("--negative") { Description = "Stable Diffusion: what to steer away from (default: nothing)." };
+    private readonly Option<int?> _width = new("--width") { Description = "Stable Diffusion: image width, a multiple of 8 (default: the model's)." };
+    private readonly Option<int?> _height = new("--height") { Description = "Stable Diffusion: image height, a multiple of 8 (default: the model's)." };
+    private readonly Option<double> _guidance = new("--guidance") { Description = "Stable Diffusion: classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
     private readonly Option<string?> _diffusers = new("--diffusers") { Description = "A Hugging Face diffusers model folder (UNet2DModel + scheduler) to generate from instead of a zip." };
     private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 16 };
     private readonly Option<long> _seed = new("--seed") { Description = "Seed of the first image; image i uses seed + i.", DefaultValueFactory = _ => 0 };
@@ -35,7 +40,7 @@ internal sealed class GenerateCommand
     {
         var command = new System.CommandLine.Command("generate", "Generate images from a model zip and write them as a PNG grid.")
         {
-            _model, _diffusers, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch, _interpolate,
+            _model, _diffusers, _prompt, _negative, _width, _height, _guidance, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch, _interpolate,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
@@ -65,6 +70,30 @@ internal sealed class GenerateCommand
         if (ends is not null && count < 2) throw new UsageException($"--interpolate needs --count of at least 2 (the two ends), not {count}.");
         if (ends is not null && parse.GetResult(_seed) is { Implicit: false }) throw new UsageException("Give either --seed or --interpolate A B, not both.");
         if (eta > 0 && sampler is { } chosen && chosen != (SamplerName)SamplerName.Ddim) ctx.Line($"Note: --eta is used only by the ddim sampler; {Names.Of(chosen)} ignores it.");
+
+        string? prompt = parse.GetValue(_prompt);
+        string? textToImage = zip is not null && TextToImageRun.IsStableDiffusion(zip) ? zip : diffusers is not null && TextToImageRun.IsStableDiffusion(diffusers) ? diffusers : null;
+        if (textToImage is null && (prompt is not null || parse.GetValue(_negative) is not null || parse.GetValue(_width) is not null || parse.GetValue(_height) is not null))
+            throw new UsageException("--prompt, --negative, --width and --height need a Stable Diffusion model: --model <diffusers StableDiffusionPipeline folder>.");
+        if (textToImage is not null)
+        {
+            if (ends is not null) throw new UsageException("--interpolate is not available for Stable Diffusion models.");
+            if (parse.GetValue(_width) is { } w && (w < 8 || w % 8 != 0)) throw new UsageException($"--width must be a positive multiple of 8, not {w}.");
+            if (parse.GetValue(_height) is { } h && (h < 8 || h % 8 != 0)) throw new UsageException($"--height must be a positive multiple of 8, not {h}.");
+            double guidance = parse.GetValue(_guidance);
+            if (!(guidance >= 0 && guidance <= 100)) throw new UsageException($"--guidance must lie between 0 and 100, not {guidance.ToString(CultureInfo.InvariantCulture)}.");
+            var run = new TextToImageRun(textToImage, prompt ?? "", parse.GetValue(_negative), parse.GetValue(_width), parse.GetValue(_height), guidance,
+                sampler, steps, seed, count, Math.Min(batch, count));
+            try
+            {
+                return run.Run(ctx, outPath, columns, parse.GetResult(_scale) is { Implicit: false } ? scale : 1);
+            }
+            catch (Exception e) when (Errors.IsCancellation(e))
+            {
+                ctx.Line("Generation stopped; no grid was written.");
+                return ExitCodes.Cancelled;
+            }
+        }
 
         var ml = new MLContext(seed: 0);
         using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
