@@ -49,6 +49,7 @@ internal sealed class ConditionColumn
         {
             ConditionKind.Class => $"a key column of {model.ClassCount} classes (or integers in [0, {model.ClassCount}))",
             ConditionKind.Vector => $"a vector of {model.VectorSize} Single values",
+            ConditionKind.Prompt => "a text column of prompts",
             _ => $"a vector of keys (tokens) from a vocabulary of {model.VocabularySize - 1} words",
         };
         bool ok = model.Kind switch
@@ -56,6 +57,7 @@ internal sealed class ConditionColumn
             ConditionKind.Class => (type is KeyDataViewType k && (int)k.Count == model.ClassCount) || (type is NumberDataViewType && IntegerColumn.IsInteger(type)),
             ConditionKind.Vector => type is VectorDataViewType v && v.ItemType == NumberDataViewType.Single && v.Size == model.VectorSize,
             ConditionKind.Text => type is VectorDataViewType { ItemType: KeyDataViewType tk } && (int)tk.Count + 1 == model.VocabularySize,
+            ConditionKind.Prompt => type is TextDataViewType,
             _ => false,
         };
         if (!ok)
@@ -101,6 +103,8 @@ internal sealed class ConditionColumn
                     return new long[] { label };
                 };
             }
+            case ConditionKind.Prompt:
+                return TextReader(row, column);
             case ConditionKind.Vector:
             {
                 var getter = row.GetGetter<VBuffer<float>>(column);
@@ -135,12 +139,26 @@ internal sealed class ConditionColumn
         }
     }
 
-    /// <summary>A condition batch from rows read by <see cref="CreateReader"/>.</summary>
+    /// <summary>A reader of a text column's current value (a prompt), "" for a missing one.</summary>
+    public static Func<string> TextReader(DataViewRow row, DataViewSchema.Column column)
+    {
+        var getter = row.GetGetter<ReadOnlyMemory<char>>(column);
+        ReadOnlyMemory<char> text = default;
+        return () =>
+        {
+            getter(ref text);
+            return text.ToString();
+        };
+    }
+
+    /// <summary>A condition batch from rows read by <see cref="CreateReader"/> (prompts are encoded by the model, not batched here).</summary>
     public ConditionBatch ToBatch(IReadOnlyList<object> rows)
     {
         using var scope = NewDisposeScope();
         switch (Options.Kind)
         {
+            case ConditionKind.Prompt:
+                throw new InvalidOperationException("Prompts are encoded by the model's text encoder, not batched as a condition.");
             case ConditionKind.Class:
                 return ConditionBatch.Classes(tensor(rows.Select(r => ((long[])r)[0]).ToArray()));
             case ConditionKind.Vector:

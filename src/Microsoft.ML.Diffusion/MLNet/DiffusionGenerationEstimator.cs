@@ -34,5 +34,5 @@ public sealed class DiffusionGenerationEstimator : IEstimator<DiffusionGeneratio
 
     /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-        => SamplingStageShape.OutputSchema(inputSchema, _options, _model);
+        => SamplingStageShape.OutputSchema(inputSchema, _options, _model, shape: DiffusionGenerationTransformer.OutputShapeOf(_model, _options.Generation));
 }

@@ -14,7 +14,13 @@ public sealed record DiffusionGenerationOptions : DiffusionStageOptions
     /// <summary>Creates the options with the generated column named "GeneratedImage".</summary>
     public DiffusionGenerationOptions() : base("GeneratedImage") { }
 
-    /// <summary>Sampler, steps, its settings and guidance.</summary>
+    /// <summary>
+    /// For models that take prompts (Stable Diffusion): a text column of what each row's image should steer away from;
+    /// null uses the empty prompt. The prompts themselves are <see cref="DiffusionStageOptions.ConditionColumnName"/>.
+    /// </summary>
+    public string? NegativePromptColumnName { get; set; }
+
+    /// <summary>Sampler, steps, its settings, guidance, and for latent models the image size.</summary>
     public GenerationOptions Generation { get; set; } = new();
 
     /// <inheritdoc/>

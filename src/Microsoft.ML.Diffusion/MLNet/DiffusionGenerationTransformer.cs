@@ -28,8 +28,24 @@ public sealed class DiffusionGenerationTransformer : DiffusionSamplingTransforme
 
     private DiffusionGenerationOptions Settings => (DiffusionGenerationOptions)StageSettings;
 
+    internal override long[] OutputShape => OutputShapeOf(Model, Settings.Generation);
+
+    // A latent model draws at the options' size; a pixel model at its own.
+    internal static long[] OutputShapeOf(DiffusionModel model, GenerationOptions options) => model.IsLatent
+        ? [model.ImageShape[0], options.Height ?? model.ImageShape[1], options.Width ?? model.ImageShape[2]]
+        : model.ImageShape;
+
     internal override float[][] SampleBatch(IReadOnlyList<GenerationRow> rows, ConditionColumn? conditionColumn)
     {
+        if (Model.TakesPrompts)
+        {
+            var prompts = rows.Select(r => r.Condition as string ?? "").ToArray();
+            var negatives = Settings.NegativePromptColumnName is null ? null : rows.Select(r => r.NegativePrompt ?? "").ToArray();
+            using var channel = Host.Start("Text to image");
+            using var drawn = Model.TextToImage(Settings.Generation, prompts, rows.Select(r => r.Seed).ToArray(), negatives, CheckAliveEachStep,
+                onWarning: message => channel.Warning(message));
+            return Split(drawn, rows.Count);
+        }
         using var condition = conditionColumn?.ToBatch(rows.Select(r => r.Condition!).ToList());
         using var generated = Model.Generate(Settings.Generation, rows.Select(r => r.Seed).ToArray(), CheckAliveEachStep, condition: condition);
         return Split(generated, rows.Count);

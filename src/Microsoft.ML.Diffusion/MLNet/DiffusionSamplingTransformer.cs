@@ -58,6 +58,9 @@ public abstract class DiffusionSamplingTransformer : ITransformer, IDisposable
         return new GenerationBinding(this, inputSchema);
     }
 
+    /// <summary>The shape (C, H, W) of the images the stage adds.</summary>
+    internal virtual long[] OutputShape => Model.ImageShape;
+
     /// <summary>The image (and mask) columns the stage reads besides seed and condition, resolved against the input schema.</summary>
     internal virtual (ImageColumn? Image, MaskColumn? Mask) BindImageColumns(DataViewSchema inputSchema, int channels, int size) => (null, null);
 

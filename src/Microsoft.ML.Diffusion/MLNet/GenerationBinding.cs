@@ -24,7 +24,11 @@ internal sealed class GenerationBinding
         }
 
         var conditioning = parent.Model.NetworkOptions.Condition;
-        if (conditioning.Kind == Conditioning.ConditionKind.None)
+        if (conditioning.Kind == Conditioning.ConditionKind.Prompt && options.ConditionColumnName is null)
+        {
+            // A prompt model without a prompt column samples unconditionally (the empty prompt).
+        }
+        else if (conditioning.Kind == Conditioning.ConditionKind.None)
         {
             if (options.ConditionColumnName is not null)
                 throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Condition column '{options.ConditionColumnName}' was given, but the model is unconditional; it takes no prompt or condition.");
@@ -37,7 +41,17 @@ internal sealed class GenerationBinding
             ConditionIndex = inputSchema[Condition.Name].Index;
         }
 
-        var shape = parent.Model.ImageShape;
+        if (options is DiffusionGenerationOptions { NegativePromptColumnName: { } negative })
+        {
+            if (!parent.Model.TakesPrompts)
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Negative prompt column '{negative}' was given, but the model takes no prompts.");
+            var column = inputSchema.GetColumnOrNull(negative)
+                ?? throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Negative prompt column '{negative}' was not found in the input schema (columns: {string.Join(", ", inputSchema.Where(c => !c.IsHidden).Select(c => c.Name))}).");
+            if (column.Type is not TextDataViewType)
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Negative prompt column '{negative}' must hold text, but it is {column.Type}.");
+            NegativePrompt = column;
+        }
+        var shape = parent.OutputShape;
         Channels = (int)shape[0];
         Height = (int)shape[1];
         Width = (int)shape[2];
@@ -57,6 +71,7 @@ internal sealed class GenerationBinding
     public DataViewSchema OutputSchema { get; }
     public DataViewSchema.Column? SeedColumn { get; }
     public ConditionColumn? Condition { get; }
+    public DataViewSchema.Column? NegativePrompt { get; }
     public ImageColumn? Image { get; }
     public MaskColumn? Mask { get; }
     public int ConditionIndex { get; } = -1;
@@ -116,6 +131,7 @@ internal sealed class GenerationBinding
     {
         if (SeedColumn is not null) yield return SeedColumn.Value.Index;
         if (ConditionIndex >= 0) yield return ConditionIndex;
+        if (NegativePrompt is not null) yield return NegativePrompt.Value.Index;
         if (Image is not null) yield return InputSchema[Image.Name].Index;
         if (Mask is not null) yield return InputSchema[Mask.Name].Index;
     }
@@ -127,6 +143,7 @@ internal sealed class GenerationBinding
         var condition = Condition?.CreateReader(row);
         Action<Span<float>>? image = Image?.CreateReader(row);
         var mask = Mask?.CreateReader(row);
+        var negative = NegativePrompt is { } n ? ConditionColumn.TextReader(row, n) : null;
         int length = Channels * Height * Width;
         return () =>
         {
@@ -136,7 +153,7 @@ internal sealed class GenerationBinding
                 pixels = new float[length];
                 image(pixels);
             }
-            return new GenerationRow(seed(), condition?.Invoke(), pixels, mask?.Invoke());
+            return new GenerationRow(seed(), condition?.Invoke(), pixels, mask?.Invoke(), negative?.Invoke());
         };
     }
 

@@ -16,11 +16,13 @@ internal static class SamplingStageShape
     public static (DiffusionModel Model, bool Owned) ModelFor(DiffusionModel model, DiffusionStageOptions options)
     {
         var device = options.Device is { } requested ? DiffusionDevice.Resolve(requested) : model.Device;
-        return DiffusionDevice.Same(device, model.Device) ? (model, false) : (model.CopyTo(device), true);
+        if (DiffusionDevice.Same(device, model.Device)) return (model, false);
+        return (model.Source is { } source ? Internal.ReferencedModel.Load(source, device) : model.CopyTo(device), true);
     }
 
     /// <summary>The input schema plus the stage's output column, after checking the seed and condition columns and <paramref name="checkInputs"/>.</summary>
-    public static SchemaShape OutputSchema(SchemaShape inputSchema, DiffusionStageOptions options, DiffusionModel model, Action<SchemaShape>? checkInputs = null)
+    public static SchemaShape OutputSchema(SchemaShape inputSchema, DiffusionStageOptions options, DiffusionModel model, Action<SchemaShape>? checkInputs = null,
+        long[]? shape = null)
     {
         var columns = inputSchema.ToDictionary(c => c.Name);
         if (options.SeedColumnName is { } seed)
@@ -33,7 +35,7 @@ internal static class SamplingStageShape
         if (options.ConditionColumnName is { } condition && !inputSchema.TryFindColumn(condition, out _))
             throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Condition column '{condition}' was not found in the input schema.");
         checkInputs?.Invoke(inputSchema);
-        var shape = model.ImageShape;
+        shape ??= model.ImageShape;
         columns[options.OutputColumnName] = options.OutputKind == GeneratedOutputKind.Image
             ? new SchemaShape.Column(options.OutputColumnName, SchemaShape.Column.VectorKind.Scalar, new ImageDataViewType((int)shape[1], (int)shape[2]), false)
             : new SchemaShape.Column(options.OutputColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);

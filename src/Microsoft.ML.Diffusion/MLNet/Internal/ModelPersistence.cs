@@ -51,11 +51,15 @@ internal static class ModelPersistence
     }
 
     public static void SaveModel(ModelSaveContext ctx, DiffusionModel model)
-        => ctx.SaveBinaryStream(ModelStream, w => model.Save(w.BaseStream));
+    {
+        if (model.Source is not null) ReferencedModel.Save(ctx, model);
+        else ctx.SaveBinaryStream(ModelStream, w => model.Save(w.BaseStream));
+    }
 
     /// <summary>The stage's model, on the device the loading context asks for (<see cref="EnvironmentDevice.For"/>).</summary>
     public static DiffusionModel LoadModel(ModelLoadContext ctx, IHostEnvironment env, string component)
     {
+        if (ReferencedModel.TryLoad(ctx, EnvironmentDevice.For(env), $"The model zip's {component}") is { } referenced) return referenced;
         DiffusionModel? model = null;
         bool found = ctx.TryLoadBinaryStream(ModelStream, r =>
         {
