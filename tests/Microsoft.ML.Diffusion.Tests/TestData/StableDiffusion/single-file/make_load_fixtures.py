@@ -90,7 +90,7 @@ def main():
             if set(back) != set(expected) or any(not torch.equal(back[k].reshape(v.shape), v) for k, v in expected.items()):
                 sys.exit(f"{name} {part}: convert_from_ckpt does not give back every tensor")
         record[name] = {
-            "unet_config": dict(unet_model.config),
+            "unet_config": {k: v for k, v in unet_model.config.items() if k != "_use_default_values"},   # a set: no fixed order
             "convert_from_ckpt_unet": dict(sorted(base.by_storage({k: v for k, v in single.items() if k.startswith("model.")}, back_unet).items())),
             "convert_from_ckpt_vae": dict(sorted(base.by_storage({k: v for k, v in single.items() if k.startswith("first_stage_model.")}, back_vae).items())),
         }
