@@ -153,6 +153,29 @@ internal static partial class OpenClipTextKeys
         return config;
     }
 
+    /// <summary>
+    /// The transformers names one key under the prefix (given without it) loads into, for a loader that reads tensor by
+    /// tensor: one name, or q, k and v for <c>attn.in_proj_*</c> (stacked in that order along the first dimension);
+    /// empty for a key that is not the text tower's (the contrastive head, the vision tower) or a resblock at or beyond
+    /// <paramref name="layers"/>; null for a key that is no part of an OpenCLIP model.
+    /// </summary>
+    public static string[]? Targets(string key, int layers)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (IsNotText(key)) return [];
+        foreach (var (openClip, transformers) in GlobalNames)
+            if (key == openClip) return [transformers];
+        if (ResblockKey().Match(key) is not { Success: true } m || !int.TryParse(m.Groups[1].ValueSpan, out int index)) return null;
+        string rest = m.Groups[2].Value, to = $"text_model.encoder.layers.{index}.";
+        string[]? targets = rest switch
+        {
+            "attn.in_proj_weight" => [to + "self_attn.q_proj.weight", to + "self_attn.k_proj.weight", to + "self_attn.v_proj.weight"],
+            "attn.in_proj_bias" => [to + "self_attn.q_proj.bias", to + "self_attn.k_proj.bias", to + "self_attn.v_proj.bias"],
+            _ => Array.Find(LayerNames, l => l.OpenClip == rest) is { Transformers: not null } l ? [to + l.Transformers] : null,
+        };
+        return targets is null ? null : index >= layers ? [] : targets;
+    }
+
     private static bool IsKnownText(string key, int available)
     {
         if (GlobalNames.Any(g => g.OpenClip == key)) return true;
