@@ -16,6 +16,7 @@ internal sealed class GenerateCommand
     private readonly Option<string?> _negative = new("--negative") { Description = "Stable Diffusion: what to steer away from (default: nothing)." };
     private readonly Option<int?> _width = new("--width") { Description = "Stable Diffusion: image width, a multiple of 8 (default: the model's)." };
     private readonly Option<int?> _height = new("--height") { Description = "Stable Diffusion: image height, a multiple of 8 (default: the model's)." };
+    private readonly Option<string?> _tokenizer = new("--tokenizer") { Description = "Stable Diffusion single files: the tokenizer/ folder of a diffusers SD model of the same version." };
     private readonly Option<double> _guidance = new("--guidance") { Description = "Stable Diffusion: classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
     private readonly Option<string?> _diffusers = new("--diffusers") { Description = "A Hugging Face diffusers model folder (UNet2DModel + scheduler) to generate from instead of a zip." };
     private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 16 };
@@ -40,7 +41,7 @@ internal sealed class GenerateCommand
     {
         var command = new System.CommandLine.Command("generate", "Generate images from a model zip and write them as a PNG grid.")
         {
-            _model, _diffusers, _prompt, _negative, _width, _height, _guidance, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch, _interpolate,
+            _model, _diffusers, _prompt, _negative, _tokenizer, _width, _height, _guidance, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch, _interpolate,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
@@ -74,7 +75,7 @@ internal sealed class GenerateCommand
         string? prompt = parse.GetValue(_prompt);
         string? textToImage = zip is not null && TextToImageRun.IsStableDiffusion(zip) ? zip : diffusers is not null && TextToImageRun.IsStableDiffusion(diffusers) ? diffusers : null;
         if (textToImage is null && (prompt is not null || parse.GetValue(_negative) is not null || parse.GetValue(_width) is not null || parse.GetValue(_height) is not null))
-            throw new UsageException("--prompt, --negative, --width and --height need a Stable Diffusion model: --model <diffusers StableDiffusionPipeline folder>.");
+            throw new UsageException("--prompt, --negative, --width and --height need a Stable Diffusion model: --model <diffusers StableDiffusionPipeline folder, or a .safetensors/.ckpt single file with --tokenizer>.");
         if (textToImage is not null)
         {
             if (ends is not null) throw new UsageException("--interpolate is not available for Stable Diffusion models.");
@@ -82,7 +83,7 @@ internal sealed class GenerateCommand
             if (parse.GetValue(_height) is { } h && (h < 8 || h % 8 != 0)) throw new UsageException($"--height must be a positive multiple of 8, not {h}.");
             double guidance = parse.GetValue(_guidance);
             if (!(guidance >= 0 && guidance <= 100)) throw new UsageException($"--guidance must lie between 0 and 100, not {guidance.ToString(CultureInfo.InvariantCulture)}.");
-            var run = new TextToImageRun(textToImage, prompt ?? "", parse.GetValue(_negative), parse.GetValue(_width), parse.GetValue(_height), guidance,
+            var run = new TextToImageRun(textToImage, parse.GetValue(_tokenizer), prompt ?? "", parse.GetValue(_negative), parse.GetValue(_width), parse.GetValue(_height), guidance,
                 sampler, steps, seed, count, Math.Min(batch, count));
             try
             {

@@ -7,17 +7,20 @@ using Microsoft.ML.Diffusion.Samplers;
 namespace Microsoft.ML.Diffusion.Cli.Commands;
 
 /// <summary><c>mldiffusion generate --model &lt;Stable Diffusion folder&gt; --prompt …</c>: text-to-image with a progress bar per step, written as a PNG grid.</summary>
-internal sealed record TextToImageRun(string Model, string Prompt, string? Negative, int? Width, int? Height, double Guidance, SamplerName? Sampler,
+internal sealed record TextToImageRun(string Model, string? Tokenizer, string Prompt, string? Negative, int? Width, int? Height, double Guidance, SamplerName? Sampler,
     int? Steps, long Seed, int Count, int Batch)
 {
     /// <summary>Whether <paramref name="path"/> is a Stable Diffusion model (a diffusers StableDiffusionPipeline folder).</summary>
     public static bool IsStableDiffusion(string path)
-        => StableDiffusionFormat.IsTextToImageFolder(path);
+        => StableDiffusionFormat.IsTextToImageFolder(path)
+           || File.Exists(path) && Path.GetExtension(path).ToLowerInvariant() is ".safetensors" or ".ckpt";
 
     public int Run(CliContext ctx, string outPath, int columns, int scale)
     {
         using var model = Load(ctx);
-        var options = Sampler is { } chosen ? new GenerationOptions { Sampler = chosen } : GenerationOptions.FromDiffusers(Model);
+        var options = Sampler is { } chosen ? new GenerationOptions { Sampler = chosen }
+            : Directory.Exists(Model) ? GenerationOptions.FromDiffusers(Model)
+            : new GenerationOptions { Sampler = SamplerName.Pndm };   // diffusers' from_single_file default
         options.Steps = Steps;
         options.GuidanceScale = Guidance;
         options.Width = Width;
@@ -49,7 +52,9 @@ internal sealed record TextToImageRun(string Model, string Prompt, string? Negat
     private Models.DiffusionModel Load(CliContext ctx)
     {
         var started = System.Diagnostics.Stopwatch.StartNew();
-        var model = StableDiffusionFormat.Load(Model);
+        if (File.Exists(Model) && Tokenizer is null)
+            throw new UsageException($"'{Model}' is a single checkpoint file, which holds no tokenizer: add --tokenizer <the tokenizer/ folder of a diffusers Stable Diffusion model of the same version>.");
+        var model = StableDiffusionFormat.Load(Model, tokenizerFolder: Tokenizer);
         ctx.Line($"Stable Diffusion model '{Model}': {model.Network.parameters().Sum(p => p.numel()):N0} UNet parameters, {model.ImageShape[2]}×{model.ImageShape[1]} by default, {model.Prediction} prediction (loaded in {started.Elapsed.TotalSeconds:F1} s).");
         return model;
     }

@@ -57,6 +57,7 @@ internal static class ReferencedModel
     public static DiffusionModel Load(ModelSource source, Device device) => source.Kind switch
     {
         ModelSource.DiffusersFolder => StableDiffusionFormat.Load(source.Path, device),
+        ModelSource.SingleFile => StableDiffusionFormat.Load(source.Path, device, source.TokenizerFolder),
         _ => throw new CheckpointFormatException($"A model reference of kind '{source.Kind}' is not known to this version of the library."),
     };
 
