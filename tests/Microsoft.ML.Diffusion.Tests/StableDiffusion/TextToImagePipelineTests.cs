@@ -103,6 +103,50 @@ public class TextToImagePipelineTests
         }
     }
 
+    [Fact]
+    public void MismatchedComponentsNaNWeightsAndMissingTokenizerFilesAreNamed()
+    {
+        string root = Path.Combine(Path.GetTempPath(), "sd-mismatch-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            string Copy(string name)
+            {
+                string to = Path.Combine(root, name);
+                foreach (var dir in Directory.GetDirectories(Folder("sd1-tiny"), "*", SearchOption.AllDirectories)) Directory.CreateDirectory(dir.Replace(Folder("sd1-tiny"), to));
+                foreach (var file in Directory.GetFiles(Folder("sd1-tiny"), "*", SearchOption.AllDirectories)) File.Copy(file, file.Replace(Folder("sd1-tiny"), to));
+                return to;
+            }
+
+            string width = Copy("width");
+            string config = Path.Combine(width, "unet", "config.json");
+            File.WriteAllText(config, File.ReadAllText(config).Replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48"));
+            var mismatch = Assert.Throws<CheckpointFormatException>(() => StableDiffusionFormat.Load(width, CPU));
+            Assert.Contains("cross_attention_dim is 48 but the text encoder's hidden_size is 32", mismatch.Message);
+
+            string kind = Copy("kind");
+            string index = Path.Combine(kind, "model_index.json");
+            File.WriteAllText(index, File.ReadAllText(index).Replace("\"AutoencoderKL\"", "\"VQModel\""));
+            Assert.Contains("vae is a VQModel", Assert.Throws<CheckpointFormatException>(() => StableDiffusionFormat.Load(kind, CPU)).Message);
+
+            string nan = Copy("nan");
+            string weights = Path.Combine(nan, "vae", "diffusion_pytorch_model.safetensors");
+            var tensors = SafeTensors.Read(File.ReadAllBytes(weights), weights);
+            tensors["decoder.conv_out.bias"].fill_(float.NaN);
+            File.WriteAllBytes(weights, SafeTensors.Write(tensors.Select(kv => (kv.Key, kv.Value))));
+            var corrupt = Assert.Throws<CheckpointFormatException>(() => StableDiffusionFormat.Load(nan, CPU));
+            Assert.Contains("decoder.conv_out.bias", corrupt.Message);
+            Assert.Contains("NaN", corrupt.Message);
+
+            string tokenizer = Copy("tokenizer");
+            File.Delete(Path.Combine(tokenizer, "tokenizer", "merges.txt"));
+            Assert.Contains("merges.txt", Assert.Throws<FileNotFoundException>(() => StableDiffusionFormat.Load(tokenizer, CPU)).Message);
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, true);
+        }
+    }
+
     private static void AssertClose(Tensor expected, Tensor actual, string what)
     {
         Assert.Equal(expected.shape, actual.shape);
