@@ -33,11 +33,15 @@ internal sealed class LoraAdapter : IDisposable
         using ITensorFile file = path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
             ? SafeTensorsFile.Open(path)
             : TorchCheckpointFile.Open(path);
-        return Read(file);
+        string config = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, PeftConfig.FileName);
+        return Read(file, File.Exists(config) ? config : null);
     }
 
-    /// <summary>Reads the LoRA layers of <paramref name="file"/>.</summary>
-    public static LoraAdapter Read(ITensorFile file)
+    /// <summary>
+    /// Reads the LoRA layers of <paramref name="file"/>; a PEFT file's alpha comes from <paramref name="peftConfig"/>
+    /// (PEFT's adapter_config.json beside it) when one is given.
+    /// </summary>
+    public static LoraAdapter Read(ITensorFile file, string? peftConfig = null)
     {
         ArgumentNullException.ThrowIfNull(file);
         var keys = new Dictionary<string, LoraKey>(StringComparer.Ordinal);
@@ -65,13 +69,15 @@ internal sealed class LoraAdapter : IDisposable
             throw new CheckpointFormatException($"{file.Source} mixes LoRA layouts: {string.Join(", ", examples)}; a file holds one layout.");
         }
 
+        double? alpha = layouts[0] == LoraLayout.Peft && peftConfig is not null ? PeftConfig.Alpha(peftConfig) : null;
+
         // Group the tensors by layer (network, module) and check each group is a whole, consistent low-rank pair.
         var groups = keys.GroupBy(kv => (kv.Value.Component, kv.Value.Module)).ToList();
         var layers = new List<LoraLayer>(groups.Count);
         try
         {
             foreach (var group in groups)
-                layers.Add(ReadLayer(file, group.ToDictionary(kv => kv.Value.Role, kv => kv.Key)));
+                layers.Add(ReadLayer(file, group.ToDictionary(kv => kv.Value.Role, kv => kv.Key), alpha));
         }
         catch
         {
@@ -81,7 +87,7 @@ internal sealed class LoraAdapter : IDisposable
         return new LoraAdapter(file.Source, layouts[0], layers);
     }
 
-    private static LoraLayer ReadLayer(ITensorFile file, Dictionary<LoraRole, string> names)
+    private static LoraLayer ReadLayer(ITensorFile file, Dictionary<LoraRole, string> names, double? defaultAlpha)
     {
         string any = names.Values.First();
         var key = LoraKey.Parse(any)!.Value;
@@ -98,7 +104,7 @@ internal sealed class LoraAdapter : IDisposable
             throw new CheckpointFormatException($"{file.Source} has a LoRA layer whose ranks disagree: '{downName}' has rank {down[0]} (shape [{string.Join(", ", down)}]) but '{upName}' has {up[1]} (shape [{string.Join(", ", up)}]).");
         if (down[0] < 1) throw new CheckpointFormatException($"{file.Source} has a LoRA layer of rank 0: '{downName}'.");
 
-        double? alpha = null;
+        double? alpha = defaultAlpha;
         if (names.TryGetValue(LoraRole.Alpha, out string? alphaName))
         {
             if (file.Shape(alphaName).Aggregate(1L, (a, b) => a * b) != 1)

@@ -157,6 +157,27 @@ public sealed class LoraTests : IDisposable
         Assert.True(Bits(after[$"unet.{ProjIn}.weight"], left[$"unet.{ProjIn}.weight"]));
     }
 
+    [Fact]
+    public void APeftConfigBesideTheFileGivesTheAlpha()
+    {
+        string folder = Path.Combine(_folder, "peft");
+        Directory.CreateDirectory(folder);
+        string file = Path.Combine(folder, "adapter_model.safetensors");
+        File.Copy(Lora("peft"), file);
+        File.WriteAllText(Path.Combine(folder, "adapter_config.json"), """{ "peft_type": "LORA", "r": 4, "lora_alpha": 2, "rank_pattern": {}, "alpha_pattern": {} }""");
+        using var model = LoadModel();
+        var before = Snapshot(model);
+        Dictionary<string, Tensor> halved, withConfig;
+        using (model.LoadLora(Lora("peft"), Scale / 2)) halved = Snapshot(model);
+        using (model.LoadLora(file, Scale)) withConfig = Snapshot(model);
+        foreach (var (name, t) in halved) AssertClose(t, withConfig[name], name, 1e-6);
+        AssertIdentical(before, Snapshot(model));
+
+        File.WriteAllText(Path.Combine(folder, "adapter_config.json"), """{ "r": 4, "lora_alpha": 2, "rank_pattern": { "to_q": 8 } }""");
+        var e = Assert.Throws<CheckpointFormatException>(() => model.LoadLora(file));
+        Assert.Contains("rank_pattern", e.Message);
+    }
+
     private string Write(string name, params (string Name, Tensor Tensor)[] tensors)
     {
         string path = Path.Combine(_folder, name + ".safetensors");
