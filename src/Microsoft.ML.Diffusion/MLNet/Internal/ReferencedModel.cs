@@ -22,6 +22,11 @@ internal static class ReferencedModel
     public static void Save(ModelSaveContext ctx, DiffusionModel model)
     {
         var source = model.Source ?? throw new InvalidOperationException("The model has no source files to refer to.");
+        // The zip refers to the checkpoint's files; weights changed in memory would be silently lost.
+        var fused = Adapters.LoraFusion.Of(model).Fused;
+        if (fused.Count > 0)
+            throw new InvalidOperationException(
+                $"This Stable Diffusion model has LoRA adapters fused into it ({string.Join(", ", fused.Select(f => Path.GetFileName(f.Path)))}), but a model zip refers to the checkpoint's files and cannot hold them yet. Unfuse them before saving.");
         var saved = source with { Sha256 = Checksum(source) };
         ctx.SaveBinaryStream(SourceStream, w => w.Write(JsonSerializer.SerializeToUtf8Bytes(saved, DiffusionCheckpoint.JsonOptions)));
     }
