@@ -20,6 +20,8 @@ public sealed record DiffusionGenerationOptions : DiffusionStageOptions
     /// </summary>
     public string? NegativePromptColumnName { get; set; }
 
+    internal override string? NegativePrompts => NegativePromptColumnName;
+
     /// <summary>Sampler, steps, its settings, guidance, and for latent models the image size.</summary>
     public GenerationOptions Generation { get; set; } = new();
 

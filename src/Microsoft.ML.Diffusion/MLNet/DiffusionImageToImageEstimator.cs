@@ -34,5 +34,6 @@ public sealed class DiffusionImageToImageEstimator : IEstimator<DiffusionImageTo
 
     /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-        => SamplingStageShape.OutputSchema(inputSchema, _options, _model, schema => ImageColumn.Check(schema, _options.ImageColumnName));
+        => SamplingStageShape.OutputSchema(inputSchema, _options, _model, schema => ImageColumn.Check(schema, _options.ImageColumnName),
+            SamplingStageShape.EditingShape(_model, _options.Generation.Height, _options.Generation.Width));
 }

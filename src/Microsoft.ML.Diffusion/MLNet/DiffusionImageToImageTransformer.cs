@@ -27,11 +27,24 @@ public sealed class DiffusionImageToImageTransformer : DiffusionSamplingTransfor
 
     private DiffusionImageToImageOptions Settings => (DiffusionImageToImageOptions)StageSettings;
 
-    internal override (ImageColumn? Image, MaskColumn? Mask) BindImageColumns(DataViewSchema inputSchema, int channels, int size)
-        => (ImageColumn.Resolve(inputSchema, Settings.ImageColumnName, channels, size, Settings.PixelRange), null);
+    // A latent model edits images of the options' size (its own when unset); a pixel model images of its size.
+    internal override long[] OutputShape => SamplingStageShape.EditingShape(Model, Settings.Generation.Height, Settings.Generation.Width);
+
+    internal override (ImageColumn? Image, MaskColumn? Mask) BindImageColumns(DataViewSchema inputSchema, int channels, int height, int width)
+        => (ImageColumn.Resolve(inputSchema, Settings.ImageColumnName, channels, height, width, Settings.PixelRange), null);
 
     internal override float[][] SampleBatch(IReadOnlyList<GenerationRow> rows, ConditionColumn? conditionColumn)
     {
+        if (Model.TakesPrompts)
+        {
+            var prompts = rows.Select(r => r.Condition as string ?? "").ToArray();
+            var negatives = Settings.NegativePromptColumnName is null ? null : rows.Select(r => r.NegativePrompt ?? "").ToArray();
+            using var channel = Host.Start("Image to image");
+            using var input = StackImages(rows.Select(r => r.Image!));
+            using var drawn = Model.ImageToImageWithPrompts(Settings.Generation, input, Settings.Strength, prompts, rows.Select(r => r.Seed).ToArray(), negatives,
+                CheckAliveEachStep, onWarning: message => channel.Warning(message));
+            return Split(drawn, rows.Count);
+        }
         using var condition = conditionColumn?.ToBatch(rows.Select(r => r.Condition!).ToList());
         using var images = StackImages(rows.Select(r => r.Image!));
         using var edited = Model.ImageToImage(Settings.Generation, images, Settings.Strength, rows.Select(r => r.Seed).ToArray(), CheckAliveEachStep,

@@ -38,5 +38,5 @@ public sealed class DiffusionInpaintingEstimator : IEstimator<DiffusionInpaintin
         {
             ImageColumn.Check(schema, _options.ImageColumnName);
             MaskColumn.Check(schema, _options.MaskColumnName);
-        });
+        }, SamplingStageShape.EditingShape(_model, _options.Height, _options.Width));
 }

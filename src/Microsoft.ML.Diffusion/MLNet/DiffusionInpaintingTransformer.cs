@@ -28,9 +28,12 @@ public sealed class DiffusionInpaintingTransformer : DiffusionSamplingTransforme
 
     private DiffusionInpaintingOptions Settings => (DiffusionInpaintingOptions)StageSettings;
 
-    internal override (ImageColumn? Image, MaskColumn? Mask) BindImageColumns(DataViewSchema inputSchema, int channels, int size)
-        => (ImageColumn.Resolve(inputSchema, Settings.ImageColumnName, channels, size, Settings.PixelRange),
-            MaskColumn.Resolve(inputSchema, Settings.MaskColumnName, channels, size));
+    // A latent model inpaints images of the options' size (its own when unset); a pixel model images of its size.
+    internal override long[] OutputShape => SamplingStageShape.EditingShape(Model, Settings.Height, Settings.Width);
+
+    internal override (ImageColumn? Image, MaskColumn? Mask) BindImageColumns(DataViewSchema inputSchema, int channels, int height, int width)
+        => (ImageColumn.Resolve(inputSchema, Settings.ImageColumnName, channels, height, width, Settings.PixelRange),
+            MaskColumn.Resolve(inputSchema, Settings.MaskColumnName, channels, height, width));
 
     // Rows whose mask is all zeros come back as they are; the others are inpainted together.
     internal override float[][] SampleBatch(IReadOnlyList<GenerationRow> rows, ConditionColumn? conditionColumn)
@@ -38,13 +41,18 @@ public sealed class DiffusionInpaintingTransformer : DiffusionSamplingTransforme
         var result = rows.Select(r => r.Image!).ToArray();
         var redrawn = Enumerable.Range(0, rows.Count).Where(i => rows[i].Mask!.Any(v => v > 0)).ToArray();
         if (redrawn.Length == 0) return result;
-        var shape = Model.ImageShape;
+        var shape = OutputShape;
         int maskChannels = rows[0].Mask!.Length / (int)(shape[1] * shape[2]);
-        using var condition = conditionColumn?.ToBatch(redrawn.Select(i => rows[i].Condition!).ToList());
+        var seeds = redrawn.Select(i => rows[i].Seed).ToArray();
         using var images = StackImages(redrawn.Select(i => rows[i].Image!));
         using var masks = torch.tensor(redrawn.SelectMany(i => rows[i].Mask!).ToArray(), [redrawn.Length, maskChannels, shape[1], shape[2]]);
-        using var inpainted = Model.Inpaint(Settings.Inpainting, images, masks, redrawn.Select(i => rows[i].Seed).ToArray(), CheckAliveEachStep,
-            condition: condition);
+        using var condition = Model.TakesPrompts ? null : conditionColumn?.ToBatch(redrawn.Select(i => rows[i].Condition!).ToList());
+        using var channel = Model.TakesPrompts ? Host.Start("Inpainting") : null;
+        using var inpainted = Model.TakesPrompts
+            ? Model.InpaintWithPrompts(Settings.Inpainting, images, masks, redrawn.Select(i => rows[i].Condition as string ?? "").ToArray(), seeds,
+                Settings.NegativePromptColumnName is null ? null : redrawn.Select(i => rows[i].NegativePrompt ?? "").ToArray(), CheckAliveEachStep,
+                onWarning: message => channel!.Warning(message))
+            : Model.Inpaint(Settings.Inpainting, images, masks, seeds, CheckAliveEachStep, condition: condition);
         var parts = Split(inpainted, redrawn.Length);
         for (int k = 0; k < redrawn.Length; k++) result[redrawn[k]] = parts[k];
         return result;

@@ -62,7 +62,7 @@ public abstract class DiffusionSamplingTransformer : ITransformer, IDisposable
     internal virtual long[] OutputShape => Model.ImageShape;
 
     /// <summary>The image (and mask) columns the stage reads besides seed and condition, resolved against the input schema.</summary>
-    internal virtual (ImageColumn? Image, MaskColumn? Mask) BindImageColumns(DataViewSchema inputSchema, int channels, int size) => (null, null);
+    internal virtual (ImageColumn? Image, MaskColumn? Mask) BindImageColumns(DataViewSchema inputSchema, int channels, int height, int width) => (null, null);
 
     /// <summary>One sampler run for a batch of rows: planar (C, H, W) pixels in [−1, 1] per row.</summary>
     internal abstract float[][] SampleBatch(IReadOnlyList<GenerationRow> rows, ConditionColumn? conditionColumn);
@@ -72,7 +72,7 @@ public abstract class DiffusionSamplingTransformer : ITransformer, IDisposable
     private protected Tensor StackImages(IEnumerable<float[]> images)
     {
         var all = images.ToArray();
-        return torch.tensor(all.SelectMany(p => p).ToArray(), [all.Length, .. Model.ImageShape]);
+        return torch.tensor(all.SelectMany(p => p).ToArray(), [all.Length, .. OutputShape]);
     }
 
     private protected static float[][] Split(Tensor images, int count)

@@ -44,6 +44,9 @@ public abstract record DiffusionStageOptions
     [JsonIgnore]
     public string? Device { get; set; }
 
+    /// <summary>The negative prompt text column, for the stages that take one.</summary>
+    internal virtual string? NegativePrompts => null;
+
     /// <summary>Checks the values and throws naming the bad one.</summary>
     public virtual void Validate()
     {

@@ -41,7 +41,7 @@ internal sealed class GenerationBinding
             ConditionIndex = inputSchema[Condition.Name].Index;
         }
 
-        if (options is DiffusionGenerationOptions { NegativePromptColumnName: { } negative })
+        if (options.NegativePrompts is { } negative)
         {
             if (!parent.Model.TakesPrompts)
                 throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Negative prompt column '{negative}' was given, but the model takes no prompts.");
@@ -55,7 +55,7 @@ internal sealed class GenerationBinding
         Channels = (int)shape[0];
         Height = (int)shape[1];
         Width = (int)shape[2];
-        (Image, Mask) = parent.BindImageColumns(inputSchema, Channels, Height);
+        (Image, Mask) = parent.BindImageColumns(inputSchema, Channels, Height, Width);
         OutputType = options.OutputKind == GeneratedOutputKind.Image
             ? new ImageDataViewType(Height, Width)
             : new VectorDataViewType(NumberDataViewType.Single, Channels, Height, Width);

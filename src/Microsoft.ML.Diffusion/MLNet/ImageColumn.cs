@@ -11,21 +11,29 @@ namespace Microsoft.ML.Diffusion.MLNet;
 /// </summary>
 internal sealed class ImageColumn
 {
-    private ImageColumn(string name, bool isImage, int channels, int size, PixelRange range)
+    private ImageColumn(string name, bool isImage, int channels, int size, PixelRange range) : this(name, isImage, channels, size, size, range) { }
+
+    private ImageColumn(string name, bool isImage, int channels, int height, int width, PixelRange range)
     {
         Name = name;
         IsImage = isImage;
         Channels = channels;
-        Size = size;
+        Height = height;
+        Width = width;
         Range = range;
     }
 
     public string Name { get; }
     public bool IsImage { get; }
     public int Channels { get; }
-    public int Size { get; }
+
+    /// <summary>The side of a square image column (training reads square images).</summary>
+    public int Size => Height;
+
+    public int Height { get; }
+    public int Width { get; }
     public PixelRange Range { get; }
-    public int Length => Channels * Size * Size;
+    public int Length => Channels * Height * Width;
 
     /// <summary>
     /// Resolves the column in <paramref name="schema"/>. <paramref name="size"/> may be null to take it
@@ -36,6 +44,30 @@ internal sealed class ImageColumn
         var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(name), $"Image column '{name}' was not found in the input schema (columns: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => c.Name))}).");
         return Resolve(column.Name, column.Type, channels, size, range);
+    }
+
+    /// <summary>
+    /// Resolves a column of images of exactly <paramref name="height"/> × <paramref name="width"/> (a latent model's
+    /// editing size, which need not be square). A square size is <see cref="Resolve(DataViewSchema, string, int, int?, PixelRange)"/>'s check.
+    /// </summary>
+    public static ImageColumn Resolve(DataViewSchema schema, string name, int channels, int height, int width, PixelRange range)
+    {
+        if (height == width) return Resolve(schema, name, channels, (int?)height, range);
+        var column = schema.GetColumnOrNull(name)
+            ?? throw new ArgumentOutOfRangeException(nameof(name), $"Image column '{name}' was not found in the input schema (columns: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => c.Name))}).");
+        switch (column.Type)
+        {
+            case ImageDataViewType image:
+                if (image.Height != 0 && (image.Height != height || image.Width != width))
+                    throw new ArgumentOutOfRangeException(nameof(name), $"Image column '{name}' holds {image.Width}×{image.Height} images but the stage needs {width}×{height} (resize them with ResizeImages, or set the stage's width and height).");
+                return new ImageColumn(name, true, channels, height, width, range);
+            case VectorDataViewType vector when vector.ItemType == NumberDataViewType.Single && vector.IsKnownSize:
+                if (vector.Size != channels * height * width)
+                    throw new ArgumentOutOfRangeException(nameof(name), $"Image column '{name}' has {vector.Size} values per row, but the stage needs {channels}×{height}×{width} = {channels * height * width}.");
+                return new ImageColumn(name, false, channels, height, width, range);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(name), $"Image column '{name}' must be an image (LoadImages/ResizeImages) or a known-size vector of Single pixels (ExtractPixels), but it is {column.Type}.");
+        }
     }
 
     /// <summary>The same check on a <see cref="SchemaShape"/> (estimators' schema propagation).</summary>
@@ -113,8 +145,8 @@ internal sealed class ImageColumn
                 getter(ref image);
                 if (image is null)
                     throw new InvalidOperationException($"Image column '{Name}' has no image at row {row.Position}.");
-                if (image.Width != Size || image.Height != Size)
-                    throw new InvalidOperationException($"Image column '{Name}' has a {image.Width}×{image.Height} image at row {row.Position}; the model needs {Size}×{Size}. Resize the images with ResizeImages.");
+                if (image.Width != Width || image.Height != Height)
+                    throw new InvalidOperationException($"Image column '{Name}' has a {image.Width}×{image.Height} image at row {row.Position}; the model needs {Width}×{Height}. Resize the images with ResizeImages.");
                 if (image.BitsPerPixel != 32)
                     throw new InvalidOperationException($"Image column '{Name}' has a {image.BitsPerPixel}-bit image at row {row.Position}; 32-bit RGBA/BGRA images are expected.");
                 ImagePixels.FromImage(image, Channels, destination);

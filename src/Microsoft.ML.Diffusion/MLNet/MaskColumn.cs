@@ -9,12 +9,17 @@ namespace Microsoft.ML.Diffusion.MLNet;
 /// </summary>
 internal sealed class MaskColumn
 {
-    private MaskColumn(string name, bool isImage, int length)
+    private MaskColumn(string name, bool isImage, int length, int height, int width)
     {
         Name = name;
         IsImage = isImage;
         Length = length;
+        Height = height;
+        Width = width;
     }
+
+    public int Height { get; }
+    public int Width { get; }
 
     public string Name { get; }
     public bool IsImage { get; }
@@ -22,20 +27,21 @@ internal sealed class MaskColumn
     /// <summary>Values per row: H·W or C·H·W.</summary>
     public int Length { get; }
 
-    public static MaskColumn Resolve(DataViewSchema schema, string name, int channels, int size)
+    public static MaskColumn Resolve(DataViewSchema schema, string name, int channels, int height, int width)
     {
+        string size = $"{width}×{height}", values = $"{height}×{width}";   // an image's size; a planar vector's dimensions
         var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(name), $"Mask column '{name}' was not found in the input schema (columns: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => c.Name))}).");
         switch (column.Type)
         {
             case ImageDataViewType image:
-                if (image.Height != 0 && (image.Height != size || image.Width != size))
-                    throw new ArgumentOutOfRangeException(nameof(name), $"Mask column '{name}' holds {image.Width}×{image.Height} images but the model needs {size}×{size}.");
-                return new MaskColumn(name, true, size * size);
+                if (image.Height != 0 && (image.Height != height || image.Width != width))
+                    throw new ArgumentOutOfRangeException(nameof(name), $"Mask column '{name}' holds {image.Width}×{image.Height} images but the model needs {size}.");
+                return new MaskColumn(name, true, height * width, height, width);
             case VectorDataViewType vector when vector.ItemType == NumberDataViewType.Single && vector.IsKnownSize:
-                if (vector.Size != size * size && vector.Size != channels * size * size)
-                    throw new ArgumentOutOfRangeException(nameof(name), $"Mask column '{name}' has {vector.Size} values per row, but the model needs {size}×{size} = {size * size} (one mask for all channels) or {channels}×{size}×{size} = {channels * size * size}.");
-                return new MaskColumn(name, false, vector.Size);
+                if (vector.Size != height * width && vector.Size != channels * height * width)
+                    throw new ArgumentOutOfRangeException(nameof(name), $"Mask column '{name}' has {vector.Size} values per row, but the model needs {values} = {height * width} (one mask for all channels) or {channels}×{values} = {channels * height * width}.");
+                return new MaskColumn(name, false, vector.Size, height, width);
             default:
                 throw new ArgumentOutOfRangeException(nameof(name), $"Mask column '{name}' must be an image or a known-size vector of Single values in [0, 1], but it is {column.Type}.");
         }
@@ -63,11 +69,10 @@ internal sealed class MaskColumn
             return () =>
             {
                 getter(ref image);
-                int size = (int)Math.Round(Math.Sqrt(Length));
                 if (image is null)
                     throw new InvalidOperationException($"Mask column '{Name}' has no image at row {row.Position}.");
-                if (image.Width != size || image.Height != size)
-                    throw new InvalidOperationException($"Mask column '{Name}' has a {image.Width}×{image.Height} image at row {row.Position}; the model needs {size}×{size}.");
+                if (image.Width != Width || image.Height != Height)
+                    throw new InvalidOperationException($"Mask column '{Name}' has a {image.Width}×{image.Height} image at row {row.Position}; the model needs {Width}×{Height}.");
                 var grey = new float[Length];
                 ImagePixels.FromImage(image, 1, grey);
                 for (int i = 0; i < grey.Length; i++) grey[i] = Math.Clamp((grey[i] + 1f) / 2f, 0f, 1f);

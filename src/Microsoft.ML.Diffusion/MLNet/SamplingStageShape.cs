@@ -20,6 +20,17 @@ internal static class SamplingStageShape
         return (model.Source is { } source ? Internal.ReferencedModel.Load(source, device) : model.CopyTo(device), true);
     }
 
+    /// <summary>
+    /// The (C, H, W) of the images an editing stage reads and writes: for a latent model the given size or its own, each a
+    /// multiple of the autoencoder's factor (an <see cref="ArgumentException"/> says so otherwise); a pixel model's own shape.
+    /// </summary>
+    public static long[] EditingShape(DiffusionModel model, int? height, int? width)
+    {
+        if (!model.IsLatent) return model.ImageShape;
+        var (h, w) = Pipelines.LatentSize.Of(model, height, width, "options");
+        return [model.ImageShape[0], h, w];
+    }
+
     /// <summary>The input schema plus the stage's output column, after checking the seed and condition columns and <paramref name="checkInputs"/>.</summary>
     public static SchemaShape OutputSchema(SchemaShape inputSchema, DiffusionStageOptions options, DiffusionModel model, Action<SchemaShape>? checkInputs = null,
         long[]? shape = null)

@@ -77,6 +77,33 @@ public static class DiffusionPipelines
         => ImageToImagePipeline.Run(model ?? throw new ArgumentNullException(nameof(model)), options, images, strength, seeds, onStep, cancellationToken, condition);
 
     /// <summary>
+    /// Image-to-image with a model that takes prompts (Stable Diffusion), as diffusers' StableDiffusionImg2ImgPipeline: each
+    /// image is encoded by the autoencoder (a sample of its latent distribution, scaled), noised by the forward process to
+    /// the sampler's step where the last ⌊N·<paramref name="strength"/>⌋ of N steps begin, denoised from there guided by
+    /// <see cref="GenerationOptions.GuidanceScale"/> towards the prompt and away from the negative prompt, and decoded.
+    /// The images may have any size whose sides are multiples of the autoencoder's factor (8); the output has that size
+    /// (<see cref="GenerationOptions.Width"/> and <see cref="GenerationOptions.Height"/> are not used). Strength 0 returns the
+    /// images unchanged; strength 1 starts from the first timestep, where little of the image is left. Each image's noise
+    /// (the latent sample, the forward process's and a stochastic sampler's) comes from its own seed.
+    /// </summary>
+    /// <param name="model">A model with a text encoder and an autoencoder (<see cref="DiffusionModel.TakesPrompts"/>).</param>
+    /// <param name="options">Sampler, steps (of the whole trajectory) and guidance.</param>
+    /// <param name="images">Images (N, 3, H, W) in [−1, 1], H and W multiples of 8.</param>
+    /// <param name="strength">How much to redraw, in [0, 1].</param>
+    /// <param name="prompts">One prompt per image ("" is unconditional).</param>
+    /// <param name="seeds">One seed per image.</param>
+    /// <param name="negativePrompts">What to steer away from, one per image; null uses the empty prompt.</param>
+    /// <param name="onStep">Called after each network evaluation with (evaluations done, total).</param>
+    /// <param name="cancellationToken">Checked between steps.</param>
+    /// <param name="onWarning">Hears of prompts cut short.</param>
+    /// <returns>Images (N, 3, H, W) in [−1, 1], owned by the caller.</returns>
+    public static Tensor ImageToImageWithPrompts(this DiffusionModel model, GenerationOptions options, Tensor images, double strength, IReadOnlyList<string> prompts,
+        IReadOnlyList<long> seeds, IReadOnlyList<string>? negativePrompts = null, Action<int, int>? onStep = null, CancellationToken cancellationToken = default,
+        Action<string>? onWarning = null)
+        => LatentImageToImagePipeline.Run(model ?? throw new ArgumentNullException(nameof(model)), options, images, strength, prompts, negativePrompts, seeds,
+            onStep, cancellationToken, onWarning);
+
+    /// <summary>
     /// Inpainting by RePaint (Lugmayr et al. 2022): where <paramref name="mask"/> is 1 the model redraws the image, where
     /// it is 0 the image is kept, and the output equals the input there exactly. At each step the kept region is the
     /// input noised by the forward process to that step and the redrawn region is the model's denoising step; jumping
@@ -96,6 +123,31 @@ public static class DiffusionPipelines
     public static Tensor Inpaint(this DiffusionModel model, InpaintingOptions options, Tensor images, Tensor mask, IReadOnlyList<long> seeds,
         Action<int, int>? onStep = null, CancellationToken cancellationToken = default, ConditionBatch? condition = null)
         => InpaintingPipeline.Run(model ?? throw new ArgumentNullException(nameof(model)), options, images, mask, seeds, onStep, cancellationToken, condition);
+
+    /// <summary>
+    /// Inpainting with a model that takes prompts (Stable Diffusion): RePaint (see <see cref="Inpaint"/>) over the autoencoder's
+    /// latents of the images, where a latent cell is redrawn if any of the pixels it covers is (the mask max-pooled to the
+    /// latent grid), each step guided by <see cref="InpaintingOptions.GuidanceScale"/> towards the prompt and away from the
+    /// negative prompt. The latents are decoded and the kept pixels pasted back from the input, so where
+    /// <paramref name="mask"/> is 0 the output equals the input exactly; where it is fractional the two are blended. The
+    /// images may have any size whose sides are multiples of 8. Each image's noise comes from its own seed.
+    /// </summary>
+    /// <param name="model">A model with a text encoder and an autoencoder (<see cref="DiffusionModel.TakesPrompts"/>).</param>
+    /// <param name="options">Steps, jumps, η and guidance.</param>
+    /// <param name="images">Images (N, 3, H, W) in [−1, 1], H and W multiples of 8.</param>
+    /// <param name="mask">1 where to redraw, 0 where to keep: (N, 1, H, W) for all channels or (N, 3, H, W); values in [0, 1].</param>
+    /// <param name="prompts">One prompt per image ("" is unconditional).</param>
+    /// <param name="seeds">One seed per image.</param>
+    /// <param name="negativePrompts">What to steer away from, one per image; null uses the empty prompt.</param>
+    /// <param name="onStep">Called after each network evaluation with (evaluations done, total).</param>
+    /// <param name="cancellationToken">Checked between steps.</param>
+    /// <param name="onWarning">Hears of prompts cut short.</param>
+    /// <returns>Images (N, 3, H, W) in [−1, 1], owned by the caller.</returns>
+    public static Tensor InpaintWithPrompts(this DiffusionModel model, InpaintingOptions options, Tensor images, Tensor mask, IReadOnlyList<string> prompts,
+        IReadOnlyList<long> seeds, IReadOnlyList<string>? negativePrompts = null, Action<int, int>? onStep = null, CancellationToken cancellationToken = default,
+        Action<string>? onWarning = null)
+        => LatentInpaintingPipeline.Run(model ?? throw new ArgumentNullException(nameof(model)), options, images, mask, prompts, negativePrompts, seeds,
+            onStep, cancellationToken, onWarning);
 
     /// <summary>
     /// A strip of <paramref name="count"/> images moving smoothly from seed <paramref name="seedA"/>'s image to

@@ -14,6 +14,7 @@ internal static class ImageToImagePipeline
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(seeds);
+        if (model.IsLatent) return Latent(model, options, images, strength, seeds, onStep, cancellationToken, condition);
         if (!(strength >= 0 && strength <= 1))
             throw new ArgumentOutOfRangeException(nameof(strength), strength, "The strength must lie in [0, 1] (0 keeps the image, 1 redraws it from pure noise).");
         PipelineSteps.CheckImages(model, images, seeds);
@@ -37,5 +38,14 @@ internal static class ImageToImagePipeline
         using var onDevice = condition?.To(model.Device);
         var denoiser = PipelineSteps.DenoiserFor(model, options.GuidanceScale, options.ForwardBatchSize, onDevice);
         return PipelineSteps.SampleClamped(denoiser, sampler, x, steps, noise, onStep, cancellationToken, start);
+    }
+
+    // A latent model edits through its autoencoder, unprompted here (ImageToImageWithPrompts takes prompts).
+    private static Tensor Latent(DiffusionModel model, GenerationOptions options, Tensor images, double strength, IReadOnlyList<long> seeds,
+        Action<int, int>? onStep, CancellationToken cancellationToken, ConditionBatch? condition)
+    {
+        if (condition is not null)
+            throw new ArgumentException("This model takes prompts, not a condition batch; pass them to ImageToImageWithPrompts.", nameof(condition));
+        return LatentImageToImagePipeline.Run(model, options, images, strength, Enumerable.Repeat("", seeds.Count).ToArray(), null, seeds, onStep, cancellationToken, null);
     }
 }

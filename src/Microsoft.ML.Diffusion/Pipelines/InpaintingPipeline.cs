@@ -15,6 +15,13 @@ internal static class InpaintingPipeline
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(mask);
         ArgumentNullException.ThrowIfNull(seeds);
+        if (model.IsLatent)
+        {
+            // Through the autoencoder, unprompted here (InpaintWithPrompts takes prompts).
+            if (condition is not null)
+                throw new ArgumentException("This model takes prompts, not a condition batch; pass them to InpaintWithPrompts.", nameof(condition));
+            return LatentInpaintingPipeline.Run(model, options, images, mask, Enumerable.Repeat("", seeds.Count).ToArray(), null, seeds, onStep, cancellationToken, null);
+        }
         options.Validate();
         PipelineSteps.CheckImages(model, images, seeds);
         CheckMask(model, mask, images.shape[0]);

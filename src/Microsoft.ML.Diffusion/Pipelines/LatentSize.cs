@@ -6,13 +6,16 @@ namespace Microsoft.ML.Diffusion.Pipelines;
 internal static class LatentSize
 {
     /// <summary>(height, width) in pixels: the options' or the model's own, each a positive multiple of the autoencoder's factor (8).</summary>
-    public static (int Height, int Width) Of(DiffusionModel model, GenerationOptions options)
+    public static (int Height, int Width) Of(DiffusionModel model, GenerationOptions options) => Of(model, options.Height, options.Width, nameof(options));
+
+    /// <summary>(height, width) in pixels: the given ones or the model's own, each a positive multiple of the autoencoder's factor.</summary>
+    public static (int Height, int Width) Of(DiffusionModel model, int? requestedHeight, int? requestedWidth, string parameter)
     {
         int factor = model.Autoencoder?.Config.DownscaleFactor ?? 1;
-        int height = options.Height ?? (int)model.ImageShape[1];
-        int width = options.Width ?? (int)model.ImageShape[2];
+        int height = requestedHeight ?? (int)model.ImageShape[1];
+        int width = requestedWidth ?? (int)model.ImageShape[2];
         if (height < factor || height % factor != 0 || width < factor || width % factor != 0)
-            throw new ArgumentException($"Width and height must be positive multiples of {factor} (the autoencoder's factor); {width}×{height} is not.", nameof(options));
+            throw new ArgumentException($"Width and height must be positive multiples of {factor} (the autoencoder's factor); {width}×{height} is not.", parameter);
         return (height, width);
     }
 

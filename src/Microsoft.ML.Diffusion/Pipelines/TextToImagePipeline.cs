@@ -67,7 +67,7 @@ internal static class TextToImagePipeline
     }
 
     // Classifier-free guidance against the negative prompt's states, both halves in one forward of twice the batch.
-    private static Denoiser Guided(DiffusionModel model, ConditionBatch states, ConditionBatch? negative, double guidanceScale, int forwardBatchSize)
+    internal static Denoiser Guided(DiffusionModel model, ConditionBatch states, ConditionBatch? negative, double guidanceScale, int forwardBatchSize)
     {
         if (negative is null) return (x, t) => model.ForwardInChunks(x, t, states, forwardBatchSize);
         return (x, t) =>

@@ -14,11 +14,16 @@ internal sealed class RePaintSampler
     private readonly NoiseSchedule _schedule;
     private readonly PredictionType _prediction;
     private readonly double _eta;
+    private readonly bool _clip;
 
-    /// <summary>A walk of <paramref name="steps"/> denoising steps with jumps of <paramref name="jumpLength"/> steps, each stretch sampled <paramref name="resamplings"/> times.</summary>
-    public RePaintSampler(NoiseSchedule schedule, PredictionType prediction, int steps, int jumpLength, int resamplings, double eta)
+    /// <summary>
+    /// A walk of <paramref name="steps"/> denoising steps with jumps of <paramref name="jumpLength"/> steps, each stretch sampled
+    /// <paramref name="resamplings"/> times. <paramref name="clip"/> clamps x̂₀ to [−1, 1] (images); latents are not clamped.
+    /// </summary>
+    public RePaintSampler(NoiseSchedule schedule, PredictionType prediction, int steps, int jumpLength, int resamplings, double eta, bool clip = true)
     {
         _schedule = schedule;
+        _clip = clip;
         _prediction = prediction;
         _eta = eta;
         Timesteps = RePaintTimesteps.Create(schedule.Length, steps, jumpLength, resamplings);
@@ -44,7 +49,7 @@ internal sealed class RePaintSampler
         double a = _schedule.AlphasCumprod[t], aPrev = t - Ratio >= 0 ? _schedule.AlphasCumprod[t - Ratio] : 1.0;
         var x0 = PredictionConverter.ToSample(_prediction, modelOutput, sample, a);
         var eps = PredictionConverter.ToNoise(sample, x0, a);   // from the unclipped x̂₀, as diffusers' RePaint uses the model's ε
-        x0 = x0.clamp(-1, 1);
+        if (_clip) x0 = x0.clamp(-1, 1);
         double variance = (1 - aPrev) / (1 - a) * (1 - a / aPrev);
         double sigma = _eta * Math.Sqrt(Math.Max(variance, 0));
         var z = noise.Next(known.shape, known.device);
