@@ -33,6 +33,32 @@ public class StableDiffusionCommandTests
     }
 
     [Fact]
+    public void LoraFilesChangeTheImagesAtTheirScale()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "sd-cli-lora-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string lora = Path.Combine(AppContext.BaseDirectory, "TestData", "StableDiffusion", "lora", "kohya.safetensors");
+            string[] Args(string png, params string[] extra) =>
+                ["generate", "--model", Folder("sd1-tiny"), "--prompt", "a cat", "--width", "32", "--height", "32", "--steps", "2", "--count", "1", "--out", png, .. extra];
+            string plain = Path.Combine(dir, "plain.png"), adapted = Path.Combine(dir, "lora.png");
+            CliRunner.Succeeded(CliRunner.Run(Args(plain)));
+            var outcome = CliRunner.Run(Args(adapted, "--lora", lora + ":0.7"));
+            CliRunner.Succeeded(outcome);
+            Assert.Contains("kohya layout) at scale 0.7", outcome.Output);
+            Assert.NotEqual(File.ReadAllBytes(plain), File.ReadAllBytes(adapted));
+            var missing = CliRunner.Run(Args(Path.Combine(dir, "x.png"), "--lora", Path.Combine(dir, "none.safetensors")));
+            Assert.NotEqual(0, missing.ExitCode);
+            Assert.Contains("does not exist", missing.Output);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void BadSizesAndPromptsForPixelModelsAreUsageErrors()
     {
         var odd = CliRunner.Run("generate", "--model", Folder("sd1-tiny"), "--prompt", "x", "--width", "50", "--out", "x.png");

@@ -17,6 +17,7 @@ internal sealed class GenerateCommand
     private readonly Option<int?> _width = new("--width") { Description = "Stable Diffusion: image width, a multiple of 8 (default: the model's)." };
     private readonly Option<int?> _height = new("--height") { Description = "Stable Diffusion: image height, a multiple of 8 (default: the model's)." };
     private readonly Option<string?> _tokenizer = new("--tokenizer") { Description = "Stable Diffusion single files: the tokenizer/ folder of a diffusers SD model of the same version." };
+    private readonly Option<string[]> _lora = new("--lora") { Description = "Stable Diffusion: a LoRA file to apply, as path or path:scale (default scale 1); repeatable." };
     private readonly Option<double> _guidance = new("--guidance") { Description = "Stable Diffusion: classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
     private readonly Option<string?> _diffusers = new("--diffusers") { Description = "A Hugging Face diffusers model folder (UNet2DModel + scheduler) to generate from instead of a zip." };
     private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 16 };
@@ -41,10 +42,28 @@ internal sealed class GenerateCommand
     {
         var command = new System.CommandLine.Command("generate", "Generate images from a model zip and write them as a PNG grid.")
         {
-            _model, _diffusers, _prompt, _negative, _tokenizer, _width, _height, _guidance, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch, _interpolate,
+            _model, _diffusers, _prompt, _negative, _tokenizer, _lora, _width, _height, _guidance, _count, _seed, _sampler, _steps, _eta, _out, _columns, _scale, _batch, _interpolate,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
+    }
+
+    // "path" or "path:scale"; a Windows drive letter's colon is not a scale.
+    private static List<(string Path, double Scale)> Loras(string[] values)
+    {
+        var loras = new List<(string, double)>();
+        foreach (var value in values)
+        {
+            int colon = value.LastIndexOf(':');
+            if (colon > 1 && double.TryParse(value[(colon + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out double scale))
+            {
+                if (!double.IsFinite(scale)) throw new UsageException($"--lora '{value}': the scale must be a finite number.");
+                loras.Add((value[..colon], scale));
+            }
+            else loras.Add((value, 1.0));
+            if (!File.Exists(loras[^1].Item1)) throw new UsageException($"--lora '{loras[^1].Item1}' does not exist.");
+        }
+        return loras;
     }
 
     private int Run(ParseResult parse, CliContext ctx)
@@ -74,7 +93,7 @@ internal sealed class GenerateCommand
 
         string? prompt = parse.GetValue(_prompt);
         string? textToImage = zip is not null && TextToImageRun.IsStableDiffusion(zip) ? zip : diffusers is not null && TextToImageRun.IsStableDiffusion(diffusers) ? diffusers : null;
-        if (textToImage is null && (prompt is not null || parse.GetValue(_negative) is not null || parse.GetValue(_width) is not null || parse.GetValue(_height) is not null))
+        if (textToImage is null && (prompt is not null || parse.GetValue(_negative) is not null || parse.GetValue(_width) is not null || parse.GetValue(_height) is not null || parse.GetValue(_lora) is { Length: > 0 }))
             throw new UsageException("--prompt, --negative, --width and --height need a Stable Diffusion model: --model <diffusers StableDiffusionPipeline folder, or a .safetensors/.ckpt single file with --tokenizer>.");
         if (textToImage is not null)
         {
@@ -84,7 +103,7 @@ internal sealed class GenerateCommand
             double guidance = parse.GetValue(_guidance);
             if (!(guidance >= 0 && guidance <= 100)) throw new UsageException($"--guidance must lie between 0 and 100, not {guidance.ToString(CultureInfo.InvariantCulture)}.");
             var run = new TextToImageRun(textToImage, parse.GetValue(_tokenizer), prompt ?? "", parse.GetValue(_negative), parse.GetValue(_width), parse.GetValue(_height), guidance,
-                sampler, steps, seed, count, Math.Min(batch, count));
+                sampler, steps, seed, count, Math.Min(batch, count), Loras(parse.GetValue(_lora) ?? []));
             try
             {
                 return run.Run(ctx, outPath, columns, parse.GetResult(_scale) is { Implicit: false } ? scale : 1);

@@ -8,7 +8,7 @@ namespace Microsoft.ML.Diffusion.Cli.Commands;
 
 /// <summary><c>mldiffusion generate --model &lt;Stable Diffusion folder&gt; --prompt …</c>: text-to-image with a progress bar per step, written as a PNG grid.</summary>
 internal sealed record TextToImageRun(string Model, string? Tokenizer, string Prompt, string? Negative, int? Width, int? Height, double Guidance, SamplerName? Sampler,
-    int? Steps, long Seed, int Count, int Batch)
+    int? Steps, long Seed, int Count, int Batch, IReadOnlyList<(string Path, double Scale)> Loras)
 {
     /// <summary>Whether <paramref name="path"/> is a Stable Diffusion model (a diffusers StableDiffusionPipeline folder).</summary>
     public static bool IsStableDiffusion(string path)
@@ -55,6 +55,11 @@ internal sealed record TextToImageRun(string Model, string? Tokenizer, string Pr
         if (File.Exists(Model) && Tokenizer is null)
             throw new UsageException($"'{Model}' is a single checkpoint file, which holds no tokenizer: add --tokenizer <the tokenizer/ folder of a diffusers Stable Diffusion model of the same version>.");
         var model = StableDiffusionFormat.Load(Model, tokenizerFolder: Tokenizer);
+        foreach (var (path, scale) in Loras)
+        {
+            var lora = Adapters.LoraExtensions.LoadLora(model, path, scale);   // fused into the weights for this run
+            ctx.Line($"LoRA '{path}' ({lora.Layout} layout) at scale {scale.ToString(System.Globalization.CultureInfo.InvariantCulture)}: {lora.UNetLayers} UNet and {lora.TextEncoderLayers} text-encoder layers.");
+        }
         ctx.Line($"Stable Diffusion model '{Model}': {model.Network.parameters().Sum(p => p.numel()):N0} UNet parameters, {model.ImageShape[2]}×{model.ImageShape[1]} by default, {model.Prediction} prediction (loaded in {started.Elapsed.TotalSeconds:F1} s).");
         return model;
     }
