@@ -7,6 +7,7 @@ internal sealed record BenchmarkOptions
     public bool Soak { get; init; }
     public bool Ops { get; init; }
     public bool Overhead { get; init; }
+    public bool Serving { get; init; }
     public bool Serve { get; init; }
     public string OutputDirectory { get; init; } = Path.Combine("benchmarks", "results");
     public string[] Configs { get; init; } = ["bench", "rgb32"];
@@ -73,6 +74,8 @@ internal sealed record BenchmarkOptions
           --rgb32-batch N         training and sampling batch of rgb32 (default 64)
           --ddpm-timed-steps N    DDPM 1000 is timed over its first N steps and extrapolated (default 50; quick 2)
           --overhead              generate 256 images through DiffusionGenerate and directly; print the overhead
+          --serving               load on DiffusionGenerationService: 1, 4, 8, 16 closed-loop clients, one at a time vs batched
+                                  (bench network, DPM-Solver++ 20); prints throughput and p50/p95 latency
           --serve                 answer timing requests on stdin, one at a time (the C# side of benchmarks/lockstep.py)
           --soak-train-steps N    (soak) training steps (default 3000; quick 300)
           --soak-sampling-runs N  (soak) sampling runs (default 200; quick 20)
@@ -139,6 +142,7 @@ internal sealed record BenchmarkOptions
                 "--soak" => o with { Soak = true },
                 "--ops" => o with { Ops = true },
                 "--overhead" => o with { Overhead = true },
+                "--serving" => o with { Serving = true },
                 "--serve" => o with { Serve = true },
                 "--out" => o with { OutputDirectory = Value() },
                 "--configs" => o with { Configs = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },

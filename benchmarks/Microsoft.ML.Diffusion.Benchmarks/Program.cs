@@ -52,6 +52,16 @@ if (options.Overhead)
     return 0;
 }
 
+if (options.Serving)
+{
+    var rows = ServingLoad.Run(options, Log);
+    Json.Write(Path.Combine(options.OutputDirectory, "serving.json"), rows);
+    string servingMarkdown = ServingLoad.Markdown(rows);
+    File.WriteAllText(Path.Combine(options.OutputDirectory, "serving.md"), servingMarkdown);
+    Console.Write(servingMarkdown);
+    return 0;
+}
+
 if (options.ForwardBatches)
 {
     ForwardBatchScaling.Run(options, Log);
