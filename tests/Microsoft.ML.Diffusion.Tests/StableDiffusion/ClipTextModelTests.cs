@@ -254,7 +254,7 @@ public sealed class ClipTextModelTests(ITestOutputHelper output) : IDisposable
 
         string shape = Copy();
         EditConfig(shape, c => c.Replace("\"intermediate_size\": 37", "\"intermediate_size\": 40"));
-        Assert.Contains("'text_model.encoder.layers.0.mlp.fc1.weight' has shape [37, 32] but the network expects [40, 32]",
+        Assert.Contains("'text_model.encoder.layers.0.mlp.fc1.weight' has shape [37, 32] but the network's 'text_model.encoder.layers.0.mlp.fc1.weight' is [40, 32]",
             Assert.Throws<CheckpointFormatException>(() => ClipTextEncoderFolder.Load(shape)).Message);
 
         string lacking = Copy();

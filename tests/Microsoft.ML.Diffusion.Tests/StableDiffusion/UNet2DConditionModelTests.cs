@@ -136,7 +136,7 @@ public sealed class UNet2DConditionModelTests : IDisposable
 
         string shape = Copy("sd-variants");
         EditWeights(shape, w => w["up_blocks.2.attentions.0.proj_in.weight"] = zeros(8, 8));
-        Assert.Contains("'up_blocks.2.attentions.0.proj_in.weight' has shape [8, 8] but the network expects [8, 8, 1, 1]",
+        Assert.Contains("'up_blocks.2.attentions.0.proj_in.weight' has shape [8, 8] but the network's 'up_blocks.2.attentions.0.proj_in.weight' is [8, 8, 1, 1]",
             Assert.Throws<CheckpointFormatException>(() => UNet2DConditionModel.FromPretrained(shape)).Message);
 
         string noWeights = Copy("sd-variants");

@@ -32,7 +32,8 @@ internal static class ClipTextEncoderFolder
         if (pickle) weightsPath = Path.Combine(folder, PickleFile);
         else if (!File.Exists(weightsPath))
             throw new FileNotFoundException($"'{folder}' has neither {SafeTensorsFile} nor {PickleFile}.", weightsPath);
-        var weights = pickle ? ReadPickle(weightsPath) : SafeTensors.Read(File.ReadAllBytes(weightsPath), $"'{weightsPath}'");
+        if (!pickle) return LoadStreamed(config, weightsPath);
+        var weights = ReadPickle(weightsPath);
         try
         {
             return Create(config, weights, $"'{weightsPath}'");
@@ -41,6 +42,24 @@ internal static class ClipTextEncoderFolder
         {
             foreach (var t in weights.Values) t.Dispose();
         }
+    }
+
+    // Tensor by tensor from the file (SD 2's text encoder is 1.4 GB in float32); the position_ids buffer of older files is left out.
+    private static ClipTextModel LoadStreamed(ClipTextConfig config, string weightsPath)
+    {
+        var model = new ClipTextModel(config);
+        try
+        {
+            using var file = Checkpoints.SafeTensorsFile.Open(weightsPath);
+            ModuleWeights.Load(model, file, rename: name => name == PositionIdsKey ? null : name);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        model.eval();
+        return model;
     }
 
     /// <summary>
