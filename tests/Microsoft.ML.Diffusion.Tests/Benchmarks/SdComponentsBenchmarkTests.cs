@@ -16,7 +16,7 @@ public sealed class SdComponentsBenchmarkTests
     [Theory]
     [InlineData("float32")]
     [InlineData("bfloat16")]
-    public void TinyComponentsRunAndReportTimeAndMemory(string dtype)
+    public async Task TinyComponentsRunAndReportTimeAndMemory(string dtype)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -25,15 +25,21 @@ public sealed class SdComponentsBenchmarkTests
         };
         foreach (var arg in new[] { BenchmarkDll(), "--sd-components", "--sd-size", "tiny", "--sd-dtype", dtype, "--repeats", "1", "--threads", "1" })
             start.ArgumentList.Add(arg);
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        if (!process.WaitForExit(60_000))
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stderrTask = process.StandardError.ReadToEndAsync();
+        var stdoutTask = process.StandardOutput.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"the benchmark did not finish in a minute: {stderr.Result}");
+            Assert.Fail($"the benchmark did not finish in a minute: {await stderrTask}");
         }
-        Assert.True(process.ExitCode == 0, $"the benchmark failed ({process.ExitCode}): {stderr.Result}\n{stdout}");
+        string stdout = await stdoutTask, stderr = await stderrTask;
+        Assert.True(process.ExitCode == 0, $"the benchmark failed ({process.ExitCode}): {stderr}\n{stdout}");
 
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => l.StartsWith('{')).ToArray();
         var expected = new (string Component, long Parameters)[] { ("unet", 792_964), ("text", 57_696), ("vae", 658_375) };
