@@ -54,13 +54,25 @@ internal static class SdComponents
         manual_seed(0);
         using var noGrad = inference_mode();
         var build = Stopwatch.StartNew();
-        var (module, work, input) = component switch
+        // Parameters are made in the run's precision, so a float32 copy does not set the peak of a half-precision run.
+        var defaultType = get_default_dtype();
+        set_default_dtype(dtype);
+        (nn.Module module, Action work, string input) built;
+        try
         {
-            "unet" => Unet(tiny, dtype),
-            "text" => Text(tiny, dtype),
-            "vae" => Vae(tiny, dtype),
-            _ => throw new ArgumentException($"--sd-component is one of {string.Join(", ", Components)}, not '{component}'."),
-        };
+            built = component switch
+            {
+                "unet" => Unet(tiny, dtype),
+                "text" => Text(tiny, dtype),
+                "vae" => Vae(tiny, dtype),
+                _ => throw new ArgumentException($"--sd-component is one of {string.Join(", ", Components)}, not '{component}'."),
+            };
+        }
+        finally
+        {
+            set_default_dtype(defaultType);
+        }
+        var (module, work, input) = built;
         using var owned = module;
         double buildSeconds = build.Elapsed.TotalSeconds;
         long parameters = module.parameters().Sum(p => p.numel());
