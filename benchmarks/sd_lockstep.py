@@ -16,8 +16,8 @@ OUT/sd-lockstep.md, prints the Markdown. Needs the C# benchmark built
 (dotnet build benchmarks/Microsoft.ML.Diffusion.Benchmarks -c Release), /usr/bin/python3 with torch, diffusers v0.21.4's
 src (--diffusers) and a checkout of openai/CLIP (--clip).
 
-The SD 1.5 sizes take about 25 s of CPU per UNet step and as much per VAE decode on 2 cores of a recent x86 server, so
---rounds 2 --repeats 1 costs about 6 minutes on a quiet machine; --size tiny runs in seconds (the test uses it).
+The SD 1.5 sizes take about 22 CPU-seconds per UNet step and 26 per VAE decode (float32, 2 threads of a Zen 4 EPYC):
+--rounds 1 --repeats 1 --dtypes float32,bfloat16 takes about 4 minutes on a quiet machine; --size tiny runs in seconds (the test uses it).
 """
 import argparse
 import datetime
