@@ -52,6 +52,11 @@ internal sealed record BenchmarkOptions
     public double WeightsGigabytes { get; init; } = 2;
     public string WeightsReader { get; init; } = "file";
     public bool WeightsKeepFile { get; init; }
+    public bool SdComponents { get; init; }
+    public string[] SdComponentNames { get; init; } = [.. Benchmarks.SdComponents.Components];
+    public string SdSize { get; init; } = "sd15";
+    public string SdDtype { get; init; } = "float32";
+    public int Repeats { get; init; } = 3;
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -126,6 +131,16 @@ internal sealed record BenchmarkOptions
                                   file size; the file goes to OUT and is deleted after (--weights-keep keeps it for the next run)
           --weights-reader R      (weights-memory) file: SafeTensorsFile tensor by tensor (default); bytes: the whole-file
                                   reader, for comparison (below 2 GiB); run each in its own process
+          --sd-components         Stable Diffusion 1.5's networks with random weights, each timed on its share of one
+                                  512x512 text-to-image run: a guided denoising step (UNet, batch 2, 64x64 latents, 77x768
+                                  text states), text encoding (CLIP text model, 2x77 tokens), the VAE's decode (1x4x64x64);
+                                  one warm-up, then the median of --repeats; prints one JSON line per component with the
+                                  seconds and the process's peak RSS (the C# side of benchmarks/sd_lockstep.py)
+          --sd-component a,b      (sd-components) which of unet, text, vae, in this order (default all; for a peak RSS per
+                                  component run one per process)
+          --sd-dtype T            (sd-components) float32 (default), bfloat16 or float16: weights and activations
+          --sd-size S             (sd-components) sd15 (default) or tiny (two-level networks of the same blocks, a smoke test)
+          --repeats N             (sd-components) timed runs after the warm-up (default 3)
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -186,6 +201,11 @@ internal sealed record BenchmarkOptions
                 "--weights-gb" => o with { WeightsMemory = true, WeightsGigabytes = Doubles(Value(), a)[0] },
                 "--weights-reader" => o with { WeightsMemory = true, WeightsReader = Value() },
                 "--weights-keep" => o with { WeightsMemory = true, WeightsKeepFile = true },
+                "--sd-components" => o with { SdComponents = true },
+                "--sd-component" => o with { SdComponents = true, SdComponentNames = OneOf(Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), Benchmarks.SdComponents.Components, a) },
+                "--sd-dtype" => o with { SdComponents = true, SdDtype = OneOf([Value()], Benchmarks.SdComponents.DTypes, a)[0] },
+                "--sd-size" => o with { SdComponents = true, SdSize = OneOf([Value()], Benchmarks.SdComponents.Sizes, a)[0] },
+                "--repeats" => o with { Repeats = Int() },
                 "--sweep-report-only" => o with { SamplerSweep = true, SweepReportOnly = true },
                 "-h" or "--help" => throw new HelpRequestedException(),
                 _ => throw new ArgumentException($"Unknown option '{a}'."),
@@ -195,6 +215,11 @@ internal sealed record BenchmarkOptions
             if (!BenchmarkConfig.Names.Contains(c)) throw new ArgumentException($"Unknown configuration '{c}'; known: {string.Join(", ", BenchmarkConfig.Names)}.");
         return o;
     }
+
+    private static string[] OneOf(string[] values, string[] known, string option)
+        => values.Length == 0 ? throw new ArgumentException($"{option} needs a value.")
+            : values.FirstOrDefault(v => !known.Contains(v)) is { } bad ? throw new ArgumentException($"{option} is one of {string.Join(", ", known)}, not '{bad}'.")
+            : values;
 
     private static int[] Ints(string text, string option)
         => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

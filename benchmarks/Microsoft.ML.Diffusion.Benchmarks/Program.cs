@@ -33,6 +33,8 @@ Directory.CreateDirectory(options.OutputDirectory);
 
 if (options.Serve) return LockstepServer.Run(options, Log);
 
+if (options.SdComponents) return SdComponents.Run(options.SdComponentNames, options.SdSize, options.SdDtype, options.Repeats, Log);
+
 if (options.Ops)
 {
     var ops = OpBenchmark.Run(options.Quick ? 5 : 20, Log);
