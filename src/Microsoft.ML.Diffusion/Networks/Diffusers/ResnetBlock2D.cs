@@ -52,23 +52,35 @@ internal sealed class ResnetBlock2D : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor timeEmbedding)
     {
         using var scope = NewDisposeScope();
-        var h = conv1.forward(_activation(norm1.forward(x)));
+        // Each intermediate is freed as soon as the next exists: at 512×512 one feature map of the autoencoder is
+        // 128–256 MiB, and keeping all of a block's until it returns doubles the decoder's peak memory.
         var t = time_emb_proj is null || timeEmbedding is null
             ? null
             : time_emb_proj.forward(_activation(timeEmbedding)).unsqueeze(-1).unsqueeze(-1);
-        if (t is not null && !_scaleShift) h = h + t;
-        h = norm2.forward(h);
+        var h = norm1.forward(x);
+        h = Then(h, _activation);
+        h = Then(h, conv1.forward);
+        if (t is not null && !_scaleShift) h = Then(h, v => v + t);
+        h = Then(h, norm2.forward);
         if (t is not null && _scaleShift)
         {
             var parts = t.chunk(2, 1);
-            h = h * (parts[0] + 1) + parts[1];
+            h = Then(h, v => v * (parts[0] + 1) + parts[1]);
         }
-        h = _activation(h);
-        if (_dropout > 0) h = functional.dropout(h, _dropout, training);
-        h = conv2.forward(h);
+        h = Then(h, _activation);
+        if (_dropout > 0) h = Then(h, v => functional.dropout(v, _dropout, training));
+        h = Then(h, conv2.forward);
         var skip = conv_shortcut is null ? x : conv_shortcut.forward(x);
-        var y = skip + h;
-        if (_outputScale != 1.0) y = y / _outputScale;
+        var y = Then(h, v => skip + v);
+        if (_outputScale != 1.0) y = Then(y, v => v / _outputScale);
         return y.MoveToOuterDisposeScope();
+    }
+
+    // The next intermediate from the current one, which is then freed (autograd keeps what it saved on its own).
+    private static Tensor Then(Tensor current, Func<Tensor, Tensor> next)
+    {
+        var result = next(current);
+        if (!ReferenceEquals(result, current)) current.Dispose();
+        return result;
     }
 }
