@@ -166,7 +166,7 @@ public sealed class AutoencoderKLTests(ITestOutputHelper output) : IDisposable
 
         string noWeights = Copy();
         File.Delete(Path.Combine(noWeights, AutoencoderKLFolder.SafeTensorsFile));
-        Assert.Contains("has no diffusion_pytorch_model.safetensors", Assert.Throws<FileNotFoundException>(() => AutoencoderKLFolder.Load(noWeights)).Message);
+        Assert.Contains("has neither diffusion_pytorch_model.safetensors nor diffusion_pytorch_model.bin", Assert.Throws<FileNotFoundException>(() => AutoencoderKLFolder.Load(noWeights)).Message);
     }
 
     [Theory]

@@ -13,6 +13,14 @@ internal static class AutoencoderKLFolder
 {
     public const string ConfigFile = "config.json";
     public const string SafeTensorsFile = "diffusion_pytorch_model.safetensors";
+    public const string PickleFile = "diffusion_pytorch_model.bin";
+
+    // Older folders hold a PyTorch pickle, read by the restricted reader (tensors and plain containers only).
+    private static Dictionary<string, Tensor> ReadPickle(string path)
+    {
+        using var file = TorchCheckpointFile.Open(path);
+        return file.Names.ToDictionary(name => name, name => file.Read(name));
+    }
 
     /// <summary>Builds the VAE the folder describes and loads its weights; the network is in evaluation mode.</summary>
     public static AutoencoderKL Load(string folder)
@@ -23,8 +31,10 @@ internal static class AutoencoderKLFolder
         if (!File.Exists(configPath)) throw new FileNotFoundException($"'{folder}' has no {ConfigFile}; it is not a diffusers model folder.", configPath);
         var config = AutoencoderKLConfig.Read(File.ReadAllText(configPath), $"'{configPath}'");
         string weightsPath = Path.Combine(folder, SafeTensorsFile);
-        if (!File.Exists(weightsPath)) throw new FileNotFoundException($"'{folder}' has no {SafeTensorsFile}.", weightsPath);
-        var weights = SafeTensors.Read(File.ReadAllBytes(weightsPath), $"'{weightsPath}'");
+        string picklePath = Path.Combine(folder, PickleFile);
+        if (!File.Exists(weightsPath) && !File.Exists(picklePath))
+            throw new FileNotFoundException($"'{folder}' has neither {SafeTensorsFile} nor {PickleFile}.", weightsPath);
+        var weights = File.Exists(weightsPath) ? SafeTensors.Read(File.ReadAllBytes(weightsPath), $"'{weightsPath}'") : ReadPickle(picklePath);
         try
         {
             return Load(config, weights, $"'{weightsPath}'");

@@ -16,6 +16,9 @@ internal sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tens
     /// <summary>The weights file diffusers writes in a unet folder.</summary>
     public const string WeightsFile = "diffusion_pytorch_model.safetensors";
 
+    /// <summary>The weights file of older diffusers folders: a PyTorch pickle.</summary>
+    public const string PickleFile = "diffusion_pytorch_model.bin";
+
     /// <summary>The configuration file diffusers writes in a unet folder.</summary>
     public const string ConfigFile = "config.json";
 
@@ -176,6 +179,9 @@ internal sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tens
         string configPath = Path.Combine(folder, ConfigFile);
         if (!File.Exists(configPath)) throw new FileNotFoundException($"'{folder}' has no {ConfigFile}; it is not a diffusers UNet folder.", configPath);
         string weights = variant is null ? WeightsFile : $"diffusion_pytorch_model.{variant}.safetensors";
+        string pickle = variant is null ? PickleFile : $"diffusion_pytorch_model.{variant}.bin";
+        // Older folders hold a PyTorch pickle instead; it is read by the restricted reader (tensors and plain containers only).
+        if (!File.Exists(Path.Combine(folder, weights)) && File.Exists(Path.Combine(folder, pickle))) weights = pickle;
         return Load(UNet2DConditionModelConfig.Load(configPath), Path.Combine(folder, weights));
     }
 
@@ -187,7 +193,9 @@ internal sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tens
         try
         {
             // Tensor by tensor from the file into the network: a 3.4 GB float32 UNet never exists twice.
-            using var file = SafeTensorsFile.Open(weightsPath);
+            using ITensorFile file = weightsPath.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)
+                ? TorchCheckpointFile.Open(weightsPath)
+                : SafeTensorsFile.Open(weightsPath);
             ModuleWeights.Load(network, file);
         }
         catch
