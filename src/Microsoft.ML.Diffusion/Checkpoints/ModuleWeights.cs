@@ -58,11 +58,13 @@ internal static class ModuleWeights
             if (!sources.TryAdd(target, name))
                 throw new CheckpointFormatException($"{file.Source} does not fit the network: tensors '{sources[target]}' and '{name}' both map to '{target}'.");
         }
-        if (unexpected.Count > 0)
-            throw new CheckpointFormatException($"{file.Source} does not fit the network: the network has no {List(unexpected)}.");
+        // Both sides in one message: a file under other names both lacks the network's tensors and has others.
         var missing = state.Keys.Where(k => !sources.ContainsKey(k)).ToList();
-        if (missing.Count > 0)
-            throw new CheckpointFormatException($"{file.Source} does not fit the network: it lacks {List(missing)}.");
+        var problems = new List<string>();
+        if (missing.Count > 0) problems.Add($"it lacks {List(missing)}");
+        if (unexpected.Count > 0) problems.Add($"the network has no {List(unexpected)}");
+        if (problems.Count > 0)
+            throw new CheckpointFormatException($"{file.Source} does not fit the network: {string.Join("; and ", problems)}.");
 
         using var noGrad = no_grad();
         foreach (var (target, value) in state)
