@@ -17,7 +17,8 @@ namespace Microsoft.ML.Diffusion.Samples;
 /// </summary>
 /// <remarks>
 /// Settings (command line <c>--name value</c>, environment or appsettings): <c>model</c> (the zip, required),
-/// <c>MaxSteps</c> (the most steps a request may ask for, 100), <c>QueueCapacity</c> (requests that may wait, 64).
+/// <c>MaxSteps</c> (the most steps a request may ask for, 100), <c>QueueCapacity</c> (requests that may wait, 64),
+/// <c>MaxBatchSize</c> (requests sampled together, 16).
 /// </remarks>
 public static class WebGenerationApp
 {
@@ -33,9 +34,10 @@ public static class WebGenerationApp
         if (!File.Exists(zip)) throw new ArgumentException($"Model file '{zip}' does not exist.");
         int maxSteps = Setting(builder.Configuration, "MaxSteps", 100);
         int queueCapacity = Setting(builder.Configuration, "QueueCapacity", 64);
+        int maxBatchSize = Setting(builder.Configuration, "MaxBatchSize", 16);
 
         var model = DiffusionTrainingTransformer.FindModel(new MLContext().Model.Load(zip, out _));
-        var served = new ServedModel(model, new DiffusionGenerationService(model, new GenerationServiceOptions { QueueCapacity = queueCapacity }), maxSteps);
+        var served = new ServedModel(model, new DiffusionGenerationService(model, new GenerationServiceOptions { QueueCapacity = queueCapacity, MaxBatchSize = maxBatchSize }), maxSteps);
         // The container disposes what its factory made: the service stops with the application, then the model goes.
         builder.Services.AddSingleton(_ => served);
         var app = builder.Build();

@@ -27,16 +27,25 @@ public sealed class WebGenerationSampleTests(WebGenerationSampleTests.Server ser
         private readonly string _folder = Directory.CreateTempSubdirectory("mldiffusion-web-").FullName;
         private WebApplication? _app;
 
+        public string Zip => Path.Combine(_folder, "tiny.zip");
+
         public HttpClient Client { get; } = new();
 
         public async Task InitializeAsync()
         {
-            string zip = Path.Combine(_folder, "tiny.zip");
-            TrainTinyModel(zip);
-            _app = WebGenerationApp.Build(["--model", zip, "--MaxSteps", "12", "--urls", "http://127.0.0.1:0"]);
-            await _app.StartAsync();
-            Client.BaseAddress = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single());
+            TrainTinyModel(Zip);
+            _app = await Start(["--model", Zip, "--MaxSteps", "12"]);
+            Client.BaseAddress = Address(_app);
         }
+
+        public static async Task<WebApplication> Start(string[] args)
+        {
+            var app = WebGenerationApp.Build([.. args, "--urls", "http://127.0.0.1:0"]);
+            await app.StartAsync();
+            return app;
+        }
+
+        public static Uri Address(WebApplication app) => new(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single());
 
         public async Task DisposeAsync()
         {
@@ -135,6 +144,27 @@ public sealed class WebGenerationSampleTests(WebGenerationSampleTests.Server ser
         await BadRequest(await Client.PostAsync("/generate", Json("{\"seed\":1,\"condition\":3}")), "unconditional");
         await BadRequest(await Client.GetAsync("/events?seed=x"), "'seed' must be a number");
         await BadRequest(await Client.GetAsync("/events?steps=50"), "steps must lie in [1, 12]");
+    }
+
+    [Fact]
+    public async Task AFullQueueAnswers503WithRetryAfter()
+    {
+        // One request runs at a time and one may wait: of a dozen sent together, most find the queue full.
+        await using var app = await Server.Start(["--model", server.Zip, "--MaxSteps", "50", "--QueueCapacity", "1", "--MaxBatchSize", "1"]);
+        using var client = new HttpClient { BaseAddress = Server.Address(app) };
+        var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(seed => client.PostAsync("/generate", Json($"{{\"seed\":{seed},\"steps\":50}}"))));
+        try
+        {
+            var refused = responses.Where(r => r.StatusCode == HttpStatusCode.ServiceUnavailable).ToList();
+            Assert.True(refused.Count > 0, string.Join(", ", responses.Select(r => r.StatusCode)));
+            Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.ServiceUnavailable }));
+            Assert.All(refused, r => Assert.Equal("5", r.Headers.GetValues("Retry-After").Single()));
+            Assert.Contains("queue is full", await refused[0].Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            foreach (var r in responses) r.Dispose();
+        }
     }
 
     [Fact]
