@@ -86,33 +86,11 @@ internal static class ClipTextEncoderFolder
         return model;
     }
 
-    // torch.save's zip of a pickled state dict (as DiffusersUNetFolder reads the UNet's); anything else fails naming the file.
+    // torch.save's zip of a pickled state dict, through the restricted reader: tensors and plain containers only, any
+    // other call in the pickle refused naming it (a checkpoint never runs code).
     private static Dictionary<string, Tensor> ReadPickle(string path)
     {
-        byte[] head = PyTorchFileFormat.ReadHead(path);
-        if (PyTorchFileFormat.IsLegacy(head))
-            throw new CheckpointFormatException($"'{path}' was saved in the old PyTorch format (before PyTorch 1.6, or with _use_new_zipfile_serialization=False), which this library cannot read; save the state dict again with a current torch.save, or as safetensors.");
-        if (!PyTorchFileFormat.IsZip(head))
-            throw new CheckpointFormatException($"'{path}' is not a PyTorch checkpoint: it is neither the zip archive torch.save writes nor PyTorch's old format.");
-        System.Collections.Hashtable table;
-        try
-        {
-            using var stream = File.OpenRead(path);
-            table = TorchSharp.PyBridge.PyTorchUnpickler.UnpickleStateDict(stream);
-        }
-        catch (Exception e) when (e is InvalidDataException or NotImplementedException or InvalidCastException or InvalidOperationException
-                                      or EndOfStreamException or Razorvine.Pickle.PickleException or ArgumentException
-                                      or System.Runtime.InteropServices.ExternalException)   // libtorch refusing a tensor's layout
-        {
-            throw new CheckpointFormatException($"'{path}' is not a PyTorch state dict this library can read: {e.Message}", e);
-        }
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (System.Collections.DictionaryEntry entry in table)
-        {
-            if (entry.Key is not string name || entry.Value is not Tensor tensor)
-                throw new CheckpointFormatException($"'{path}' holds an entry '{entry.Key}' that is not a tensor; it is not a state dict.");
-            result[name] = tensor;
-        }
-        return result;
+        using var file = Checkpoints.TorchCheckpointFile.Open(path);
+        return file.Names.ToDictionary(name => name, name => file.Read(name), StringComparer.Ordinal);
     }
 }
