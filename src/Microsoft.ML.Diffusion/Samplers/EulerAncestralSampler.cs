@@ -10,10 +10,8 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// levels by default; one network evaluation per step. With linspace, leading or trailing spacing it is diffusers'
 /// EulerAncestralDiscreteScheduler (timesteps, σ and starting noise as <see cref="DiffusionSamplerBase.SigmaSteps"/> describes).
 /// </summary>
-internal sealed class EulerAncestralSampler : DiffusionSamplerBase
+internal sealed class EulerAncestralSampler : NoiseLevelSamplerBase
 {
-    private double[] _sigmas = [];
-
     /// <summary>Creates the sampler; call <see cref="DiffusionSamplerBase.SetTimesteps"/> before stepping.</summary>
     public EulerAncestralSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }
 
@@ -27,27 +25,11 @@ internal sealed class EulerAncestralSampler : DiffusionSamplerBase
     protected override TimestepSpacing DefaultSpacing => TimestepSpacing.Karras;
 
     /// <inheritdoc/>
-    protected override IReadOnlyList<TimestepSpacing> SupportedSpacings => Enum.GetValues<TimestepSpacing>();
-
-    /// <inheritdoc/>
-    protected override bool SupportsKarrasSigmas => true;
-
-    /// <inheritdoc/>
-    public override double InitialNoiseScale => _sigmas.Length == 0 ? 1.0 : SigmaInitialNoiseScale(_sigmas[0]);
-
-    /// <inheritdoc/>
-    protected override double[] ChooseTimesteps(int inferenceSteps)
-    {
-        (var timesteps, _sigmas) = SigmaSteps(inferenceSteps);
-        return timesteps;
-    }
-
-    /// <inheritdoc/>
     public override SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null)
     {
         CheckStepIndex(stepIndex);
         using var scope = NewDisposeScope();
-        double sigma = _sigmas[stepIndex], next = _sigmas[stepIndex + 1];
+        double sigma = Sigmas[stepIndex], next = Sigmas[stepIndex + 1];
         var (x0, _) = Decompose(modelOutput, sample, NoiseLevels.AlphaCumprodOf(sigma));
 
         double up = Math.Min(next, Math.Sqrt(next * next * (sigma * sigma - next * next) / (sigma * sigma)));

@@ -10,10 +10,8 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// <c>scale_model_input</c> makes). Timesteps, σ and starting noise follow diffusers (<see cref="DiffusionSamplerBase.SigmaSteps"/>),
 /// linspace spacing by default. Deterministic; one network evaluation per step.
 /// </summary>
-internal sealed class EulerSampler : DiffusionSamplerBase
+internal sealed class EulerSampler : NoiseLevelSamplerBase
 {
-    private double[] _sigmas = [];
-
     /// <summary>Creates the sampler; call <see cref="DiffusionSamplerBase.SetTimesteps"/> before stepping.</summary>
     public EulerSampler(NoiseSchedule schedule, SamplerOptions? options = null) : base(schedule, options) { }
 
@@ -24,30 +22,11 @@ internal sealed class EulerSampler : DiffusionSamplerBase
     public override bool IsStochastic => false;
 
     /// <inheritdoc/>
-    protected override TimestepSpacing DefaultSpacing => TimestepSpacing.Linspace;
-
-    /// <inheritdoc/>
-    protected override IReadOnlyList<TimestepSpacing> SupportedSpacings => Enum.GetValues<TimestepSpacing>();
-
-    /// <inheritdoc/>
-    protected override bool SupportsKarrasSigmas => true;
-
-    /// <inheritdoc/>
-    public override double InitialNoiseScale => _sigmas.Length == 0 ? 1.0 : SigmaInitialNoiseScale(_sigmas[0]);
-
-    /// <inheritdoc/>
-    protected override double[] ChooseTimesteps(int inferenceSteps)
-    {
-        (var timesteps, _sigmas) = SigmaSteps(inferenceSteps);
-        return timesteps;
-    }
-
-    /// <inheritdoc/>
     public override SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null)
     {
         CheckStepIndex(stepIndex);
         using var scope = NewDisposeScope();
-        double sigma = _sigmas[stepIndex], next = _sigmas[stepIndex + 1];
+        double sigma = Sigmas[stepIndex], next = Sigmas[stepIndex + 1];
         var (x0, _) = Decompose(modelOutput, sample, NoiseLevels.AlphaCumprodOf(sigma));
         var x = sample * Math.Sqrt(1 + sigma * sigma);
         var derivative = (x - x0) / sigma;

@@ -11,10 +11,9 @@ namespace Microsoft.ML.Diffusion.Samplers;
 /// Samples are in the schedule's scale as for <see cref="EulerSampler"/>; timesteps, σ and starting noise follow diffusers,
 /// linspace spacing by default. Deterministic; one network evaluation per step.
 /// </summary>
-internal sealed class LmsSampler : DiffusionSamplerBase
+internal sealed class LmsSampler : NoiseLevelSamplerBase
 {
     private const int LmsOrder = 4;
-    private double[] _sigmas = [];
     private readonly List<Tensor> _slopes = [];   // the last slopes, newest last
 
     /// <summary>Creates the sampler; call <see cref="DiffusionSamplerBase.SetTimesteps"/> before stepping.</summary>
@@ -27,30 +26,11 @@ internal sealed class LmsSampler : DiffusionSamplerBase
     public override bool IsStochastic => false;
 
     /// <inheritdoc/>
-    protected override TimestepSpacing DefaultSpacing => TimestepSpacing.Linspace;
-
-    /// <inheritdoc/>
-    protected override IReadOnlyList<TimestepSpacing> SupportedSpacings => Enum.GetValues<TimestepSpacing>();
-
-    /// <inheritdoc/>
-    protected override bool SupportsKarrasSigmas => true;
-
-    /// <inheritdoc/>
-    public override double InitialNoiseScale => _sigmas.Length == 0 ? 1.0 : SigmaInitialNoiseScale(_sigmas[0]);
-
-    /// <inheritdoc/>
-    protected override double[] ChooseTimesteps(int inferenceSteps)
-    {
-        (var timesteps, _sigmas) = SigmaSteps(inferenceSteps);
-        return timesteps;
-    }
-
-    /// <inheritdoc/>
     public override SamplerStepOutput Step(Tensor modelOutput, int stepIndex, Tensor sample, Tensor? noise = null)
     {
         CheckStepIndex(stepIndex);
         using var scope = NewDisposeScope();
-        double sigma = _sigmas[stepIndex], next = _sigmas[stepIndex + 1];
+        double sigma = Sigmas[stepIndex], next = Sigmas[stepIndex + 1];
         var (x0, _) = Decompose(modelOutput, sample, NoiseLevels.AlphaCumprodOf(sigma));
         var x = sample * Math.Sqrt(1 + sigma * sigma);
         _slopes.Add(((x - x0) / sigma).detach().DetachFromDisposeScope());
@@ -75,10 +55,10 @@ internal sealed class LmsSampler : DiffusionSamplerBase
         {
             double product = 1.0;
             for (int j = 0; j < order; j++)
-                if (j != k) product *= (tau - _sigmas[i - j]) / (_sigmas[i - k] - _sigmas[i - j]);
+                if (j != k) product *= (tau - Sigmas[i - j]) / (Sigmas[i - k] - Sigmas[i - j]);
             return product;
         }
-        double from = _sigmas[i], to = _sigmas[i + 1];
+        double from = Sigmas[i], to = Sigmas[i + 1];
         double middle = 0.5 * (from + to), half = 0.5 * (to - from), node = half / Math.Sqrt(3.0);
         return half * (Basis(middle - node) + Basis(middle + node));
     }
