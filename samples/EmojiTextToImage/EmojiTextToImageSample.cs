@@ -99,7 +99,7 @@ public static class EmojiTextToImageSample
             .Append(ml.Transforms.TrainDiffusion(options));
         var trained = training.Fit(data);
         string modelZip = Path.Combine(outputFolder, "emoji-model.zip");
-        ml.Model.Save(trained, data.Schema, modelZip);
+        ml.Model.SaveAtomically(trained, data.Schema, modelZip);
         log($"Trained {options.TrainingSteps} steps in {clock.Elapsed.TotalSeconds:F0} s; saved {modelZip}");
 
         // 3. A fresh context loads the zip. Its text stages (tokenizer and vocabulary) turn prompts into

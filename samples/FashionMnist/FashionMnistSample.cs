@@ -83,7 +83,7 @@ public static class FashionMnistSample
         var model = pipeline.Fit(data);
         double trainingSeconds = clock.Elapsed.TotalSeconds;
         string modelZip = Path.Combine(outDir, $"fashion-{options.Condition.ToString().ToLowerInvariant()}.zip");
-        ml.Model.Save(model, data.Schema, modelZip);
+        ml.Model.SaveAtomically(model, data.Schema, modelZip);
         log.WriteLine($"Trained in {trainingSeconds:F0} s; saved {modelZip}");
 
         // 2. Generate from the zip in a fresh context: rows are (class or prompt, seed); row i is class i % 10.

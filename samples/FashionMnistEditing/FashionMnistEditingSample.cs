@@ -146,7 +146,7 @@ public static class FashionMnistEditingSample
         log.WriteLine($"Training a class-conditional model for {options.Steps} steps on Fashion-MNIST...");
         var trained = ml.Transforms.TrainDiffusion(training).Fit(data);
         string zip = Path.Combine(outDir, "fashion-class.zip");
-        ml.Model.Save(trained, data.Schema, zip);
+        ml.Model.SaveAtomically(trained, data.Schema, zip);
         return DiffusionModel.Load(SaveModelFile(ml, zip, outDir));
     }
 

@@ -55,7 +55,7 @@ public static class PipelineCompositionSample
             }));
         var trained = training.Fit(paths);
         string modelZip = Path.Combine(outDir, "shapes-model.zip");
-        ml.Model.Save(trained, paths.Schema, modelZip);
+        ml.Model.SaveAtomically(trained, paths.Schema, modelZip);
         log.WriteLine($"Trained {steps} steps in {clock.Elapsed.TotalSeconds:F0} s; saved {modelZip}");
 
         // 3. A fresh context loads the zip and composes generation with ML.NET's image stages.
@@ -73,7 +73,7 @@ public static class PipelineCompositionSample
 
         // 4. The whole generation chain is one zip too; load it back and run it.
         string generationZip = Path.Combine(outDir, "generate-chain.zip");
-        app.Model.Save(generation, seeds.Schema, generationZip);
+        app.Model.SaveAtomically(generation, seeds.Schema, generationZip);
         var reloaded = new MLContext().Model.Load(generationZip, out _);
         var output = reloaded.Transform(seeds);
         // One pass over all three columns: every new cursor over 'output' would run the sampler again.

@@ -51,7 +51,7 @@ public static class PretrainedDiffusersSample
 
         // 3. Saved as an ML.NET model zip and loaded back in a fresh context: the zip carries the network and the settings.
         string zip = Path.Combine(outDir, "pretrained.zip");
-        ml.Model.Save(generator, seeds.Schema, zip);
+        ml.Model.SaveAtomically(generator, seeds.Schema, zip);
         var reloaded = new MLContext(seed: 0).Model.Load(zip, out _);
         var images = reloaded.Transform(seeds);
         var pixels = new List<float[]>(count);

@@ -5,7 +5,7 @@
 //   dotnet run --project samples/QuickStart -c Release [-- --steps 1000 --out out/quickstart]
 //
 // 1. the shapes (512 images, 16×16 grey) become an IDataView of float vectors;
-// 2. TrainDiffusion fits the model and ml.Model.Save writes shapes-model.zip;
+// 2. TrainDiffusion fits the model and ml.Model.SaveAtomically writes shapes-model.zip;
 // 3. a fresh MLContext loads the zip and, for DPM-Solver++ (20 steps), DDIM (50), Euler ancestral (30) and Heun (15),
 //    runs DiffusionGenerate → ResizeImages (64×64) → ConvertToGrayscale → ExtractPixels into a PNG grid.
 using Microsoft.ML.Diffusion.Samples;

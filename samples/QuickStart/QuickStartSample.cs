@@ -92,7 +92,7 @@ public static class QuickStartSample
         double trainSeconds = trainClock.Elapsed.TotalSeconds;
         double stepsPerSecond = options.Steps / trainSeconds;
         string modelZip = Path.Combine(outDir, "shapes-model.zip");
-        ml.Model.Save(trained, shapes.Schema, modelZip);
+        ml.Model.SaveAtomically(trained, shapes.Schema, modelZip);
         log.WriteLine($"Trained {options.Steps} steps in {trainSeconds:F0} s ({stepsPerSecond:F1} steps/s); saved {modelZip}");
 
         // 3. A fresh MLContext loads the zip; per sampler, DiffusionGenerate → ResizeImages → ConvertToGrayscale → ExtractPixels.

@@ -116,7 +116,7 @@ public static class StableDiffusionSample
 
             // 4. The fitted pipeline as a model zip: it holds the stage settings and a reference to the model's files
             //    (path and SHA-256), not gigabytes of copied weights.
-            ml.Model.Save(fitted, prompts.Schema, zip);
+            ml.Model.SaveAtomically(fitted, prompts.Schema, zip);
 
             // 5. Images are drawn as the cursor reaches their rows; each is written as a PNG with its thumbnail.
             var generated = fitted.Transform(prompts);

@@ -2,10 +2,13 @@
 // Loads the given assemblies (e.g. one that registers a noise predictor with [assembly: NoisePredictorRegistration]),
 // then the zip in a new MLContext, feeds a Seed column through it and prints each row's output column as
 // comma-separated floats, one row per line.
+//        Microsoft.ML.Diffusion.ZipProbe save-loop <folder>
+// Saves a model zip, a checkpoint and a training state into the folder over and over (SaveLoop.cs).
 using System.Reflection;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
+if (args is ["save-loop", var folder]) return Microsoft.ML.Diffusion.Testing.SaveLoop.Run(folder, TimeSpan.FromSeconds(60));
 if (args.Length < 3)
 {
     Console.Error.WriteLine("usage: ZipProbe <model.zip> <seed,seed,...> <output column> [assembly.dll ...]");

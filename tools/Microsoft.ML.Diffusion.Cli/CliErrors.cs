@@ -23,7 +23,8 @@ internal static class Errors
 {
     /// <summary>
     /// The most specific message of an exception chain (ML.NET wraps loader failures several levels deep), as
-    /// <see cref="ErrorText.Of"/> words it.
+    /// <see cref="ErrorText.Of"/> words it. A message that quotes its cause's is the more specific one (e.g. a failed
+    /// save names the file and what became of it, then the system's error).
     /// </summary>
     public static string Innermost(Exception e)
     {
@@ -31,7 +32,7 @@ internal static class Errors
         {
             if (e is AggregateException { InnerExceptions.Count: 1 } a) { e = a.InnerExceptions[0]; continue; }
             if (e is System.Reflection.TargetInvocationException { InnerException: { } t }) { e = t; continue; }
-            if (e.InnerException is null) return ErrorText.Of(e);
+            if (e.InnerException is null || e.Message.Contains(e.InnerException.Message.TrimEnd('.'), StringComparison.Ordinal)) return ErrorText.Of(e);
             e = e.InnerException;
         }
     }

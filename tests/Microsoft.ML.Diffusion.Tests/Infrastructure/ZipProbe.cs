@@ -8,7 +8,7 @@ public static class ZipProbe
     /// <summary>The probe's output lines for <paramref name="seeds"/>, after it loaded <paramref name="assemblies"/>.</summary>
     public static string[] Run(string zip, string seeds, string column, params string[] assemblies)
     {
-        string probe = Path.Combine(ProbeDirectory(), "Microsoft.ML.Diffusion.ZipProbe.dll");
+        string probe = Program;
         var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var arg in new[] { probe, zip, seeds, column }.Concat(assemblies)) start.ArgumentList.Add(arg);
         using var process = System.Diagnostics.Process.Start(start)!;
@@ -18,6 +18,9 @@ public static class ZipProbe
         Assert.True(process.ExitCode == 0, $"probe failed ({process.ExitCode}): {stderr.Result}");
         return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     }
+
+    /// <summary>The probe's assembly, to run with <c>dotnet</c>.</summary>
+    public static string Program => Path.Combine(ProbeDirectory(), "Microsoft.ML.Diffusion.ZipProbe.dll");
 
     // tests/Microsoft.ML.Diffusion.Tests/bin/<config>/<tfm>/ → tests/Microsoft.ML.Diffusion.ZipProbe/bin/<config>/<tfm>/
     private static string ProbeDirectory()

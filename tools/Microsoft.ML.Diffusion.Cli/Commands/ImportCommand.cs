@@ -33,7 +33,7 @@ internal sealed class ImportCommand
         ctx.Line($"diffusers folder '{loaded.Path}': UNet2DModel of {shape[0]}×{shape[1]}×{shape[2]} images ({loaded.Model.Network.parameters().Sum(p => p.numel()):N0} parameters), " +
                  $"{loaded.Model.ScheduleOptions.Kind} schedule of {loaded.Model.ScheduleOptions.TrainSteps} steps, {loaded.Model.Prediction} prediction, sampler {Names.Of(scheduler.Sampler)}.");
         if (Path.GetDirectoryName(Path.GetFullPath(outPath)) is { } dir) Directory.CreateDirectory(dir);
-        ml.Model.Save(loaded.Transformer, loaded.InputSchema, outPath);
+        ml.Model.SaveAtomically(loaded.Transformer, loaded.InputSchema, outPath);
         ctx.Line($"Saved the model zip to '{outPath}'.");
         return ExitCodes.Success;
     }

@@ -91,7 +91,7 @@ internal sealed class TrainCommand
         using var disposeModel = model as IDisposable;
         if (log.Losses.Count == 0)
             ctx.Line($"The checkpoint '{run.Checkpoint}' already holds {run.Steps} or more steps; nothing to train (raise --steps to continue).");
-        ml.Model.Save(model, view.Schema, run.OutPath);
+        ml.Model.SaveAtomically(model, view.Schema, run.OutPath);
         var trained = DiffusionTrainingTransformer.FindModel(model);
         ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{run.OutPath}'.");
         if (log.Skipped > 0) ctx.Line($"Skipped {log.Skipped} unreadable image{(log.Skipped == 1 ? "" : "s")}.");

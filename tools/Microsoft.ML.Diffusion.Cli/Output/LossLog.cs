@@ -41,8 +41,15 @@ internal sealed class LossLog
     public void WriteCsv(string csv)
     {
         string partial = csv + ".partial";
-        File.WriteAllLines(partial, [Header, .. _rows.Select(l => FormattableString.Invariant($"{l.Step},{l.Loss:R},{l.LearningRate:R}"))]);
-        File.Move(partial, csv, overwrite: true);
+        try
+        {
+            File.WriteAllLines(partial, [Header, .. _rows.Select(l => FormattableString.Invariant($"{l.Step},{l.Loss:R},{l.LearningRate:R}"))]);
+            File.Move(partial, csv, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(partial);   // nothing to delete after the rename
+        }
     }
 
     /// <summary>Writes the CSV and the loss plot; false when there is nothing to write.</summary>

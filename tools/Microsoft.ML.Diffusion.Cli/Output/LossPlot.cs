@@ -72,8 +72,17 @@ public static class LossPlot
         if (dir is not null) Directory.CreateDirectory(dir);
         using var image = SKImage.FromBitmap(bitmap);
         using var data = image.Encode(SKEncodedImageFormat.Png, 100);
-        using var file = File.Create(path);
-        data.SaveTo(file);
+        // Beside the plot, then renamed over it, as LossLog writes the CSV: a failed write leaves the previous plot.
+        string partial = path + ".partial";
+        try
+        {
+            using (var file = File.Create(partial)) data.SaveTo(file);
+            File.Move(partial, path, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(partial);
+        }
     }
 
     private static void DrawLine(SKCanvas canvas, IEnumerable<SKPoint> points, SKColor color, float width)

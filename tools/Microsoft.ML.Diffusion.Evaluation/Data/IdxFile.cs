@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using Microsoft.ML.Diffusion.Storage;
 
 namespace Microsoft.ML.Diffusion.SampleData;
 
@@ -113,10 +114,13 @@ public static class IdxFile
 
     private static void Write(string path, ReadOnlySpan<byte> header, ReadOnlySpan<byte> body)
     {
-        using var file = File.Create(path);
-        using Stream stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionLevel.Fastest) : file;
-        stream.Write(header);
-        stream.Write(body);
+        byte[] bytes = [.. header, .. body];
+        AtomicFile.Write(path, file =>
+        {
+            if (!path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) { file.Write(bytes); return; }
+            using var gzip = new GZipStream(file, CompressionLevel.Fastest, leaveOpen: true);
+            gzip.Write(bytes);
+        });
     }
 
     private static T WithFile<T>(string path, Func<Stream, T> read)

@@ -1,5 +1,6 @@
 using SkiaSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.Diffusion.Storage;
 
 namespace Microsoft.ML.Diffusion.Imaging;
 
@@ -49,7 +50,6 @@ public static class ImageGrid
         if (dir is not null) Directory.CreateDirectory(dir);
         using var image = SKImage.FromBitmap(bitmap);
         using var data = image.Encode(SKEncodedImageFormat.Png, 100);
-        using var file = File.Create(path);
-        data.SaveTo(file);
+        AtomicFile.Write(path, data.SaveTo);
     }
 }
