@@ -1,5 +1,4 @@
-extern alias DiffusionLibrary;
-using AtomicFile = DiffusionLibrary::Microsoft.ML.Diffusion.Storage.AtomicFile;
+using AtomicFile = Microsoft.ML.Diffusion.Storage.AtomicFile;
 
 namespace Microsoft.ML.Diffusion.Testing;
 

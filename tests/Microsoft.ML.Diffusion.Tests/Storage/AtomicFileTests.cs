@@ -1,10 +1,9 @@
-extern alias DiffusionLibrary;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Testing;
 using Microsoft.ML.Diffusion.Training;
 using Xunit;
 using static TorchSharp.torch;
-using AtomicFile = DiffusionLibrary::Microsoft.ML.Diffusion.Storage.AtomicFile;
+using AtomicFile = Microsoft.ML.Diffusion.Storage.AtomicFile;
 
 namespace Microsoft.ML.Diffusion.Tests.Storage;
 
