@@ -37,7 +37,7 @@ public sealed partial class DiffusionTrainingEstimator
             throw new ArgumentOutOfRangeException(nameof(input), $"Image column '{column.Name}' holds {column.Size}×{column.Size} images; Stable Diffusion trains on sizes that are multiples of 8 and of its autoencoder's factor ({factor}), such as {Math.Max(1, column.Size / Math.Max(8, factor)) * Math.Max(8, factor)}. Resize them with ResizeImages.");
         var captions = CaptionColumn(input.Schema, start);
         var device = start.Device;
-        if (o.Device != "auto" && DiffusionDevice.Resolve(o.Device) != device)
+        if (o.Device != "auto" && !SameDevice(DiffusionDevice.Resolve(o.Device), device))
             throw new ArgumentException($"The Stable Diffusion model is on {device} and is trained where it is, but Device is \"{o.Device}\". Load it onto that device (StableDiffusionFormat.Load(path, device)) or leave Device as \"auto\".", nameof(input));
 
         using var ch = _host.Start("Training");
@@ -109,6 +109,8 @@ public sealed partial class DiffusionTrainingEstimator
         }
         return new DiffusionTrainingTransformer(_host, start, column.Name, captions.Name);
     }
+
+    private static bool SameDevice(Device a, Device b) => a.type == b.type && Math.Max(0, a.index) == Math.Max(0, b.index);
 
     // Settings of the library's own networks make no sense with a pretrained Stable Diffusion UNet: refused, not ignored.
     private void CheckStableDiffusionOptions(DiffusionModel start)
