@@ -267,6 +267,61 @@ public sealed class StableDiffusionFineTuningTests : IDisposable
     }
 
     [Fact]
+    public void ZeroStepsLeaveTheModelAsLoadedAndZipsReferToItsFiles()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromEnumerable(Rows());
+        using var start = Load();
+        var before = Weights(start.Network);
+        using var trained = ml.Transforms.TrainDiffusion(Options(start, 0)).Fit(data);
+        Assert.Same(start, trained.Model);
+        Assert.Equal(before, Weights(start.Network));
+        Assert.NotNull(start.Source);
+        ml.Model.Save(trained, data.Schema, Path.Combine(_temp, "unchanged.zip"));
+    }
+
+    [Fact]
+    public void AResumedRunEndsWithTheWeightsOfAnUninterruptedOne()
+    {
+        float[] Run(int steps, string? checkpoint)
+        {
+            var ml = new MLContext(seed: 1);
+            using var start = Load();
+            var options = Options(start, steps);
+            options.BatchSize = 3;   // 4 rows: epochs end mid-batch, so the saved order matters
+            options.CaptionDropout = 0.5;
+            options.CheckpointPath = checkpoint;
+            options.DecaySteps = 3;   // the resumed run's settings must be the interrupted one's
+            using var trained = ml.Transforms.TrainDiffusion(options).Fit(ml.Data.LoadFromEnumerable(Rows()));
+            return Weights(start.Network);
+        }
+        var straight = Run(3, null);
+        string state = Path.Combine(_temp, "state.ckpt");
+        Run(1, state);
+        Assert.Equal(straight, Run(3, state));   // a fresh model: the checkpoint's weights, order and generator take over
+    }
+
+    [Fact]
+    public void AModelFromASingleFileIsWrittenAsAFolderWithItsTokenizer()
+    {
+        string single = Path.Combine(AppContext.BaseDirectory, "TestData", "StableDiffusion", "single-file", "sd1-tiny.ckpt");
+        string tokenizer = Path.Combine(AppContext.BaseDirectory, "TestData", "StableDiffusion", "tokenizer", "tokenizer-small");
+        // The tiny networks' choices, as SingleFileLoadTests gives them (the file's shapes leave them open).
+        var parts = Microsoft.ML.Diffusion.Interchange.SingleFile.StableDiffusionSingleFile.Load(single, tokenizer, null,
+            new Microsoft.ML.Diffusion.Interchange.SingleFile.LdmArchitectureChoices(NormGroups: 2, StableDiffusion1Heads: 2, StableDiffusion2HeadChannels: 4, TextHeadWidth: 8));
+        using var model = StableDiffusionModels.Build(parts, CPU, new ModelSource(ModelSource.SingleFile, single, tokenizer));
+        string folder = Path.Combine(_temp, "from-single-file");
+        model.SaveDiffusers(folder);
+        using var reloaded = StableDiffusionFormat.Load(folder, CPU);
+        Assert.Equal(Weights(model.Network), Weights(reloaded.Network));
+        Assert.Equal(Weights(model.Autoencoder!), Weights(reloaded.Autoencoder!));
+        Assert.Equal(Weights(model.Prompts!.TextModel), Weights(reloaded.Prompts!.TextModel));
+        Assert.Equal(model.Prompts.Tokenizer.Encode("a red square").Ids, reloaded.Prompts!.Tokenizer.Encode("a red square").Ids);
+        Assert.Equal(model.ScheduleOptions, reloaded.ScheduleOptions);
+        Assert.Equal(model.DiffusersScheduler, reloaded.DiffusersScheduler);   // samples with the same scheduler (PNDM)
+    }
+
+    [Fact]
     public void BadCaptionsImagesAndOptionsAreRefusedByName()
     {
         var ml = new MLContext(seed: 1);
