@@ -149,8 +149,10 @@ public sealed class StableDiffusionFineTuningTests : IDisposable
             using var prompts = ConditionBatch.PromptStates(reference["prompt_embeds"]);
             using (var trainer = new DiffusionTrainer(model.Network, model.ScheduleOptions, new DiffusionTrainerOptions { EmaDecay = 0, Prediction = PredictionType.VPrediction }, CPU))
             {
-                var (_, velocity) = trainer.NoisyAndTarget(latents, t, noise);
+                var (noisyV, velocity) = trainer.NoisyAndTarget(latents, t, noise);
                 AssertClose(reference["velocity"], velocity, "v target");
+                using (no_grad())
+                    Assert.Equal((double)reference["loss_v"].item<float>(), (double)trainer.Loss(noisyV, t, velocity, prompts).item<float>(), 1e-4);
             }
             using var epsilon = new DiffusionTrainer(model.Network, model.ScheduleOptions, new DiffusionTrainerOptions { EmaDecay = 0 }, CPU);
             var (noisy, target) = epsilon.NoisyAndTarget(latents, t, noise);
