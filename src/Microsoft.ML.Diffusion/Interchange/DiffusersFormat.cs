@@ -25,7 +25,14 @@ public static class DiffusersFormat
     /// <c>unet/config.json</c>, <c>unet/diffusion_pytorch_model.safetensors</c> (float32) and
     /// <c>scheduler/scheduler_config.json</c>: the scheduler of the diffusers folder the model came from, unchanged, or
     /// for a model trained here a DDPMScheduler with its schedule and prediction type. Only a diffusers
-    /// <see cref="UNet2DModelNoisePredictor"/> can be written; files are replaced atomically.
+    /// <see cref="UNet2DModelNoisePredictor"/> can be written this way; files are replaced atomically.
+    /// <para>
+    /// A Stable Diffusion model (such as one fine-tuned by <c>TrainDiffusion</c>) is written as a
+    /// <c>StableDiffusionPipeline</c> folder instead, which <see cref="StableDiffusionFormat.Load"/> reads: <c>unet/</c>,
+    /// <c>vae/</c> and <c>text_encoder/</c> from memory (float32 safetensors), <c>tokenizer/</c> copied from the folder the
+    /// model was loaded with, <c>scheduler/</c> and <c>model_index.json</c>. The model then refers to the written folder:
+    /// model zips saved afterwards refer to it (by path and SHA-256) instead of the files it was loaded from.
+    /// </para>
     /// </summary>
     public static void SaveDiffusers(this DiffusionModel model, string folder)
         => Diffusers.DiffusersPipelineFolder.Save(model ?? throw new ArgumentNullException(nameof(model)), folder);

@@ -20,7 +20,7 @@ namespace Microsoft.ML.Diffusion.MLNet;
 /// <c>MLContext.CancelExecution()</c> or the options' token stop it between steps, after saving a
 /// checkpoint when a checkpoint path is set.
 /// </summary>
-public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTransformer>
+public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTransformer>
 {
     private readonly IHost _host;
     private readonly DiffusionTrainingOptions _options;
@@ -36,6 +36,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
         if (string.IsNullOrWhiteSpace(options.ImageColumnName)) throw new ArgumentException("ImageColumnName must be set.", nameof(options));
         if (options.ShuffleBufferSize is < 1) throw new ArgumentOutOfRangeException(nameof(options), options.ShuffleBufferSize, "ShuffleBufferSize must be positive (or null for the default).");
         if (!Enum.IsDefined(options.DataLoading)) throw new ArgumentOutOfRangeException(nameof(options), options.DataLoading, "Unknown DataLoading.");
+        CheckLatentOptions(options);
     }
 
     // Data up to this size (as floats) is read into memory by TrainingDataLoading.Auto.
@@ -61,6 +62,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
     {
         _host.CheckValue(input, nameof(input));
         var o = _options;
+        if (o.StartFrom is { TakesPrompts: true } stableDiffusion) return FitStableDiffusion(input, stableDiffusion);
         var column = ImageColumn.Resolve(input.Schema, o.ImageColumnName, o.ImageChannels, o.ImageSize, o.PixelRange);
         var condition = o.ConditionColumnName is null ? null
             : ConditionColumn.ForTraining(input.Schema, o.ConditionColumnName, o.ClassCount, o.MaxTokens, o.TextWidth, o.TextLayers, o.TextHeads);
@@ -86,6 +88,7 @@ public sealed class DiffusionTrainingEstimator : IEstimator<DiffusionTrainingTra
             Seed = o.Seed ?? _host.Rand.Next(),
             DecaySteps = o.DecaySteps ?? Math.Max(1, o.TrainingSteps),
             Prediction = o.StartFrom?.Prediction ?? o.Prediction,
+            EmaDecay = EmaDecay(stableDiffusion: false),
         };
 
         using var trainer = new DiffusionTrainer(network, schedule, trainerOptions, device);

@@ -71,11 +71,20 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     public NoisePredictorOptions? Network { get; set; }
 
     /// <summary>
-    /// A trained model to continue training (fine-tuning), such as one from <c>DiffusionModel.LoadDiffusers</c>: its network
+    /// A trained model to continue training (fine-tuning), such as one from <c>DiffusersFormat.Load</c>: its network
     /// (kind, size and weights), noise schedule and prediction type replace <see cref="Network"/>, the UNet settings,
     /// <see cref="Schedule"/> and <see cref="DiffusionTrainerOptions.Prediction"/>. The images must have its size and channels, and
     /// a conditional model needs a condition column of its kind. A checkpoint being resumed holds newer weights and wins.
-    /// The model is read, not changed or disposed.
+    /// A pixel-space model is read, not changed or disposed: training works on a copy.
+    /// <para>
+    /// A Stable Diffusion model (<c>StableDiffusionFormat.Load</c>) is fine-tuned in place instead, since a copy of its UNet
+    /// would double gigabytes: <see cref="ConditionColumnName"/> names a text column of captions, the images (any square
+    /// size that is a multiple of 8 and of the autoencoder's factor) are encoded once by its frozen autoencoder and the
+    /// captions by its frozen text encoder, and only the UNet trains. After <c>Fit</c> this model's UNet holds the trained
+    /// weights and the result's <see cref="DiffusionTrainingTransformer.Model"/> is this same object (disposing either
+    /// disposes both). Its files no longer hold its weights, so a model zip refuses it until it is written out with
+    /// <c>SaveDiffusers(folder)</c>, after which it refers to that folder. Training runs on the model's device.
+    /// </para>
     /// </summary>
     public DiffusionModel? StartFrom { get; set; }
 
@@ -151,6 +160,29 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
 
     /// <summary>Continue from <see cref="CheckpointPath"/> when that file exists.</summary>
     public bool ResumeFromCheckpoint { get; set; } = true;
+
+    /// <summary>
+    /// Whether to keep an exponential moving average of the weights (<see cref="DiffusionTrainerOptions.EmaDecay"/>) and
+    /// give the result its weights. Null (the default) keeps one for pixel-space models and none for a Stable Diffusion
+    /// <see cref="StartFrom"/>, whose UNet an average would double in memory; true or false decides. With an average, a Stable
+    /// Diffusion UNet ends holding the averaged weights.
+    /// </summary>
+    public bool? UseEma { get; set; }
+
+    /// <summary>
+    /// Stable Diffusion fine-tuning: the probability of training a sample on the empty prompt instead of its caption
+    /// (diffusers' <c>--proportion_empty_prompts</c>), drawn each step; it keeps the unconditional prediction that
+    /// classifier-free guidance needs. 0 by default: a pretrained model already has one. (<see cref="DiffusionTrainerOptions.ConditionDropout"/>
+    /// is for the pixel-space models' learned null condition.)
+    /// </summary>
+    public double CaptionDropout { get; set; }
+
+    /// <summary>
+    /// Stable Diffusion fine-tuning: encode each image to a seeded sample of the autoencoder's latent distribution
+    /// (true, the default, as diffusers' <c>train_text_to_image.py</c> does), or to its mean (false). Either is drawn once
+    /// per image and kept for every epoch.
+    /// </summary>
+    public bool SampleLatents { get; set; } = true;
 
     // A snapshot for the estimator, so changing these options after building a pipeline does not change it.
     internal DiffusionTrainingOptions Snapshot() => this with

@@ -46,7 +46,7 @@ public sealed class DiffusionModel : IDisposable
     public PredictionType Prediction { get; }
 
     /// <summary>Optimiser steps the weights have seen.</summary>
-    public long TrainingSteps { get; }
+    public long TrainingSteps { get; internal set; }
 
     /// <summary>Where the weights live.</summary>
     public Device Device { get; }
@@ -68,7 +68,15 @@ public sealed class DiffusionModel : IDisposable
     internal PromptEncoder? Prompts { get; init; }
 
     /// <summary>The files a model loaded from a checkpoint people download came from: model zips refer to them instead of copying them.</summary>
-    internal ModelSource? Source { get; init; }
+    internal ModelSource? Source { get; set; }
+
+    /// <summary>
+    /// The files a Stable Diffusion model was loaded from when its UNet has since been fine-tuned in place: they no longer
+    /// hold its weights, so a model zip cannot refer to them until the model is written out (<c>SaveDiffusers</c>).
+    /// </summary>
+    internal ModelSource? FineTunedFrom { get; set; }
+
+    private bool _disposed;
 
     /// <summary>
     /// Most samples per network forward pass unless told otherwise. On 2 CPU cores one forward of the bench
@@ -159,6 +167,8 @@ public sealed class DiffusionModel : IDisposable
     // A latent text-to-image model is several networks of gigabytes that live in the user's own files.
     private void ThrowIfSavedByReference()
     {
+        if (FineTunedFrom is { } origin)
+            throw new NotSupportedException($"This Stable Diffusion model was fine-tuned from '{origin.Path}', whose files no longer hold its UNet's weights, and a model zip refers to a model's files instead of copying them. Write it as a diffusers folder with model.SaveDiffusers(folder) first: the model then refers to that folder, and zips saved after it do too.");
         if (IsLatent || TakesPrompts)
             throw new NotSupportedException("A Stable Diffusion model is not copied into a checkpoint: it stays in its diffusers folder or single file, and model zips refer to that (with its SHA-256).");
     }
@@ -205,6 +215,9 @@ public sealed class DiffusionModel : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        // A Stable Diffusion model fine-tuned in place is also its training result's model: either owner may dispose it.
+        if (_disposed) return;
+        _disposed = true;
         Network.Dispose();
         Autoencoder?.Dispose();
         Prompts?.Dispose();

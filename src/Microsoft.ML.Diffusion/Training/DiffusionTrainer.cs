@@ -30,10 +30,25 @@ public sealed class DiffusionTrainer : IDisposable
     private Tensor? _epochOrder;     // the current epoch's permutation of the training set
     private long _epochPosition;     // how far into it the next batch starts
 
+    private readonly bool _ownsNetwork;
+
     /// <summary>Creates a trainer with freshly initialised weights (seeded by <see cref="DiffusionTrainerOptions.Seed"/>).</summary>
     public DiffusionTrainer(NoisePredictorOptions network, NoiseScheduleOptions? schedule = null, DiffusionTrainerOptions? options = null, Device? device = null)
+        : this(network ?? throw new ArgumentNullException(nameof(network)), null, schedule, options, device)
     {
-        ArgumentNullException.ThrowIfNull(network);
+    }
+
+    /// <summary>
+    /// A trainer that trains <paramref name="network"/> itself, in place (a Stable Diffusion UNet is too large to copy):
+    /// its weights change with every step, and the trainer does not dispose it.
+    /// </summary>
+    internal DiffusionTrainer(NoisePredictor network, NoiseScheduleOptions? schedule, DiffusionTrainerOptions? options, Device? device)
+        : this(network.Options, network, schedule, options, device)
+    {
+    }
+
+    private DiffusionTrainer(NoisePredictorOptions network, NoisePredictor? inPlace, NoiseScheduleOptions? schedule, DiffusionTrainerOptions? options, Device? device)
+    {
         // A snapshot of the hyper-parameters alone (not of a derived options type): later changes to the caller's options do not reach the trainer.
         _options = options is null ? new DiffusionTrainerOptions() : options.HyperParameters();
         _options.Validate();
@@ -46,7 +61,8 @@ public sealed class DiffusionTrainer : IDisposable
 
         // Weight initialisation and dropout draw from torch's global generator: seed it here.
         manual_seed(_options.Seed ?? 0);
-        _network = NoisePredictors.Create(network);
+        _network = inPlace ?? NoisePredictors.Create(network);
+        _ownsNetwork = inPlace is null;
         _network.to(Device);
         if (_options.EmaDecay > 0)
         {
@@ -115,10 +131,14 @@ public sealed class DiffusionTrainer : IDisposable
         }
         var t = randint(0, Schedule.Length, [n], dtype: int64, generator: _generator).to(Device);
         var noise = TrainingNoise(batch.shape, _options.OffsetNoise, _generator).to(Device);
-        var xt = _forward.AddNoise(batch, t, noise);
-        var target = _forward.Target(_options.Prediction, batch, noise, t);
+        var (xt, target) = NoisyAndTarget(batch, t, noise);
         ConditionBatch? dropped = null;
-        if (condition is not null)
+        if (condition is { Kind: ConditionKind.Prompt })
+        {
+            // Text-encoder states have no learned null condition: caption dropout swaps in the empty prompt's states before the step.
+            dropped = condition.To(Device);
+        }
+        else if (condition is not null)
         {
             // Classifier-free guidance training: some samples see the null condition instead of theirs.
             var drop = (rand(n, generator: _generator) < _options.ConditionDropout).to(Device);
@@ -128,11 +148,7 @@ public sealed class DiffusionTrainer : IDisposable
 
         foreach (var g in _optimizer.ParamGroups) g.LearningRate = CurrentLearningRate;
         _optimizer.zero_grad();
-        var prediction = _network.Forward(xt, t, dropped);
-        var loss = _lossWeights is null
-            ? nn.functional.mse_loss(prediction, target)
-            // Min-SNR-γ: each sample's mean squared error times its timestep's weight, averaged over the batch.
-            : ((prediction - target).square().mean([1, 2, 3]) * _lossWeights.index_select(0, t)).mean();
+        var loss = Loss(xt, t, target, dropped);
         dropped?.Dispose();
         loss.backward();
         if (_options.GradientClipNorm > 0)
@@ -146,6 +162,20 @@ public sealed class DiffusionTrainer : IDisposable
         _ema?.Update(StepsDone);
         using (no_grad()) _lossSum.add_(loss.detach());
         _lossCount++;
+    }
+
+    // x_t by the closed-form forward process, and the regression target for the prediction type.
+    internal (Tensor Noisy, Tensor Target) NoisyAndTarget(Tensor x0, Tensor t, Tensor noise)
+        => (_forward.AddNoise(x0, t, noise), _forward.Target(_options.Prediction, x0, noise, t));
+
+    // The step's loss: MSE between the network's prediction on x_t and the target, Min-SNR-γ weighted when set.
+    internal Tensor Loss(Tensor xt, Tensor t, Tensor target, ConditionBatch? condition)
+    {
+        var prediction = _network.Forward(xt, t, condition);
+        return _lossWeights is null
+            ? nn.functional.mse_loss(prediction, target)
+            // Min-SNR-γ: each sample's mean squared error times its timestep's weight, averaged over the batch.
+            : ((prediction - target).square().mean([1, 2, 3]) * _lossWeights.index_select(0, t)).mean();
     }
 
     // Standard normal noise, plus for offset noise a per-image, per-channel constant from N(0, offset²). Drawn in this order
@@ -191,24 +221,34 @@ public sealed class DiffusionTrainer : IDisposable
 
         long count = images.shape[0];
         int batch = (int)Math.Min(_options.BatchSize, count);
+        TrainBatches(() =>
+        {
+            var indices = NextBatchIndices(count, batch).to(images.device);
+            return new StepBatch(images.index_select(0, indices), conditions?.Select(indices), null);
+        }, steps, progress, reportEvery, cancellationToken, afterStep);
+    }
+
+    /// <summary>
+    /// The next <paramref name="batch"/> indices into a training set of <paramref name="count"/> rows: each epoch a fresh
+    /// permutation from the trainer's generator, kept in its saved state so a resumed run continues the same order.
+    /// </summary>
+    internal Tensor NextBatchIndices(long count, int batch)
+    {
         if (_epochOrder is not null && _epochOrder.shape[0] != count)
         {
             // A different data set than the one the saved order was drawn for: start a new epoch.
             _epochOrder.Dispose();
             _epochOrder = null;
         }
-        TrainBatches(() =>
+        if (_epochOrder is null || _epochPosition + batch > count)
         {
-            if (_epochOrder is null || _epochPosition + batch > count)
-            {
-                _epochOrder?.Dispose();
-                _epochOrder = randperm(count, generator: _generator).DetachFromDisposeScope();
-                _epochPosition = 0;
-            }
-            var indices = _epochOrder.narrow(0, _epochPosition, batch).to(images.device);
-            _epochPosition += batch;
-            return new StepBatch(images.index_select(0, indices), conditions?.Select(indices), null);
-        }, steps, progress, reportEvery, cancellationToken, afterStep);
+            _epochOrder?.Dispose();
+            _epochOrder = randperm(count, generator: _generator).DetachFromDisposeScope();
+            _epochPosition = 0;
+        }
+        var indices = _epochOrder.narrow(0, _epochPosition, batch);
+        _epochPosition += batch;
+        return indices;
     }
 
     /// <summary>A training batch: images (N, C, H, W) in [−1, 1], their conditions, and the data stream's position after it (streamed data).</summary>
@@ -246,7 +286,11 @@ public sealed class DiffusionTrainer : IDisposable
             if (progress is not null && (StepsDone % reportEvery == 0 || last))
             {
                 double seconds = clock.Elapsed.TotalSeconds;
-                progress(new TrainingProgress((int)StepsDone, (int)target, TakeMeanLoss(), _options.LearningRate * LearningRateFactor(_options, StepsDone),
+                double loss = TakeMeanLoss();
+                // Without gradient clipping no step reads the gradients' norm; the report's loss is where divergence shows.
+                if (!double.IsFinite(loss))
+                    throw new InvalidOperationException($"Training diverged by step {StepsDone}: the mean loss is {loss}. Check the images for NaN or infinite values, or lower the learning rate ({_options.LearningRate}).");
+                progress(new TrainingProgress((int)StepsDone, (int)target, loss, _options.LearningRate * LearningRateFactor(_options, StepsDone),
                     seconds > 0 ? (StepsDone - stepsAtLastReport) / seconds : 0)
                 {
                     ImagesPerSecond = seconds > 0 ? images / seconds : 0,
@@ -335,6 +379,13 @@ public sealed class DiffusionTrainer : IDisposable
     private void CheckImageShape(Tensor images, string name)
     {
         var o = _network.Options;
+        // A prompt-conditioned (Stable Diffusion) UNet takes latents of any size; only their channels are fixed.
+        if (o.Condition.Kind == ConditionKind.Prompt)
+        {
+            if (images.dim() != 4 || images.shape[1] != o.ImageChannels)
+                throw new ArgumentException($"Training latents must have shape (N, {o.ImageChannels}, h, w) to match the network, but {name} has shape [{string.Join(", ", images.shape)}].", name);
+            return;
+        }
         if (images.dim() != 4 || images.shape[1] != o.ImageChannels || images.shape[2] != o.ImageSize || images.shape[3] != o.ImageSize)
             throw new ArgumentException($"Training images must have shape (N, {o.ImageChannels}, {o.ImageSize}, {o.ImageSize}) to match the network, but {name} has shape [{string.Join(", ", images.shape)}].", name);
     }
@@ -372,7 +423,7 @@ public sealed class DiffusionTrainer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        _network.Dispose();
+        if (_ownsNetwork) _network.Dispose();
         _emaNetwork?.Dispose();
         _optimizer.Dispose();
         _forward.Dispose();

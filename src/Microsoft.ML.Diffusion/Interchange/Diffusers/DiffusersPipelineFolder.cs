@@ -29,6 +29,11 @@ internal static class DiffusersPipelineFolder
     public static void Save(DiffusionModel model, string folder)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
+        if (model.TakesPrompts)
+        {
+            StableDiffusionPipelineWriter.Save(model, folder);
+            return;
+        }
         if (model.Network is not UNet2DModelNoisePredictor || model.NetworkOptions is not UNet2DModelOptions unet)
             throw new NotSupportedException($"Only diffusers' UNet2DModel can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(model.NetworkOptions.GetType())}. Train with Network = new UNet2DModelOptions {{ … }} to export.");
         var (scheduler, schedulerClass) = SchedulerToWrite(model);   // fails before anything is written
@@ -52,7 +57,7 @@ internal static class DiffusersPipelineFolder
     }
 
     // The imported scheduler when it still describes the model's schedule and prediction; otherwise a DDPMScheduler.
-    private static (string Json, string ClassName) SchedulerToWrite(DiffusionModel model)
+    internal static (string Json, string ClassName) SchedulerToWrite(DiffusionModel model)
     {
         if (model.DiffusersScheduler is { } kept)
         {

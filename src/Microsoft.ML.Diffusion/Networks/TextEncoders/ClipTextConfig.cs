@@ -122,6 +122,30 @@ internal sealed record ClipTextConfig
         return result;
     }
 
+    /// <summary>The config.json transformers' <c>CLIPTextModel.from_pretrained</c> reads for these settings.</summary>
+    public string Write()
+    {
+        var config = new JsonObject
+        {
+            ["architectures"] = new JsonArray("CLIPTextModel"),
+            ["model_type"] = "clip_text_model",
+            ["vocab_size"] = VocabSize,
+            ["hidden_size"] = HiddenSize,
+            ["intermediate_size"] = IntermediateSize,
+            ["num_hidden_layers"] = NumHiddenLayers,
+            ["num_attention_heads"] = NumAttentionHeads,
+            ["max_position_embeddings"] = MaxPositionEmbeddings,
+            ["hidden_act"] = HiddenAct,
+            ["layer_norm_eps"] = LayerNormEps,
+            ["projection_dim"] = ProjectionDim,
+            ["pad_token_id"] = PadTokenId,
+            ["bos_token_id"] = BosTokenId,
+            ["eos_token_id"] = EosTokenId,
+            ["torch_dtype"] = "float32",
+        };
+        return config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
     private static T Get<T>(JsonObject config, string field, string source, T fallback)
     {
         if (!config.TryGetPropertyValue(field, out var node)) return fallback;
