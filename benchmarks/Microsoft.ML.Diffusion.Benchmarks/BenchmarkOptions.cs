@@ -8,6 +8,8 @@ internal sealed record BenchmarkOptions
     public bool Ops { get; init; }
     public bool Overhead { get; init; }
     public bool Serving { get; init; }
+    public bool ServingSoak { get; init; }
+    public int? ServingSoakRequests { get; init; }
     public bool Serve { get; init; }
     public string OutputDirectory { get; init; } = Path.Combine("benchmarks", "results");
     public string[] Configs { get; init; } = ["bench", "rgb32"];
@@ -81,6 +83,10 @@ internal sealed record BenchmarkOptions
           --overhead              generate 256 images through DiffusionGenerate and directly; print the overhead
           --serving               load on DiffusionGenerationService: 1, 4, 8, 16 closed-loop clients, one at a time vs batched
                                   (bench network, DPM-Solver++ 20); prints throughput and p50/p95 latency
+          --serving-soak          memory over 1000 requests to DiffusionGenerationService (8 clients, bench network, 20 steps,
+                                  every tenth request abandoned mid-way): RSS, native and managed heap after each of 12 rounds;
+                                  exit code 1 when a measure's floor keeps rising (quick: 96 requests, 5 steps, 6 rounds)
+          --serving-soak-requests N  (serving-soak) requests after the warm-up (default 1000; quick 96)
           --serve                 answer timing requests on stdin, one at a time (the C# side of benchmarks/lockstep.py)
           --soak-train-steps N    (soak) training steps (default 3000; quick 300)
           --soak-sampling-runs N  (soak) sampling runs (default 200; quick 20)
@@ -158,6 +164,8 @@ internal sealed record BenchmarkOptions
                 "--ops" => o with { Ops = true },
                 "--overhead" => o with { Overhead = true },
                 "--serving" => o with { Serving = true },
+                "--serving-soak" => o with { ServingSoak = true },
+                "--serving-soak-requests" => o with { ServingSoak = true, ServingSoakRequests = Int() },
                 "--serve" => o with { Serve = true },
                 "--out" => o with { OutputDirectory = Value() },
                 "--configs" => o with { Configs = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Microsoft.ML.Diffusion.Benchmarks;
 
 /// <summary>Resident memory of this process from /proc/self/status (Linux).</summary>
@@ -8,6 +10,34 @@ internal static class ProcessMemory
 
     /// <summary>Current resident set size (VmRSS) in MiB, or NaN where /proc is missing.</summary>
     public static double ResidentMiB() => ReadKiB("VmRSS:") / 1024.0;
+
+    /// <summary>
+    /// MiB glibc's malloc has handed out and not had back (all arenas: mallinfo2's uordblks + hblkhd), or NaN off glibc 2.33+.
+    /// Unlike RSS it does not move with pages the allocator keeps for reuse, so a leak of native tensors shows in it first.
+    /// </summary>
+    public static double NativeHeapMiB()
+    {
+        if (!OperatingSystem.IsLinux()) return double.NaN;
+        try
+        {
+            var info = mallinfo2();
+            return ((double)info.UordBlks + info.HBlkHd) / (1 << 20);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return double.NaN;
+        }
+    }
+
+    // glibc's struct mallinfo2: ten size_t fields.
+    [StructLayout(LayoutKind.Sequential)]
+    private struct MallInfo2
+    {
+        public nuint Arena, OrdBlks, SmBlks, HBlks, HBlkHd, UsmBlks, FsmBlks, UordBlks, FordBlks, KeepCost;
+    }
+
+    [DllImport("libc.so.6", EntryPoint = "mallinfo2")]
+    private static extern MallInfo2 mallinfo2();
 
     /// <summary>Minor page faults of the process so far (field 10 of /proc/self/stat), or 0 where /proc is missing.</summary>
     public static long MinorFaults()

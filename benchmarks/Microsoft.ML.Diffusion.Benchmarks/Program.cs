@@ -64,6 +64,16 @@ if (options.Serving)
     return 0;
 }
 
+if (options.ServingSoak)
+{
+    var soak = ServingSoak.Run(options, Log);
+    Json.Write(Path.Combine(options.OutputDirectory, "serving-soak.json"), soak);
+    string soakMarkdown = ServingSoak.Markdown(soak);
+    File.WriteAllText(Path.Combine(options.OutputDirectory, "serving-soak.md"), soakMarkdown);
+    Console.Write(soakMarkdown);
+    return soak.Flat ? 0 : 1;
+}
+
 if (options.ForwardBatches)
 {
     ForwardBatchScaling.Run(options, Log);

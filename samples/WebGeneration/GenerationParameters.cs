@@ -20,6 +20,12 @@ public sealed class GenerationParameters
     /// <summary>A class label, for a class-conditional model.</summary>
     public long? Condition { get; set; }
 
+    /// <summary>The prompt, for a model that takes prompts (Stable Diffusion); null is the empty prompt.</summary>
+    public string? Prompt { get; set; }
+
+    /// <summary>What to steer away from, for a model that takes prompts; used when guidance is not 1.</summary>
+    public string? NegativePrompt { get; set; }
+
     // Misspelled fields are refused rather than ignored, so a typo does not silently fall back to a default.
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -30,7 +36,7 @@ public sealed class GenerationParameters
     /// <summary>Reads the parameters from a query string; a value that does not parse throws <see cref="FormatException"/> naming it.</summary>
     internal static GenerationParameters FromQuery(IQueryCollection query)
     {
-        var known = new[] { "seed", "steps", "sampler", "guidance", "condition" };
+        var known = new[] { "seed", "steps", "sampler", "guidance", "condition", "prompt", "negativePrompt" };
         foreach (var key in query.Keys)
             if (!known.Contains(key, StringComparer.OrdinalIgnoreCase))
                 throw new FormatException($"Unknown parameter '{key}' (known: {string.Join(", ", known)}).");
@@ -40,6 +46,8 @@ public sealed class GenerationParameters
         p.Sampler = Value(query, "sampler");
         if (Value(query, "guidance") is { } guidance) p.Guidance = Parse<double>(guidance, "guidance");
         if (Value(query, "condition") is { } condition) p.Condition = Parse<long>(condition, "condition");
+        p.Prompt = Value(query, "prompt");
+        p.NegativePrompt = Value(query, "negativePrompt");
         return p;
     }
 

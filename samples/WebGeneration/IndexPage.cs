@@ -12,12 +12,15 @@ internal static class IndexPage
         string samplers = string.Concat(DiffusionSamplers.Names.Select(n =>
             $"<option{(n == SamplerName.DpmSolverPlusPlus.Value ? " selected" : "")}>{WebUtility.HtmlEncode(n)}</option>"));
         string shape = string.Join("×", model.ImageShape);
-        string condition = model.Network.IsConditional
-            ? "<label>condition (class) <input name=condition type=number min=0></label>"
+        // A prompt model takes text (guided by default, as Stable Diffusion is used); a class-conditional one a label.
+        string condition = model.TakesPrompts
+            ? "<label>prompt <input name=prompt size=50></label><label>negative prompt <input name=negativePrompt size=50></label>"
+            : model.Network.IsConditional ? "<label>condition (class) <input name=condition type=number min=0></label>"
             : "";
+        string guidance = model.TakesPrompts ? "7.5" : "1";
         return $$"""
             <!doctype html>
-            <html lang=en><head><meta charset=utf-8><title>Diffusion generation</title>
+            <html lang=en><head><meta charset=utf-8><title>Diffusion generation</title><link rel=icon href="data:,">
             <style>
               body { font-family: sans-serif; max-width: 40em; margin: 2em auto; }
               label { display: block; margin: .3em 0; }
@@ -31,7 +34,7 @@ internal static class IndexPage
               <label>seed <input name=seed type=number value=1></label>
               <label>steps <input name=steps type=number min=1 max={{maxSteps}} value={{Math.Min(WebGenerationApp.DefaultSteps, maxSteps)}}></label>
               <label>sampler <select name=sampler>{{samplers}}</select></label>
-              <label>guidance <input name=guidance type=number step=0.1 value=1></label>
+              <label>guidance <input name=guidance type=number step=0.1 value={{guidance}}></label>
               {{condition}}
               <button>Generate</button>
             </form>

@@ -13,7 +13,8 @@ namespace Microsoft.ML.Diffusion.Samples;
 /// <summary>
 /// A web front for a model zip: <c>POST /generate</c> answers a PNG, <c>GET /events</c> streams progress and then the
 /// image as server-sent events, <c>GET /</c> is a page that uses the stream. Every request goes through one
-/// <see cref="DiffusionGenerationService"/>, which batches concurrent requests without changing their images.
+/// <see cref="DiffusionGenerationService"/>, which batches concurrent requests without changing their images. A model zip
+/// of a Stable Diffusion <c>DiffusionGenerate</c> stage serves prompts (<c>prompt</c>, <c>negativePrompt</c>).
 /// </summary>
 /// <remarks>
 /// Settings (command line <c>--name value</c>, environment or appsettings): <c>model</c> (the zip, required),
@@ -77,7 +78,16 @@ public static class WebGenerationApp
         }
         var image = await Submit(context, served, parameters, progress: null);
         if (image is null) return;
-        byte[] png = PngEncoder.Encode(await image);
+        GeneratedImage result;
+        try
+        {
+            result = await image;
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return;   // the client left; its request left the service's batch with the same token
+        }
+        byte[] png = PngEncoder.Encode(result);
         context.Response.ContentType = "image/png";
         await context.Response.Body.WriteAsync(png, context.RequestAborted);
     }
@@ -136,6 +146,16 @@ public static class WebGenerationApp
             await Error(context, StatusCodes.Status400BadRequest, $"Unknown sampler '{name}' (known: {string.Join(", ", DiffusionSamplers.Names)}).");
             return null;
         }
+        if (served.Model.TakesPrompts && parameters.Condition is not null)
+        {
+            await Error(context, StatusCodes.Status400BadRequest, "This model takes prompts, not a class condition; send 'prompt' (and 'negativePrompt') instead.");
+            return null;
+        }
+        if (!served.Model.TakesPrompts && (parameters.Prompt is not null || parameters.NegativePrompt is not null))
+        {
+            await Error(context, StatusCodes.Status400BadRequest, "This model takes no prompt (it has no text encoder); send only a seed" + (served.Model.Network.IsConditional ? " and a class condition." : "."));
+            return null;
+        }
         if (parameters.Condition is not null && !served.Model.Network.IsConditional)
         {
             await Error(context, StatusCodes.Status400BadRequest, "This model is unconditional; it takes no condition.");
@@ -148,7 +168,8 @@ public static class WebGenerationApp
         try
         {
             // The service copies the condition when it queues the request, so it is disposed here.
-            return served.Service.GenerateAsync(new GenerationRequest { Seed = parameters.Seed, Options = options, Condition = condition }, progress, context.RequestAborted);
+            var request = new GenerationRequest { Seed = parameters.Seed, Options = options, Condition = condition, Prompt = parameters.Prompt, NegativePrompt = parameters.NegativePrompt };
+            return served.Service.GenerateAsync(request, progress, context.RequestAborted);
         }
         catch (ArgumentException e)
         {

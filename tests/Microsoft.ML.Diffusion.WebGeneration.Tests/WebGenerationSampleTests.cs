@@ -5,8 +5,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.ML.Data;
-using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.Samples;
 using SkiaSharp;
 using Xunit;
@@ -33,7 +31,7 @@ public sealed class WebGenerationSampleTests(WebGenerationSampleTests.Server ser
 
         public async Task InitializeAsync()
         {
-            TrainTinyModel(Zip);
+            TinyModels.Train(Zip, Size, scheduleSteps: 50);
             _app = await Start(["--model", Zip, "--MaxSteps", "12"]);
             Client.BaseAddress = Address(_app);
         }
@@ -56,34 +54,6 @@ public sealed class WebGenerationSampleTests(WebGenerationSampleTests.Server ser
                 await _app.DisposeAsync();
             }
             Directory.Delete(_folder, recursive: true);
-        }
-
-        private static void TrainTinyModel(string zip)
-        {
-            var ml = new MLContext(seed: 0);
-            var random = new Random(0);
-            var rows = Enumerable.Range(0, 16).Select(_ => new Row { Pixels = Enumerable.Range(0, Size * Size).Select(_ => (float)random.NextDouble()).ToArray() }).ToList();
-            var data = ml.Data.LoadFromEnumerable(rows);
-            var trained = ml.Transforms.TrainDiffusion(new DiffusionTrainingOptions
-            {
-                ImageColumnName = nameof(Row.Pixels),
-                ImageChannels = 1,
-                PixelRange = PixelRange.Unit,
-                BaseChannels = 16,
-                ChannelMultipliers = [1, 2],
-                AttentionResolutions = [],
-                Schedule = new() { TrainSteps = 50 },
-                TrainingSteps = 2,
-                BatchSize = 8,
-                Seed = 0,
-            }).Fit(data);
-            ml.Model.Save(trained, data.Schema, zip);
-        }
-
-        private sealed class Row
-        {
-            [VectorType(1, Size, Size)]
-            public float[] Pixels { get; set; } = [];
         }
     }
 
@@ -142,6 +112,8 @@ public sealed class WebGenerationSampleTests(WebGenerationSampleTests.Server ser
         await BadRequest(await Client.PostAsync("/generate", Json("{\"seed\":1,")), "not a valid request");
         await BadRequest(await Client.PostAsync("/generate", Json("{\"seed\":1,\"stepz\":3}")), "stepz");
         await BadRequest(await Client.PostAsync("/generate", Json("{\"seed\":1,\"condition\":3}")), "unconditional");
+        await BadRequest(await Client.PostAsync("/generate", Json("{\"seed\":1,\"prompt\":\"a red cat\"}")), "takes no prompt");
+        await BadRequest(await Client.GetAsync("/events?seed=1&negativePrompt=blurry"), "takes no prompt");
         await BadRequest(await Client.GetAsync("/events?seed=x"), "'seed' must be a number");
         await BadRequest(await Client.GetAsync("/events?steps=50"), "steps must lie in [1, 12]");
     }
