@@ -50,6 +50,9 @@ internal sealed record BenchmarkOptions
     public int RecipeTimingSteps { get; init; } = 10;
     public int? RecipeStopAt { get; init; }
     public bool RecipeSecondSeeds { get; init; }
+    public string Network { get; init; } = BenchmarkNetworks.UNet2D;
+    public int TrainSeed { get; init; } = 1;
+    public bool CompareNetworks { get; init; }
     public bool WeightsMemory { get; init; }
     public double WeightsGigabytes { get; init; } = 2;
     public string WeightsReader { get; init; } = "file";
@@ -132,6 +135,13 @@ internal sealed record BenchmarkOptions
           --recipe-timing-steps N (recipes) steps per recipe and round of the step-time measurement (default 10; 0 skips it:
                                   processes that share the machine, each with its own --recipe-names, leave it to a
                                   last run on a quiet machine, which times every scored recipe and reuses every cell)
+          --network N             (quality, recipes, sampler-sweep) the network trained: unet2d (TrainDiffusion's default,
+                                  diffusers' UNet2DModel of the bench shape; default) or unet (the library's own UNet);
+                                  snapshots and state files of unet2d are tagged -unet2d (the own UNet's keep their names)
+          --train-seed N          (quality, recipes) training seed (default 1); other seeds' files are tagged -seedN
+          --compare-networks      step time of unet vs unet2d, round-robin in one process: the bench network at batch 64 on
+                                  Fashion-MNIST with TrainDiffusion's recipe, unconditional and class-conditional,
+                                  --recipe-timing-steps steps per network and round, five rounds; writes network-timing.md/.json
           --weights-memory        peak RSS (VmHWM) loading a float32 safetensors file of --weights-gb GiB (default 2) into a
                                   module of the same size (4096×4096 linear layers); prints (peak − RSS before the module) /
                                   file size; the file goes to OUT and is deleted after (--weights-keep keeps it for the next run)
@@ -204,6 +214,9 @@ internal sealed record BenchmarkOptions
                 "--recipe-samples" => o with { RecipeSamples = Int() },
                 "--recipe-stop-at" => o with { RecipeStopAt = Int() },
                 "--recipe-second-seeds" => o with { RecipeSearch = true, RecipeSecondSeeds = true },
+                "--network" => o with { Network = OneOf([Value()], BenchmarkNetworks.Names, a)[0] },
+                "--train-seed" => o with { TrainSeed = Int() },
+                "--compare-networks" => o with { CompareNetworks = true },
                 "--recipe-timing-steps" => o with { RecipeTimingSteps = int.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
                 "--weights-memory" => o with { WeightsMemory = true },
                 "--weights-gb" => o with { WeightsMemory = true, WeightsGigabytes = Doubles(Value(), a)[0] },

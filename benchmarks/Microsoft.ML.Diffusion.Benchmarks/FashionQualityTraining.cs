@@ -11,8 +11,8 @@ namespace Microsoft.ML.Diffusion.Benchmarks;
 internal sealed record QualitySnapshot(int Steps, double TrainingSeconds, double TrainingMinutesAtReferencePace, double Loss, string Path);
 
 /// <summary>
-/// The training half of the Fashion-MNIST quality study: one class-conditional model (the bench network,
-/// batch 64) trained on the 60,000 training images, with the EMA model saved after each step count in
+/// The training half of the Fashion-MNIST quality study: one class-conditional model (the bench network in the family
+/// --network names, batch 64) trained on the 60,000 training images, with the EMA model saved after each step count in
 /// <see cref="BenchmarkOptions.QualitySteps"/>. The step counts stand for minutes of CPU training at the
 /// quiet-machine pace of the bench configuration (<see cref="ReferenceSecondsPerStep"/>); counting steps
 /// rather than seconds keeps the models identical from run to run. Training resumes from a state file,
@@ -35,16 +35,20 @@ internal static class FashionQualityTraining
         BatchSize = 64, LearningRate = 5e-4, WarmupSteps = 200, EmaDecay = 0.998, ConditionDropout = 0.1, Seed = 1,
     };
 
-    public static string SnapshotPath(string directory, int steps) => System.IO.Path.Combine(directory, $"fashion-class-{steps:D5}.mldiff");
+    /// <summary>The network trained: the bench shape, class-conditional, in the family --network names.</summary>
+    public static NoisePredictorOptions NetworkOf(BenchmarkOptions options) => BenchmarkNetworks.For(options.Network, Network);
+
+    public static string SnapshotPath(string directory, int steps, string tag = "") => System.IO.Path.Combine(directory, $"fashion-class{tag}-{steps:D5}.mldiff");
 
     public static List<QualitySnapshot> Run(BenchmarkOptions options, string directory, Action<string> log)
     {
         Directory.CreateDirectory(directory);
         var targets = options.QualitySteps.Order().ToArray();
         var snapshots = new List<QualitySnapshot>();
-        var timesPath = System.IO.Path.Combine(directory, "training-times.json");
+        string tag = BenchmarkNetworks.Tag(options);
+        var timesPath = System.IO.Path.Combine(directory, $"training-times{tag}.json");
         var known = File.Exists(timesPath) ? Json.Read<List<QualitySnapshot>>(timesPath) ?? [] : [];
-        if (targets.All(s => File.Exists(SnapshotPath(directory, s)) && known.Any(k => k.Steps == s)))
+        if (targets.All(s => File.Exists(SnapshotPath(directory, s, tag)) && known.Any(k => k.Steps == s)))
         {
             log($"[quality] reusing the snapshots in {directory} (delete them to retrain)");
             return targets.Select(s => known.First(k => k.Steps == s)).ToList();
@@ -53,8 +57,8 @@ internal static class FashionQualityTraining
         using var images = FashionMnist.LoadTensor(FashionMnistSplit.Train, out long[] labels);
         using var labelTensor = tensor(labels);
         using var conditions = ConditionBatch.Classes(labelTensor);
-        using var trainer = new DiffusionTrainer(Network, options: TrainerOptions, device: CPU);
-        string statePath = System.IO.Path.Combine(directory, "fashion-class.state");
+        using var trainer = new DiffusionTrainer(NetworkOf(options), options: TrainerOptions with { Seed = options.TrainSeed }, device: CPU);
+        string statePath = System.IO.Path.Combine(directory, $"fashion-class{tag}.state");
         double seconds = 0;
         if (File.Exists(statePath))
         {
@@ -63,7 +67,7 @@ internal static class FashionQualityTraining
             snapshots.AddRange(known.Where(k => k.Steps <= trainer.StepsDone && File.Exists(k.Path)));
             log($"[quality] resumed at step {trainer.StepsDone}");
         }
-        log($"[quality] training a class-conditional model on {labels.Length} Fashion-MNIST images to steps {string.Join(", ", targets)}");
+        log($"[quality] training a class-conditional {options.Network} model (seed {options.TrainSeed}) on {labels.Length} Fashion-MNIST images to steps {string.Join(", ", targets)}");
         var clock = new Stopwatch();
         foreach (int target in targets)
         {
@@ -76,7 +80,7 @@ internal static class FashionQualityTraining
                 log($"[quality] step {p.Step,5}/{p.TotalSteps}  loss {p.Loss:F4}  {p.StepsPerSecond:F2} steps/s");
             }, reportEvery: 100, conditions: conditions);
             seconds += clock.Elapsed.TotalSeconds;
-            string path = SnapshotPath(directory, target);
+            string path = SnapshotPath(directory, target, tag);
             using (var model = trainer.ToModel()) model.Save(path);
             trainer.SaveState(statePath);
             snapshots.Add(new QualitySnapshot(target, seconds, target * ReferenceSecondsPerStep / 60, lastLoss, path));

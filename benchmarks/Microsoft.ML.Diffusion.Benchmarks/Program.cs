@@ -95,11 +95,22 @@ if (options.SamplerSweep)
 
 if (options.RecipeSearch)
 {
-    var recipes = RecipeSearch.Run(options, versions, Path.Combine(options.OutputDirectory, "quality"), Path.Combine(options.OutputDirectory, "recipes"), Log);
-    Json.Write(Path.Combine(options.OutputDirectory, "training-recipes.json"), recipes);
+    string tag = BenchmarkNetworks.Tag(options);
+    var recipes = RecipeSearch.Run(options, versions, Path.Combine(options.OutputDirectory, "quality"), Path.Combine(options.OutputDirectory, "recipes" + tag), Log);
+    Json.Write(Path.Combine(options.OutputDirectory, $"training-recipes{tag}.json"), recipes);
     string recipesMarkdown = RecipeSearch.Markdown(recipes, RecipeSearch.All(options.RecipeSteps.Max()));
-    File.WriteAllText(Path.Combine(options.OutputDirectory, "training-recipes.md"), recipesMarkdown);
+    File.WriteAllText(Path.Combine(options.OutputDirectory, $"training-recipes{tag}.md"), recipesMarkdown);
     Console.Write(recipesMarkdown);
+    return 0;
+}
+
+if (options.CompareNetworks)
+{
+    var timing = NetworkTiming.Run(options, versions, Log);
+    Json.Write(Path.Combine(options.OutputDirectory, "network-timing.json"), timing);
+    string timingMarkdown = NetworkTiming.Markdown(timing);
+    File.WriteAllText(Path.Combine(options.OutputDirectory, "network-timing.md"), timingMarkdown);
+    Console.Write(timingMarkdown);
     return 0;
 }
 
@@ -150,9 +161,10 @@ if (options.Quality)
         return 0;
     }
     var quality = FashionQualityEvaluation.Run(options, versions, dir, snapshots, options.GridDirectory, Log);
-    Json.Write(Path.Combine(options.OutputDirectory, "fashion-quality.json"), quality);
+    string tag = BenchmarkNetworks.Tag(options);
+    Json.Write(Path.Combine(options.OutputDirectory, $"fashion-quality{tag}.json"), quality);
     string qualityMarkdown = QualityMarkdown(quality);
-    File.WriteAllText(Path.Combine(options.OutputDirectory, "fashion-quality.md"), qualityMarkdown);
+    File.WriteAllText(Path.Combine(options.OutputDirectory, $"fashion-quality{tag}.md"), qualityMarkdown);
     Console.Write(qualityMarkdown);
     return 0;
 }

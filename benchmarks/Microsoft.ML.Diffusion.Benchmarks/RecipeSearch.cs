@@ -29,7 +29,7 @@ internal sealed record RecipeReport(string Timestamp, VersionsInfo Versions, int
 
 /// <summary>
 /// The training-recipe search: unconditional models of the bench configuration (1×28×28, channels 32/64/64, attention
-/// at 7×7, batch 64, AdamW, EMA, horizontal flips) trained on the 60,000 Fashion-MNIST training images with each recipe
+/// at 7×7, batch 64, AdamW, EMA, horizontal flips; diffusers' UNet2DModel or the library's own UNet, --network) trained on the 60,000 Fashion-MNIST training images with each recipe
 /// and the same seed, scored after each step count by Fréchet distance, precision and recall of DDIM-50 samples in the
 /// quality study's classifier features. Trainings resume from state files and scores are kept as they finish, so a
 /// stopped search goes on where it was. Every recipe's step time is measured round-robin with the others at the end,
@@ -39,7 +39,8 @@ internal static class RecipeSearch
 {
     private static readonly GenerationOptions Sampling = new() { Sampler = SamplerName.Ddim, Steps = 50 };
 
-    public static UNetOptions Network => FashionQualityTraining.Network with { Condition = new() };
+    /// <summary>The bench shape, unconditional; --network picks the family.</summary>
+    public static UNetOptions Shape => FashionQualityTraining.Network with { Condition = new() };
 
     /// <summary>The recipe every other is measured against: plain DDPM training (ε target, uniform weighting) with AdamW 2e-4 after 100 warm-up steps and EMA 0.999.</summary>
     private static DiffusionTrainerOptions Baseline => new() { BatchSize = 64, LearningRate = 2e-4, LearningRateDecay = LearningRateDecay.Constant, MinSnrGamma = null, EmaDecay = 0.999, RandomHorizontalFlip = true, Seed = 1 };
@@ -76,7 +77,8 @@ internal static class RecipeSearch
         if (options.RecipeStopAt is { } stop && !targets.Contains(stop))
             throw new ArgumentException($"--recipe-stop-at {stop} is not one of the step counts ({string.Join(", ", targets)}).");
         var trained = targets.Where(s => s <= (options.RecipeStopAt ?? int.MaxValue)).ToArray();
-        var recipes = All(targets.Max());
+        var network = BenchmarkNetworks.For(options.Network, Shape);
+        var recipes = All(targets.Max()).Select(r => r with { Trainer = r.Trainer with { Seed = options.TrainSeed } }).ToList();
         var chosen = options.Recipes is { } names
             ? names.Select(n => recipes.FirstOrDefault(r => r.Name == n) ?? throw new ArgumentException($"Unknown recipe '{n}'; known: {string.Join(", ", recipes.Select(r => r.Name))}.")).ToList()
             : recipes.ToList();
@@ -100,7 +102,7 @@ internal static class RecipeSearch
         // Every recipe to the last step count first, scoring that snapshot; the earlier snapshots are scored after all of them.
         foreach (var recipe in chosen)
         {
-            TrainTo(recipe, trained, train, directory, log);
+            TrainTo(network, recipe, trained, train, directory, log);
             Score(recipe, trained.Max());
         }
         foreach (var recipe in chosen)
@@ -160,7 +162,7 @@ internal static class RecipeSearch
         var timed = recipes.Where(r => r.Name == Plain || File.Exists(CellsPath(r))).ToList();
         if (options.RecipeTimingSteps > 0 && timed.Any(r => timings.All(t => t.Recipe != r.Name)))
         {
-            timings = TimeSteps(timed, train, options.RecipeTimingSteps, log);
+            timings = TimeSteps(network, timed, train, options.RecipeTimingSteps, log);
             Json.Write(timingsPath, timings);
         }
         cells = recipes.Where(r => File.Exists(CellsPath(r))).SelectMany(r => Json.Read<List<RecipeCell>>(CellsPath(r)) ?? []).ToList();
@@ -171,13 +173,13 @@ internal static class RecipeSearch
     private static string SnapshotPath(string directory, TrainingRecipe recipe, int steps) => Path.Combine(directory, $"{recipe.Name}-{steps:D5}.mldiff");
     private static string TimesPath(string directory, TrainingRecipe recipe) => Path.Combine(directory, $"{recipe.Name}-times.json");
 
-    private static void TrainTo(TrainingRecipe recipe, int[] targets, Tensor images, string directory, Action<string> log)
+    private static void TrainTo(NoisePredictorOptions network, TrainingRecipe recipe, int[] targets, Tensor images, string directory, Action<string> log)
     {
         string timesPath = TimesPath(directory, recipe);
         var times = File.Exists(timesPath) ? Json.Read<Dictionary<int, double>>(timesPath) ?? [] : [];
         if (targets.All(s => File.Exists(SnapshotPath(directory, recipe, s)) && times.ContainsKey(s))) return;
 
-        using var trainer = new DiffusionTrainer(Network, recipe.Schedule, recipe.Trainer, CPU);
+        using var trainer = new DiffusionTrainer(network, recipe.Schedule, recipe.Trainer, CPU);
         string statePath = Path.Combine(directory, $"{recipe.Name}.state");
         double seconds = 0;
         if (File.Exists(statePath))
@@ -204,7 +206,7 @@ internal static class RecipeSearch
             if (File.Exists(SnapshotPath(directory, recipe, target)) && times.ContainsKey(target)) continue;
             if (trainer.StepsDone > target)
             {
-                times[target] = RetrainSnapshot(recipe, target, images, directory, log);   // resumed past a target whose snapshot is missing
+                times[target] = RetrainSnapshot(network, recipe, target, images, directory, log);   // resumed past a target whose snapshot is missing
                 Json.Write(timesPath, times);
                 continue;
             }
@@ -216,10 +218,10 @@ internal static class RecipeSearch
     }
 
     // The same seed gives the same model, so a snapshot a resumed run went past is trained again from the start.
-    private static double RetrainSnapshot(TrainingRecipe recipe, int target, Tensor images, string directory, Action<string> log)
+    private static double RetrainSnapshot(NoisePredictorOptions network, TrainingRecipe recipe, int target, Tensor images, string directory, Action<string> log)
     {
         log($"[recipes] {recipe.Name}: training step {target}'s snapshot again from the start");
-        using var trainer = new DiffusionTrainer(Network, recipe.Schedule, recipe.Trainer, CPU);
+        using var trainer = new DiffusionTrainer(network, recipe.Schedule, recipe.Trainer, CPU);
         var clock = Stopwatch.StartNew();
         trainer.Train(images, target, p => log($"[recipes] {recipe.Name} (again) step {p.Step,5}  loss {p.Loss:F4}  {p.StepsPerSecond:F2} steps/s"), reportEvery: 250);
         using (var model = trainer.ToModel()) model.Save(SnapshotPath(directory, recipe, target));
@@ -243,9 +245,9 @@ internal static class RecipeSearch
     }
 
     // Each recipe trains `steps` steps per round, the recipes taking turns for five rounds; the median round gives the step time.
-    private static List<RecipeTiming> TimeSteps(IReadOnlyList<TrainingRecipe> recipes, Tensor images, int steps, Action<string> log)
+    private static List<RecipeTiming> TimeSteps(NoisePredictorOptions network, IReadOnlyList<TrainingRecipe> recipes, Tensor images, int steps, Action<string> log)
     {
-        var trainers = recipes.Select(r => new DiffusionTrainer(Network, r.Schedule, r.Trainer, CPU)).ToList();
+        var trainers = recipes.Select(r => new DiffusionTrainer(network, r.Schedule, r.Trainer, CPU)).ToList();
         try
         {
             foreach (var t in trainers) t.Train(images, 2);

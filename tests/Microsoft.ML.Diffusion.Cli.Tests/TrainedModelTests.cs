@@ -7,7 +7,7 @@ using static Microsoft.ML.Diffusion.Cli.Tests.CliRunner;
 
 namespace Microsoft.ML.Diffusion.Cli.Tests;
 
-/// <summary>train once on the built-in shapes (20 steps of a tiny UNet), then generate, info and evaluate on the result.</summary>
+/// <summary>train once on the built-in shapes (20 steps of a tiny UNet2DModel), then generate, info and evaluate on the result.</summary>
 public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : IClassFixture<TrainedModelTests.TrainedModel>
 {
     public sealed class TrainedModel : IDisposable
@@ -89,8 +89,8 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
         Succeeded(info);
         Assert.Matches(@"Training steps\s*│\s*20\s", info.Output);
         Assert.Matches(@"Image shape \(C×H×W\)\s*│\s*1×16×16", info.Output);
-        Assert.Matches(@"Noise predictor\s*│\s*unet\s", info.Output);
-        Assert.Matches(@"ChannelMultipliers\s*│\s*1,2\s", info.Output);
+        Assert.Matches(@"Noise predictor\s*│\s*diffusers-unet2d\s", info.Output);
+        Assert.Matches(@"BlockOutChannels\s*│\s*16,32\s", info.Output);
         Assert.Matches(@"Noise schedule\s*│\s*Linear", info.Output);
         Assert.Matches(@"Prediction type\s*│\s*VPrediction", info.Output);
         var parameters = Regex.Match(info.Output, @"Parameters\s*│\s*([\d,]+)");
@@ -110,9 +110,9 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
             byte[] bytes;
             using (var read = entry.Open()) { using var copy = new MemoryStream(); read.CopyTo(copy); bytes = copy.ToArray(); }
             string text = System.Text.Encoding.Latin1.GetString(bytes);
-            int at = text.IndexOf("\"Type\":\"unet\"", StringComparison.Ordinal);
-            Assert.True(at >= 0, "the checkpoint header names the unet network");
-            System.Text.Encoding.Latin1.GetBytes("\"Type\":\"zzzz\"").CopyTo(bytes, at);
+            int at = text.IndexOf("\"Type\":\"diffusers-unet2d\"", StringComparison.Ordinal);
+            Assert.True(at >= 0, "the checkpoint header names the diffusers-unet2d network");
+            System.Text.Encoding.Latin1.GetBytes("\"Type\":\"zzzzzzzzzzzzzzzz\"").CopyTo(bytes, at);
             string name = entry.FullName;
             entry.Delete();
             using var write = archive.CreateEntry(name).Open();
@@ -123,7 +123,7 @@ public sealed class TrainedModelTests(TrainedModelTests.TrainedModel trained) : 
             var outcome = Run(args);
             Assert.Equal(ExitCodes.RuntimeError, outcome.ExitCode);
             Assert.Contains("not registered in this process", outcome.Output);
-            Assert.Contains("'zzzz'", outcome.Output);
+            Assert.Contains("'zzzzzzzzzzzzzzzz'", outcome.Output);
             Assert.DoesNotContain("is not a diffusion model zip", outcome.Output);
             Assert.DoesNotContain("target of an invocation", outcome.Output);
         }

@@ -14,8 +14,10 @@ public static class DiffusersFormat
     /// <c>unet</c> subfolder, and the noise schedule and prediction type of its <c>scheduler_config.json</c> (top or
     /// <c>scheduler</c> subfolder; DDPMScheduler, DDIMScheduler or DPMSolverMultistepScheduler). The weights go to
     /// <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>). <c>GenerationOptions.FromDiffusers</c>
-    /// gives the sampler settings that reproduce the scheduler. Errors name the file and the field or tensor; a folder that
-    /// lacks files names all of them.
+    /// gives the sampler settings that reproduce the scheduler. A folder <see cref="SaveDiffusers"/> wrote for a text- or
+    /// vector-conditional model (a <c>UNet2DConditionModel</c> in <c>unet</c> and the library's condition encoder in
+    /// <c>condition_encoder</c>) reads back whole. Errors name the file and the field or tensor; a folder that lacks files
+    /// names all of them.
     /// </summary>
     public static DiffusionModel Load(string folder, Device? device = null) => Diffusers.DiffusersPipelineFolder.Load(folder, device);
 
@@ -24,8 +26,12 @@ public static class DiffusersFormat
     /// <c>UNet2DModel.from_pretrained</c> on its <c>unet</c> subfolder) loads: <c>model_index.json</c>,
     /// <c>unet/config.json</c>, <c>unet/diffusion_pytorch_model.safetensors</c> (float32) and
     /// <c>scheduler/scheduler_config.json</c>: the scheduler of the diffusers folder the model came from, unchanged, or
-    /// for a model trained here a DDPMScheduler with its schedule and prediction type. Only a diffusers
-    /// <see cref="UNet2DModelNoisePredictor"/> can be written this way; files are replaced atomically.
+    /// for a model trained here a DDPMScheduler with its schedule and prediction type. A class-conditional model's
+    /// <c>num_class_embeds</c> counts the learned null class, its last label. A text- or vector-conditional model trained
+    /// here (diffusers' <c>UNet2DConditionModel</c> reading the library's condition encoder) is written without
+    /// <c>model_index.json</c>: <c>unet/</c> for <c>UNet2DConditionModel.from_pretrained</c>, <c>scheduler/</c>, and the
+    /// encoder in the library's own format in <c>condition_encoder/</c> (<c>config.json</c>, <c>model.safetensors</c>).
+    /// Other networks (the library's own UNet) cannot be written; files are replaced atomically.
     /// <para>
     /// A Stable Diffusion model (such as one fine-tuned by <c>TrainDiffusion</c>) is written as a
     /// <c>StableDiffusionPipeline</c> folder instead, which <see cref="StableDiffusionFormat.Load"/> reads: <c>unet/</c>,

@@ -33,7 +33,7 @@ internal sealed class ConditionColumn
         {
             KeyDataViewType key => new() { Kind = ConditionKind.Class, ClassCount = CheckedCount(key, name) },
             NumberDataViewType when IntegerColumn.IsInteger(type) => new() { Kind = ConditionKind.Class, ClassCount = classCount ?? throw new ArgumentOutOfRangeException(nameof(name), $"Condition column '{name}' holds integer class labels; set ClassCount (or convert it to a key column with MapValueToKey).") },
-            VectorDataViewType { ItemType: NumberDataViewType } v when v.ItemType == NumberDataViewType.Single && v.IsKnownSize => new() { Kind = ConditionKind.Vector, VectorSize = v.Size },
+            VectorDataViewType { ItemType: NumberDataViewType } v when v.ItemType == NumberDataViewType.Single && v.IsKnownSize => new() { Kind = ConditionKind.Vector, VectorSize = v.Size, TextWidth = textWidth },
             VectorDataViewType { ItemType: KeyDataViewType k } => new() { Kind = ConditionKind.Text, VocabularySize = CheckedCount(k, name) + 1, MaxTokens = maxTokens, TextWidth = textWidth, TextLayers = textLayers, TextHeads = textHeads },
             _ => throw new ArgumentOutOfRangeException(nameof(name), $"Condition column '{name}' must be a key or integer column (classes), a known-size vector of Single (e.g. FeaturizeText) or a vector of keys (TokenizeIntoWords + MapValueToKey), but it is {type}."),
         };

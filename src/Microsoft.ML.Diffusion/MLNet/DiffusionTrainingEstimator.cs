@@ -5,6 +5,7 @@ using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.MLNet.Streaming;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Networks.Diffusers;
 using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Schedules;
 using Microsoft.ML.Diffusion.Training;
@@ -117,28 +118,29 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
         return new DiffusionTrainingTransformer(_host, model, column.Name, condition?.Name);
     }
 
-    // The noise predictor to train: the starting model's, the options' own kind, or the library's UNet, sized to the columns.
+    // The noise predictor to train: the starting model's, the options' own kind, or the diffusers UNet of the UNet
+    // settings' shape (UNet2DModel, or UNet2DConditionModel for text and vector conditions), sized to the columns.
     private NoisePredictorOptions NetworkFor(IDataView input, ImageColumn column, ConditionColumn? condition)
     {
         var o = _options;
-        NoisePredictorOptions network = o.StartFrom is { } start ? StartingNetwork(start, column, condition)
-            : o.Network is { } chosen
-            ? chosen with { ImageChannels = column.Channels, ImageSize = column.Size, Condition = condition?.Options ?? new() }
-            : new UNetOptions
-        {
-            ImageChannels = column.Channels,
-            ImageSize = column.Size,
-            BaseChannels = o.BaseChannels,
-            ChannelMultipliers = o.ChannelMultipliers,
-            ResidualBlocksPerLevel = o.ResidualBlocksPerLevel,
-            AttentionResolutions = o.AttentionResolutions ?? [column.Size >> (o.ChannelMultipliers.Length - 1)],
-            AttentionHeads = o.AttentionHeads,
-            NormGroups = o.NormGroups,
-            Dropout = o.Dropout,
-            Condition = condition?.Options ?? new(),
-        };
+        NoisePredictorOptions? network = o.StartFrom is { } start ? StartingNetwork(start, column, condition) : null;
         try
         {
+            network ??= o.Network is { } chosen
+                ? chosen with { ImageChannels = column.Channels, ImageSize = column.Size, Condition = condition?.Options ?? new() }
+                : DiffusersUNetShapes.Like(new UNetOptions
+            {
+                ImageChannels = column.Channels,
+                ImageSize = column.Size,
+                BaseChannels = o.BaseChannels,
+                ChannelMultipliers = o.ChannelMultipliers,
+                ResidualBlocksPerLevel = o.ResidualBlocksPerLevel,
+                AttentionResolutions = o.AttentionResolutions ?? [column.Size >> (o.ChannelMultipliers.Length - 1)],
+                AttentionHeads = o.AttentionHeads,
+                NormGroups = o.NormGroups,
+                Dropout = o.Dropout,
+                Condition = condition?.Options ?? new(),
+            });
             network.Validate();
         }
         catch (ArgumentException e)

@@ -64,15 +64,18 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
 
 
     /// <summary>
-    /// The noise predictor to train: the options of any kind registered with <see cref="NoisePredictors"/>. Its
-    /// image shape and condition are taken from the columns. Null trains the built-in UNet described by the
-    /// UNet settings below, which are ignored otherwise.
+    /// The noise predictor to train: the options of any kind registered with <see cref="NoisePredictors"/> (the library's
+    /// own <see cref="UNetOptions"/> among them). Its image shape and condition are taken from the columns. Null trains
+    /// the default network, a Hugging Face diffusers UNet of the shape the UNet settings below describe, which are ignored
+    /// otherwise: <c>UNet2DModel</c> for unconditional and class-conditional models (a learned null class for guidance),
+    /// <c>UNet2DConditionModel</c> reading the library's condition encoder through cross-attention for text and vector
+    /// conditions. Both export with <c>SaveDiffusers</c>.
     /// </summary>
     public NoisePredictorOptions? Network { get; set; }
 
     /// <summary>
     /// A trained model to continue training (fine-tuning), such as one from <c>DiffusersFormat.Load</c>: its network
-    /// (kind, size and weights), noise schedule and prediction type replace <see cref="Network"/>, the UNet settings,
+    /// (kind, size and weights), noise schedule and prediction type replace <see cref="Network"/>, the network settings,
     /// <see cref="Schedule"/> and <see cref="DiffusionTrainerOptions.Prediction"/>. The images must have its size and channels, and
     /// a conditional model needs a condition column of its kind. A checkpoint being resumed holds newer weights and wins.
     /// A pixel-space model is read, not changed or disposed: training works on a copy.
@@ -88,25 +91,25 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     /// </summary>
     public DiffusionModel? StartFrom { get; set; }
 
-    /// <summary>Channels of the UNet's first level.</summary>
+    /// <summary>Channels of the default network's first level (diffusers' <c>block_out_channels[0]</c>).</summary>
     public int BaseChannels { get; set; } = 32;
 
-    /// <summary>Channel multiplier per UNet level; the image is halved between levels.</summary>
+    /// <summary>Channel multiplier per level of the default network (<c>block_out_channels</c> = BaseChannels × multiplier); the image is halved between levels.</summary>
     public int[] ChannelMultipliers { get; set; } = [1, 2, 2];
 
-    /// <summary>Residual blocks per UNet level.</summary>
+    /// <summary>Residual blocks per level of the default network (<c>layers_per_block</c>).</summary>
     public int ResidualBlocksPerLevel { get; set; } = 1;
 
-    /// <summary>Feature-map sizes with self-attention; null puts it at the smallest level.</summary>
+    /// <summary>Feature-map sizes whose levels have attention blocks (and, with text or vector conditions, cross-attention); null puts it at the smallest level. The middle always attends.</summary>
     public int[]? AttentionResolutions { get; set; }
 
-    /// <summary>Heads per self-attention layer.</summary>
+    /// <summary>Heads per attention layer of the default network.</summary>
     public int AttentionHeads { get; set; } = 1;
 
-    /// <summary>GroupNorm groups.</summary>
+    /// <summary>GroupNorm groups of the default network (<c>norm_num_groups</c>).</summary>
     public int NormGroups { get; set; } = 8;
 
-    /// <summary>Dropout inside residual blocks.</summary>
+    /// <summary>Dropout inside the default network's residual blocks.</summary>
     public double Dropout { get; set; }
 
     /// <summary>

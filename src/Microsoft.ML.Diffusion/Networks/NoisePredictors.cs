@@ -8,7 +8,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// built from it. Models name their network's kind in their files, so a kind must be registered (in code with
 /// <see cref="Register{TOptions}"/>, or by an assembly attribute <see cref="NoisePredictorRegistrationAttribute"/>
 /// in any loaded assembly) before a model of that kind is loaded. The UNet is registered as "unet", diffusers'
-/// UNet2DModel as "diffusers-unet2d".
+/// UNet2DModel as "diffusers-unet2d" and UNet2DConditionModel as "diffusers-unet2d-condition".
 /// </summary>
 public static class NoisePredictors
 {

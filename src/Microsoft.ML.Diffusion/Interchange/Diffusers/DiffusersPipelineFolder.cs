@@ -12,7 +12,8 @@ namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
 /// <summary>
 /// A diffusers pipeline folder (<c>model_index.json</c>, <c>unet/</c>, <c>scheduler/</c>) read into a
 /// <see cref="DiffusionModel"/> and written from one; see <see cref="DiffusersFormat.Load"/> and
-/// <see cref="DiffusersFormat.SaveDiffusers"/>.
+/// <see cref="DiffusersFormat.SaveDiffusers"/>. A text- or vector-conditional model has no diffusers pipeline: its
+/// folder has no model_index.json, and its condition encoder is beside the UNet (<see cref="ConditionEncoderFolder"/>).
 /// </summary>
 internal static class DiffusersPipelineFolder
 {
@@ -21,7 +22,9 @@ internal static class DiffusersPipelineFolder
         DiffusionDevice.EnsureInitialized();
         DiffusersModelFolder.ThrowIfIncomplete(folder);
         var (schedulerPath, scheduler) = DiffusersSchedulerConfig.ReadFolder(folder);
-        var network = DiffusersUNetFolder.Load(DiffusersModelFolder.UNetFolder(folder));
+        NoisePredictor network = ConditionEncoderFolder.IsIn(folder)
+            ? ConditionEncoderFolder.Load(folder)
+            : DiffusersUNetFolder.Load(DiffusersModelFolder.UNetFolder(folder));
         network.to(device ?? DiffusionDevice.Resolve());
         return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction) { DiffusersScheduler = File.ReadAllText(schedulerPath) };
     }
@@ -34,8 +37,16 @@ internal static class DiffusersPipelineFolder
             StableDiffusionPipelineWriter.Save(model, folder);
             return;
         }
+        if (model.Network is UNet2DConditionNoisePredictor { ConditionEncoder: not null } conditional && model.NetworkOptions is UNet2DConditionOptions encoded)
+        {
+            var (conditionalScheduler, _) = SchedulerToWrite(model);   // fails before anything is written
+            ConditionEncoderFolder.Save(conditional, encoded, folder);
+            Directory.CreateDirectory(Path.Combine(folder, "scheduler"));
+            AtomicFile.Write(Path.Combine(folder, "scheduler", DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(conditionalScheduler)));
+            return;
+        }
         if (model.Network is not UNet2DModelNoisePredictor || model.NetworkOptions is not UNet2DModelOptions unet)
-            throw new NotSupportedException($"Only diffusers' UNet2DModel can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(model.NetworkOptions.GetType())}. Train with Network = new UNet2DModelOptions {{ … }} to export.");
+            throw new NotSupportedException($"Only diffusers' UNet2DModel and a text- or vector-conditional UNet2DConditionModel trained here can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(model.NetworkOptions.GetType())}. Train with the default network or Network = new UNet2DModelOptions {{ … }} to export.");
         var (scheduler, schedulerClass) = SchedulerToWrite(model);   // fails before anything is written
         string config = UNet2DModelConfig.Write(unet);
         byte[] weights = SafeTensors.Write(model.Network.state_dict().Select(kv => (kv.Key, kv.Value)), new Dictionary<string, string> { ["format"] = "pt" });

@@ -9,18 +9,23 @@ namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
 /// <summary>
 /// A diffusers <c>config.json</c> of a <c>UNet2DModel</c> to and from <see cref="UNet2DModelOptions"/>. Fields missing
 /// from a file take diffusers' defaults; a field or value the library does not support is an error that names it.
+/// A learned null class is the last class embedding, named by <see cref="NullClassField"/>: diffusers drops fields
+/// that start with an underscore, so to it the null class is one more class label.
 /// </summary>
 internal static class UNet2DModelConfig
 {
     // Fields that only describe the file or that UNet2DModel ignores.
     private static readonly HashSet<string> Descriptive = ["_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"];
 
+    /// <summary>The field that names the learned null class's label (<c>num_class_embeds</c> − 1), written only for such models.</summary>
+    public const string NullClassField = "_null_class_label";
+
     private static readonly HashSet<string> Known =
     [
         "sample_size", "in_channels", "out_channels", "center_input_sample", "time_embedding_type", "freq_shift", "flip_sin_to_cos",
         "down_block_types", "up_block_types", "block_out_channels", "layers_per_block", "mid_block_scale_factor", "downsample_padding",
         "downsample_type", "upsample_type", "dropout", "act_fn", "attention_head_dim", "norm_num_groups", "norm_eps",
-        "resnet_time_scale_shift", "add_attention", "class_embed_type", "num_class_embeds", "num_train_timesteps",
+        "resnet_time_scale_shift", "add_attention", "class_embed_type", "num_class_embeds", "num_train_timesteps", NullClassField,
     ];
 
     public static UNet2DModelOptions Read(string json, string source)
@@ -49,11 +54,16 @@ internal static class UNet2DModelConfig
         if (outChannels != channels)
             throw new CheckpointFormatException($"{source} has out_channels {outChannels} but in_channels {channels}; a noise predictor returns as many channels as it takes.");
         int? classes = Get<int?>(config, "num_class_embeds", source, null);
+        int? nullClass = Get<int?>(config, NullClassField, source, null);
+        if (nullClass is { } label && label != classes - 1)
+            throw new CheckpointFormatException($"{source} has {NullClassField} {label}, but the null class is the last class embedding ({(classes is { } c ? $"num_class_embeds {c} − 1" : "and num_class_embeds is not set")}).");
+        if (nullClass is not null) classes--;
         var options = new UNet2DModelOptions
         {
             ImageChannels = channels,
             ImageSize = SampleSize(config, source),
             Condition = classes is { } n ? new ConditioningOptions { Kind = ConditionKind.Class, ClassCount = n } : new ConditioningOptions(),
+            LearnedNullClass = nullClass is not null,
             DownBlockTypes = Get(config, "down_block_types", source, new UNet2DModelOptions().DownBlockTypes),
             UpBlockTypes = Get(config, "up_block_types", source, new UNet2DModelOptions().UpBlockTypes),
             BlockOutChannels = Get(config, "block_out_channels", source, new UNet2DModelOptions().BlockOutChannels),
@@ -107,7 +117,7 @@ internal static class UNet2DModelConfig
             ["mid_block_scale_factor"] = o.MidBlockScaleFactor,
             ["norm_eps"] = o.NormEps,
             ["norm_num_groups"] = o.NormNumGroups,
-            ["num_class_embeds"] = o.Condition.Kind == ConditionKind.Class ? o.Condition.ClassCount : null,
+            ["num_class_embeds"] = o.Condition.Kind == ConditionKind.Class ? o.Condition.ClassCount + (o.LearnedNullClass ? 1 : 0) : null,
             ["out_channels"] = o.ImageChannels,
             ["resnet_time_scale_shift"] = o.ResnetTimeScaleShift,
             ["sample_size"] = o.ImageSize,
@@ -115,6 +125,7 @@ internal static class UNet2DModelConfig
             ["up_block_types"] = new JsonArray([.. o.UpBlockTypes.Select(t => (JsonNode)t)]),
             ["upsample_type"] = "conv",
         };
+        if (o.LearnedNullClass) config[NullClassField] = o.Condition.ClassCount;
         return config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
 

@@ -6,8 +6,8 @@ namespace Microsoft.ML.Diffusion.Networks.Diffusers;
 
 /// <summary>
 /// diffusers' <c>Attention</c> as UNet2DModel's attention blocks use it: GroupNorm over the feature map, multi-head
-/// self-attention over its positions (softmax in float32), an output projection, the input added back, divided by
-/// the rescale factor. Parameter names (group_norm, to_q, to_k, to_v, to_out.0) are diffusers'.
+/// self-attention over its positions (softmax in float32: the fused scaled_dot_product_attention in float32
+/// networks), an output projection, the input added back, divided by the rescale factor. Parameter names (group_norm, to_q, to_k, to_v, to_out.0) are diffusers'.
 /// </summary>
 internal sealed class SelfAttention2D : Module<Tensor, Tensor>
 {
@@ -46,9 +46,18 @@ internal sealed class SelfAttention2D : Module<Tensor, Tensor>
         var q = Heads(to_q);
         var k = Heads(to_k);
         var v = Heads(to_v);
-        var scores = q.matmul(k.transpose(-1, -2)) * (1.0 / Math.Sqrt(_headDim));
-        var probabilities = functional.softmax(scores.to(float32), -1).to(q.dtype);   // diffusers' upcast_softmax
-        var attended = probabilities.matmul(v).transpose(1, 2).reshape(b, n, _heads * _headDim);
+        Tensor attended;
+        if (q.dtype == float32)
+        {
+            // softmax(q·kᵀ/√d)·v, diffusers' math, to float32 rounding, in one fused kernel (the default scale is 1/√d).
+            attended = functional.scaled_dot_product_attention(q, k, v);
+        }
+        else
+        {
+            var scores = q.matmul(k.transpose(-1, -2)) * (1.0 / Math.Sqrt(_headDim));
+            attended = functional.softmax(scores.to(float32), -1).to(q.dtype).matmul(v);   // diffusers' upcast_softmax
+        }
+        attended = attended.transpose(1, 2).reshape(b, n, _heads * _headDim);
         var projected = to_out[0].forward(attended);
         var y = projected.transpose(1, 2).reshape(b, c, h, w) + x;
         if (_rescale != 1.0) y = y / _rescale;

@@ -28,13 +28,16 @@ internal sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tens
     private readonly UNetMidBlock2DCrossAttn mid_block;
     private readonly ModuleList<ConditionUpBlock2D> up_blocks = new();
     private readonly GroupNorm conv_norm_out;
-    private readonly Conv2d conv_out;
+    private readonly OutputProjection conv_out;
     private readonly Func<Tensor, Tensor> _activation;
     private readonly Func<Tensor, Tensor>? _timeEmbeddingActivation;
 
-    /// <summary>Builds the network with freshly initialised weights (from torch's global generator).</summary>
+    /// <summary>
+    /// Builds the network with freshly initialised weights (from torch's global generator); <paramref name="zeroOutput"/>
+    /// starts conv_out at zero, as the library's networks trained from scratch do.
+    /// </summary>
     /// <exception cref="ArgumentException">The configuration cannot be built; the message names the field.</exception>
-    public UNet2DConditionModel(UNet2DConditionModelConfig config) : base(nameof(UNet2DConditionModel))
+    public UNet2DConditionModel(UNet2DConditionModelConfig config, bool zeroOutput = false) : base(nameof(UNet2DConditionModel))
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
@@ -78,7 +81,9 @@ internal sealed class UNet2DConditionModel : Module<Tensor, Tensor, Tensor, Tens
                     transformer, i < levels - 1));
             }
             conv_norm_out = NormLayers.GroupNorm(c.NormNumGroups, channels[0], c.NormEps);
-            conv_out = Conv2d(channels[0], c.OutChannels, 3, padding: 1);
+            // conv_out as an OutputProjection: few output channels (4 latent, 1–3 image) meet libtorch's multi-threaded
+            // gradient bug for narrow 3×3 convolutions when the network trains.
+            conv_out = new OutputProjection(channels[0], c.OutChannels, zeroInitialised: zeroOutput);
             RegisterComponents();
         }
     }

@@ -173,6 +173,66 @@ internal sealed record UNet2DConditionModelConfig
         if (TimeEmbeddingDim is < 1) throw new ArgumentException($"time_embedding_dim is {TimeEmbeddingDim}; it must be positive (or null).", nameof(TimeEmbeddingDim));
     }
 
+    /// <summary>The <c>config.json</c> diffusers v0.21.4 writes for this configuration, every field written out.</summary>
+    public string ToJson()
+    {
+        static JsonNode OneOrList(int[] values) => values.Length == 1 ? values[0] : new JsonArray([.. values.Select(v => (JsonNode)v)]);
+        static JsonArray Strings(string[] values) => new([.. values.Select(v => (JsonNode)v)]);
+        var json = new JsonObject
+        {
+            ["_class_name"] = "UNet2DConditionModel",
+            ["_diffusers_version"] = "0.21.4",
+            ["act_fn"] = ActFn,
+            ["addition_embed_type"] = null,
+            ["addition_embed_type_num_heads"] = 64,
+            ["addition_time_embed_dim"] = null,
+            ["attention_head_dim"] = OneOrList(AttentionHeadDim),
+            ["attention_type"] = "default",
+            ["block_out_channels"] = new JsonArray([.. BlockOutChannels.Select(v => (JsonNode)v)]),
+            ["center_input_sample"] = CenterInputSample,
+            ["class_embed_type"] = null,
+            ["class_embeddings_concat"] = false,
+            ["conv_in_kernel"] = 3,
+            ["conv_out_kernel"] = 3,
+            ["cross_attention_dim"] = CrossAttentionDim,
+            ["cross_attention_norm"] = null,
+            ["down_block_types"] = Strings(DownBlockTypes),
+            ["downsample_padding"] = DownsamplePadding,
+            ["dropout"] = Dropout,
+            ["dual_cross_attention"] = false,
+            ["encoder_hid_dim"] = null,
+            ["encoder_hid_dim_type"] = null,
+            ["flip_sin_to_cos"] = FlipSinToCos,
+            ["freq_shift"] = FreqShift,
+            ["in_channels"] = InChannels,
+            ["layers_per_block"] = OneOrList(LayersPerBlock),
+            ["mid_block_only_cross_attention"] = null,
+            ["mid_block_scale_factor"] = MidBlockScaleFactor,
+            ["mid_block_type"] = MidBlockType,
+            ["norm_eps"] = NormEps,
+            ["norm_num_groups"] = NormNumGroups,
+            ["num_attention_heads"] = NumAttentionHeads is null ? null : OneOrList(NumAttentionHeads),
+            ["num_class_embeds"] = null,
+            ["only_cross_attention"] = OnlyCrossAttention.Length == 1 ? OnlyCrossAttention[0] : new JsonArray([.. OnlyCrossAttention.Select(v => (JsonNode)v)]),
+            ["out_channels"] = OutChannels,
+            ["projection_class_embeddings_input_dim"] = null,
+            ["resnet_out_scale_factor"] = 1.0,
+            ["resnet_skip_time_act"] = false,
+            ["resnet_time_scale_shift"] = ResnetTimeScaleShift,
+            ["sample_size"] = SampleSize,
+            ["time_cond_proj_dim"] = null,
+            ["time_embedding_act_fn"] = TimeEmbeddingActFn,
+            ["time_embedding_dim"] = TimeEmbeddingDim,
+            ["time_embedding_type"] = "positional",
+            ["timestep_post_act"] = TimestepPostAct,
+            ["transformer_layers_per_block"] = OneOrList(TransformerLayersPerBlock),
+            ["up_block_types"] = Strings(UpBlockTypes),
+            ["upcast_attention"] = UpcastAttention,
+            ["use_linear_projection"] = UseLinearProjection,
+        };
+        return json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }
+
     /// <summary>Reads a diffusers <c>unet/config.json</c>; <paramref name="source"/> names it in errors.</summary>
     /// <exception cref="CheckpointFormatException">The text is not a JSON object.</exception>
     /// <exception cref="ArgumentException">A field has a value this library does not support or cannot read; the message names it.</exception>

@@ -9,8 +9,9 @@ namespace Microsoft.ML.Diffusion.Networks.Diffusers;
 /// Hugging Face diffusers' <c>UNet2DModel</c>, built from <see cref="UNet2DModelOptions"/> with diffusers' parameter
 /// names and shapes, so <c>diffusion_pytorch_model.safetensors</c> (or <c>.bin</c>) loads into it as it is and its
 /// state saves back the same way. Registered as <see cref="RegisteredName"/>. Class labels come from a class
-/// condition; a null (dropped) condition adds no class embedding, which is what classifier-free guidance and
-/// fine-tuning with condition dropout use.
+/// condition; a null (dropped or absent) condition takes the learned null class when the options have one
+/// (<see cref="UNet2DModelOptions.LearnedNullClass"/>) and otherwise adds no class embedding: what classifier-free
+/// guidance and training with condition dropout use.
 /// </summary>
 internal sealed class UNet2DModelNoisePredictor : NoisePredictor
 {
@@ -45,7 +46,7 @@ internal sealed class UNet2DModelNoisePredictor : NoisePredictor
                 timeInput = 2 * channels[0];
             }
             time_embedding = new TimestepEmbedding(timeInput, timeChannels);
-            if (o.Condition.Kind == ConditionKind.Class) class_embedding = new ClassEmbedding(o.Condition.ClassCount, timeChannels);
+            if (o.Condition.Kind == ConditionKind.Class) class_embedding = new ClassEmbedding(o.Condition.ClassCount + (o.LearnedNullClass ? 1 : 0), timeChannels);
 
             int output = channels[0];
             for (int i = 0; i < channels.Length; i++)
@@ -83,7 +84,15 @@ internal sealed class UNet2DModelNoisePredictor : NoisePredictor
         var t = timesteps.dim() == 0 ? timesteps.expand(x.shape[0]) : timesteps;
 
         var embedding = time_embedding.forward(time_proj is null ? Positional(t) : time_proj.forward(t));
-        if (class_embedding is not null && condition is not null)
+        if (class_embedding is not null && o.LearnedNullClass)
+        {
+            // Label ClassCount is the learned null class: every row without a condition, and the dropped ones.
+            long nullClass = o.Condition.ClassCount;
+            var labels = condition is null ? full(x.shape[0], nullClass, dtype: int64, device: x.device) : condition.Values.to(int64).view(-1);
+            if (condition?.NullMask is { } dropped) labels = where(dropped, full_like(labels, nullClass), labels);
+            embedding = embedding + class_embedding.forward(labels);
+        }
+        else if (class_embedding is not null && condition is not null)
         {
             var classes = class_embedding.forward(condition.Values.to(int64).view(-1));
             if (condition.NullMask is { } dropped)

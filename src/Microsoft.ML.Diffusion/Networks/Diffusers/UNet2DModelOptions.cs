@@ -6,7 +6,8 @@ namespace Microsoft.ML.Diffusion.Networks.Diffusers;
 /// The configuration of Hugging Face diffusers' <c>UNet2DModel</c> (the network of google/ddpm-* and of diffusers'
 /// unconditional training scripts), field by field as its <c>config.json</c> names them. A network built from it
 /// has diffusers' parameter names and shapes, so diffusers' weights load into it unchanged. Class conditioning
-/// (<c>num_class_embeds</c>) is <see cref="NoisePredictorOptions.Condition"/> with <see cref="ConditionKind.Class"/>.
+/// (<c>num_class_embeds</c>) is <see cref="NoisePredictorOptions.Condition"/> with <see cref="ConditionKind.Class"/>
+/// (and <see cref="LearnedNullClass"/>).
 /// </summary>
 public sealed record UNet2DModelOptions : NoisePredictorOptions
 {
@@ -61,6 +62,14 @@ public sealed record UNet2DModelOptions : NoisePredictorOptions
     /// <summary><c>dropout</c> inside the residual blocks (training only).</summary>
     public double Dropout { get; init; }
 
+    /// <summary>
+    /// The class embedding has one more row than there are classes, the learned null class (label
+    /// <c>ClassCount</c>), which dropped and absent conditions use, as the library's classifier-free guidance trains
+    /// it: diffusers sees <c>num_class_embeds</c> = classes + 1. False (diffusers' own class-conditional models): a null
+    /// condition adds no class embedding.
+    /// </summary>
+    public bool LearnedNullClass { get; init; }
+
     /// <inheritdoc/>
     public override IReadOnlyList<ConditionKind> SupportedConditions => [ConditionKind.None, ConditionKind.Class];
 
@@ -96,6 +105,8 @@ public sealed record UNet2DModelOptions : NoisePredictorOptions
         if (ResnetTimeScaleShift is not ("default" or "scale_shift"))
             throw new ArgumentException($"resnet_time_scale_shift is \"{ResnetTimeScaleShift}\"; supported are default and scale_shift.", nameof(ResnetTimeScaleShift));
         if (!(MidBlockScaleFactor > 0)) throw new ArgumentOutOfRangeException(nameof(MidBlockScaleFactor), MidBlockScaleFactor, "mid_block_scale_factor must be positive.");
+        if (LearnedNullClass && Condition.Kind != ConditionKind.Class)
+            throw new ArgumentException("LearnedNullClass needs a class condition (num_class_embeds).", nameof(LearnedNullClass));
         if (Dropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "dropout must lie in [0, 1).");
         if (ImageSize % (1 << (levels - 1)) != 0)
             throw new ArgumentException($"sample_size {ImageSize} is not divisible by 2^{levels - 1} (one halving per level but the last).", nameof(ImageSize));
