@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
@@ -75,9 +76,19 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     /// (kind, size and weights), noise schedule and prediction type replace <see cref="Network"/>, the UNet settings,
     /// <see cref="Schedule"/> and <see cref="DiffusionTrainerOptions.Prediction"/>. The images must have its size and channels, and
     /// a conditional model needs a condition column of its kind. A checkpoint being resumed holds newer weights and wins.
-    /// The model is read, not changed or disposed.
+    /// The model is read, not changed or disposed, except by a LoRA run (<see cref="Lora"/>), whose result is fused into it.
     /// </summary>
     public DiffusionModel? StartFrom { get; set; }
+
+    /// <summary>
+    /// Train LoRA adapters on <see cref="StartFrom"/>'s network instead of the whole network: its weights are frozen and
+    /// only the adapters' parameters are optimised, averaged (when <see cref="DiffusionTrainerOptions.EmaDecay"/> is not 0)
+    /// and checkpointed. The network is adapted in place, not copied, and runs on its own device (<see cref="Device"/> is
+    /// not used). The result's model is StartFrom itself with the trained adapters fused into its weights
+    /// (<see cref="DiffusionTrainingTransformer.Lora"/> saves them in diffusers' layout; disposing the result, or
+    /// unfusing, returns StartFrom's weights exactly as they were). Null (the default) trains the whole network.
+    /// </summary>
+    public LoraTrainingOptions? Lora { get; set; }
 
     /// <summary>Channels of the UNet's first level.</summary>
     public int BaseChannels { get; set; } = 32;
@@ -157,5 +168,6 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     {
         ChannelMultipliers = (int[])ChannelMultipliers.Clone(),
         AttentionResolutions = (int[]?)AttentionResolutions?.Clone(),
+        Lora = Lora?.Snapshot(),
     };
 }
