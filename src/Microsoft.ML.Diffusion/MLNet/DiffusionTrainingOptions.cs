@@ -76,7 +76,7 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     /// (kind, size and weights), noise schedule and prediction type replace <see cref="Network"/>, the UNet settings,
     /// <see cref="Schedule"/> and <see cref="DiffusionTrainerOptions.Prediction"/>. The images must have its size and channels, and
     /// a conditional model needs a condition column of its kind. A checkpoint being resumed holds newer weights and wins.
-    /// The model is read, not changed or disposed, except by a LoRA run (<see cref="Lora"/>), whose result is fused into it.
+    /// The model is read, not changed or disposed.
     /// </summary>
     public DiffusionModel? StartFrom { get; set; }
 
