@@ -24,6 +24,9 @@ internal sealed class LoraAdapter : IDisposable
 
     public IReadOnlyList<LoraLayer> Layers { get; }
 
+    /// <summary>An adapter of layers made in memory (by training); it takes ownership of them.</summary>
+    public static LoraAdapter FromLayers(string source, IReadOnlyList<LoraLayer> layers) => new(source, LoraLayout.Diffusers, layers);
+
     /// <summary>Reads a .safetensors LoRA file (or a PyTorch pickle through the restricted unpickler).</summary>
     /// <exception cref="CheckpointFormatException">The file is not a LoRA of a known layout, or its tensors are inconsistent or not finite.</exception>
     public static LoraAdapter Read(string path)

@@ -2,17 +2,16 @@ using Microsoft.ML.Diffusion.Models;
 
 namespace Microsoft.ML.Diffusion.Adapters;
 
-/// <summary>LoRA adapters for Stable Diffusion models.</summary>
+/// <summary>LoRA adapters for diffusion models (Stable Diffusion's, and any other network's by its layer names).</summary>
 public static class LoraExtensions
 {
     /// <summary>
-    /// Reads a LoRA file (.safetensors in the diffusers, PEFT or Kohya/A1111 layout) and fuses it into the model's UNet
-    /// and text encoder at <paramref name="scale"/>: each weight W it names becomes W + scale · (alpha / rank) · up @ down
-    /// (alpha / rank is 1 when the file has no alpha), diffusers' math. Several LoRAs can be fused at once, each at its
+    /// Reads a LoRA file (.safetensors in the diffusers, PEFT or Kohya/A1111 layout) and fuses it into the model's noise
+    /// predictor (a Stable Diffusion model's UNet) and text encoder at <paramref name="scale"/>: each weight W it names
+    /// becomes W + scale · (alpha / rank) · up @ down (alpha / rank is 1 when the file has no alpha), diffusers' math. Several LoRAs can be fused at once, each at its
     /// own scale; their updates add up. The returned handle unfuses the LoRA exactly.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="scale"/> is NaN or infinite.</exception>
-    /// <exception cref="ArgumentException">The model is not a Stable Diffusion model.</exception>
     /// <exception cref="Checkpoints.CheckpointFormatException">The file is not a LoRA of a known layout, is inconsistent or corrupt, or names layers the model does not have (the message names them).</exception>
     public static FusedLora LoadLora(this DiffusionModel model, string path, double scale = 1.0)
     {

@@ -21,10 +21,8 @@ internal static class LoraTargets
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(adapter);
-        if (model.Network is not UNet2DConditionNoisePredictor predictor)
-            throw new ArgumentException("LoRA files apply to Stable Diffusion models (a diffusers UNet2DConditionModel and CLIP text encoder); this model's network is "
-                + model.Network.GetType().Name + ".", nameof(model));
-        var unet = new Network("unet", predictor.UNet);
+        // The noise predictor's layers by diffusers' names (a Stable Diffusion UNet's without the predictor's 'unet.').
+        var unet = new Network("unet", LoraNetwork.AdaptedModule(model.Network));
         var text = model.Prompts is null ? null : new Network("text_encoder", model.Prompts.TextModel);
 
         var targets = new List<LoraTarget>();
@@ -52,8 +50,8 @@ internal static class LoraTargets
             string texts = text is null && adapter.Layers.Any(l => l.Component == LoraComponent.TextEncoder) ? " (the model has no text encoder)" : "";
             throw new CheckpointFormatException(
                 $"{adapter.Source} does not fit this model: {unmatched.Count} of its {adapter.Layers.Count} LoRA layers match no layer of the model{texts}: " +
-                $"{LoraAdapter.List(unmatched)}. The model's layers are named like 'down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q' (UNet) " +
-                "and 'text_model.encoder.layers.0.self_attn.q_proj' (text encoder); is the LoRA for another model family (SDXL, SD 3)?");
+                $"{LoraAdapter.List(unmatched)}. The model's layers are named like '{unet.Example}' (UNet)" +
+                (text is null ? "" : $" and '{text.Example}' (text encoder)") + "; is the LoRA for another model family (SDXL, SD 3) or another network?");
         }
         var twice = targets.GroupBy(t => t.Key).FirstOrDefault(g => g.Count() > 1);
         if (twice is not null)
@@ -92,6 +90,10 @@ internal static class LoraTargets
         }
 
         public string Prefix { get; }
+
+        /// <summary>A layer name for messages: an attention projection when there is one.</summary>
+        public string Example => _weights.Keys.FirstOrDefault(k => k.EndsWith("to_q", StringComparison.Ordinal) || k.EndsWith("q_proj", StringComparison.Ordinal) || k.EndsWith("qkv", StringComparison.Ordinal))
+            ?? _weights.Keys.FirstOrDefault() ?? "";
 
         public (string Name, Parameter Weight)? Find(string module, LoraLayout layout)
         {

@@ -63,7 +63,10 @@ public sealed partial class DiffusionTrainingEstimator
             Prediction = start.Prediction,
             EmaDecay = EmaDecay(stableDiffusion: true),
         };
-        using var trainer = new DiffusionTrainer(start.Network, start.ScheduleOptions, trainerOptions, device);
+        // A LoRA run adapts the UNet through hooks and leaves its weights as the files hold them.
+        using var trainer = o.Lora is { } lora
+            ? new DiffusionTrainer(start, lora, trainerOptions)
+            : new DiffusionTrainer(start.Network, start.ScheduleOptions, trainerOptions, device);
         try
         {
             bool resumed = o.CheckpointPath is not null && o.ResumeFromCheckpoint && File.Exists(o.CheckpointPath);
@@ -73,7 +76,7 @@ public sealed partial class DiffusionTrainingEstimator
                 ch.Info($"Resumed from checkpoint '{o.CheckpointPath}' at step {trainer.StepsDone}.");
             }
             int remaining = (int)Math.Max(0, o.TrainingSteps - trainer.StepsDone);
-            if (resumed || remaining > 0)
+            if (o.Lora is null && (resumed || remaining > 0))
             {
                 // From the first step on, the UNet is no longer what the model's files hold.
                 start.FineTunedFrom ??= start.Source;
@@ -97,9 +100,14 @@ public sealed partial class DiffusionTrainingEstimator
                 : TrainLatentsInMemory(input, column, captions, trainer, data, remaining, report, afterStep, ch));
             if (skipped > 0) ch.Warning($"{skipped} unreadable training rows were skipped.");
             if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
-            if (trainer.EmaNetwork is { } average) CopyWeights(average, start.Network);
-            start.TrainingSteps = trainer.StepsDone;
-            ch.Info($"Training finished at step {trainer.StepsDone}; the model's UNet holds the trained weights.");
+            if (o.Lora is null)
+            {
+                if (trainer.EmaNetwork is { } average) CopyWeights(average, start.Network);
+                start.TrainingSteps = trainer.StepsDone;
+            }
+            ch.Info(o.Lora is null
+                ? $"Training finished at step {trainer.StepsDone}; the model's UNet holds the trained weights."
+                : $"Training finished at step {trainer.StepsDone}.");
         }
         finally
         {
@@ -107,6 +115,7 @@ public sealed partial class DiffusionTrainingEstimator
             start.Network.zero_grad(true);
             start.Network.eval();
         }
+        if (o.Lora is not null) return LoraResult(trainer, column.Name, captions.Name, ch);
         return new DiffusionTrainingTransformer(_host, start, column.Name, captions.Name);
     }
 

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.MLNet.Streaming;
 using Microsoft.ML.Diffusion.Models;
@@ -30,6 +31,12 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
     {
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionTrainingEstimator));
         _options = options?.Snapshot() ?? throw new ArgumentNullException(nameof(options));
+        if (options.Lora is { } lora)
+        {
+            lora.Validate();
+            if (options.StartFrom is null)
+                throw new ArgumentException("LoRA training adapts a trained model: set StartFrom to the model (e.g. one loaded by StableDiffusionFormat.Load) whose network the adapters train on.", nameof(options));
+        }
         if (options.ImageChannels is not (1 or 3 or 4))
             throw new ArgumentOutOfRangeException(nameof(options), options.ImageChannels, "ImageChannels must be 1, 3 or 4.");
         if (options.TrainingSteps < 0) throw new ArgumentOutOfRangeException(nameof(options), options.TrainingSteps, "TrainingSteps must not be negative.");
@@ -67,7 +74,8 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
         var column = ImageColumn.Resolve(input.Schema, o.ImageColumnName, o.ImageChannels, o.ImageSize, o.PixelRange);
         var condition = o.ConditionColumnName is null ? null
             : ConditionColumn.ForTraining(input.Schema, o.ConditionColumnName, o.ClassCount, o.MaxTokens, o.TextWidth, o.TextLayers, o.TextHeads);
-        var device = DiffusionDevice.Resolve(o.Device);
+        // LoRA adapters train where the start model's weights are: the network is adapted in place.
+        var device = o.Lora is not null ? o.StartFrom!.Device : DiffusionDevice.Resolve(o.Device);
 
         using var ch = _host.Start("Training");
         bool streaming = o.DataLoading switch
@@ -92,7 +100,9 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
             EmaDecay = EmaDecay(stableDiffusion: false),
         };
 
-        using var trainer = new DiffusionTrainer(network, schedule, trainerOptions, device);
+        using var trainer = o.Lora is { } lora
+            ? new DiffusionTrainer(o.StartFrom!, lora, trainerOptions)
+            : new DiffusionTrainer(network, schedule, trainerOptions, device);
         StartOrResume(trainer, ch);
 
         int remaining = (int)Math.Max(0, o.TrainingSteps - trainer.StepsDone);
@@ -113,9 +123,30 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
         if (skippedRows > 0) ch.Warning($"{skippedRows} unreadable training rows were skipped.");
         if (o.CheckpointPath is not null) trainer.SaveState(o.CheckpointPath);
         ch.Info($"Training finished at step {trainer.StepsDone}.");
+        if (o.Lora is not null) return LoraResult(trainer, column.Name, condition?.Name, ch);
         var model = trainer.ToModel();
         model.DiffusersScheduler = o.StartFrom?.DiffusersScheduler;   // a fine-tuned diffusers model exports with its scheduler
         return new DiffusionTrainingTransformer(_host, model, column.Name, condition?.Name);
+    }
+
+    // The trained adapters fused into the start model, once the trainer has taken its own off it.
+    private DiffusionTrainingTransformer LoraResult(DiffusionTrainer trainer, string imageColumn, string? conditionColumn, IChannel ch)
+    {
+        var model = _options.StartFrom!;
+        var adapter = trainer.TrainedAdapter();
+        FusedLora fused;
+        try
+        {
+            trainer.Dispose();
+            fused = LoraFusion.Of(model).Fuse(adapter, LoraTargets.Resolve(model, adapter), 1.0, "");
+        }
+        catch
+        {
+            adapter.Dispose();
+            throw;
+        }
+        ch.Info($"Fused the trained LoRA ({fused.UNetLayers} layers) into the start model.");
+        return new DiffusionTrainingTransformer(_host, model, imageColumn, conditionColumn, fused);
     }
 
     // The noise predictor to train: the starting model's, the options' own kind, or the diffusers UNet of the UNet
@@ -158,6 +189,10 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
         {
             trainer.LoadState(o.CheckpointPath);
             ch.Info($"Resumed from checkpoint '{o.CheckpointPath}' at step {trainer.StepsDone}.");
+        }
+        else if (o.Lora is { } lora)
+        {
+            ch.Info($"Training rank-{lora.Rank} LoRA adapters on the given model's network, whose weights stay frozen.");
         }
         else if (o.StartFrom is { } pretrained)
         {

@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Process;
@@ -90,6 +91,16 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     /// </para>
     /// </summary>
     public DiffusionModel? StartFrom { get; set; }
+
+    /// <summary>
+    /// Train LoRA adapters on <see cref="StartFrom"/>'s network instead of the whole network: its weights are frozen and
+    /// only the adapters' parameters are optimised, averaged (when <see cref="DiffusionTrainerOptions.EmaDecay"/> is not 0)
+    /// and checkpointed. The network is adapted in place, not copied, and runs on its own device (<see cref="Device"/> is
+    /// not used). The result's model is StartFrom itself with the trained adapters fused into its weights
+    /// (<see cref="DiffusionTrainingTransformer.Lora"/> saves them in diffusers' layout; disposing the result, or
+    /// unfusing, returns StartFrom's weights exactly as they were). Null (the default) trains the whole network.
+    /// </summary>
+    public LoraTrainingOptions? Lora { get; set; }
 
     /// <summary>Channels of the default network's first level (diffusers' <c>block_out_channels[0]</c>).</summary>
     public int BaseChannels { get; set; } = 32;
@@ -192,5 +203,6 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
     {
         ChannelMultipliers = (int[])ChannelMultipliers.Clone(),
         AttentionResolutions = (int[]?)AttentionResolutions?.Clone(),
+        Lora = Lora?.Snapshot(),
     };
 }

@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML;
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.MLNet;
 using Microsoft.ML.Diffusion.MLNet.Internal;
 using Microsoft.ML.Diffusion.Models;
@@ -25,16 +26,25 @@ public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
 
     private readonly IHost _host;
 
-    internal DiffusionTrainingTransformer(IHostEnvironment env, DiffusionModel model, string imageColumnName, string? conditionColumnName = null)
+    // With a trained LoRA, the model is the start model it is fused into, which the transformer does not own.
+    internal DiffusionTrainingTransformer(IHostEnvironment env, DiffusionModel model, string imageColumnName, string? conditionColumnName = null, FusedLora? lora = null)
     {
         ConditionColumnName = conditionColumnName;
+        Lora = lora;
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(DiffusionTrainingTransformer));
         Model = model ?? throw new ArgumentNullException(nameof(model));
         ImageColumnName = imageColumnName;
     }
 
-    /// <summary>The trained model (noise predictor, schedule, prediction type).</summary>
+    /// <summary>The trained model (noise predictor, schedule, prediction type); after LoRA training, the start model with the trained LoRA fused in.</summary>
     public DiffusionModel Model { get; }
+
+    /// <summary>
+    /// The LoRA trained by a LoRA run (<see cref="DiffusionTrainingOptions.Lora"/>), fused into <see cref="Model"/> at
+    /// scale 1: <see cref="FusedLora.Save"/> writes it in diffusers' layout, <see cref="FusedLora.Unfuse"/> takes it out
+    /// of the start model exactly. Null for whole-network training and for stages loaded from a model zip.
+    /// </summary>
+    public FusedLora? Lora { get; }
 
     /// <summary>The image column the model was trained on.</summary>
     public string ImageColumnName { get; }
@@ -104,6 +114,10 @@ public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
         _ => null,
     };
 
-    /// <inheritdoc/>
-    public void Dispose() => Model.Dispose();
+    /// <summary>Frees the trained model; after LoRA training, unfuses the LoRA from the start model instead, which stays the caller's.</summary>
+    public void Dispose()
+    {
+        if (Lora is not null) Lora.Dispose();
+        else Model.Dispose();
+    }
 }

@@ -34,10 +34,11 @@ internal sealed class CrossAttention : Module<Tensor, Tensor, Tensor, Tensor>
         using var scope = NewDisposeScope();
         long n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], l = context.shape[1];
         long headDim = c / _heads;
-        var q = query.forward(norm.forward(x)).view(n, _heads, headDim, h * w).transpose(2, 3);
-        var kv = key_value.forward(context).view(n, l, 2, _heads, headDim).permute(2, 0, 3, 1, 4).unbind(0);
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
+        var q = query.call(norm.forward(x)).view(n, _heads, headDim, h * w).transpose(2, 3);
+        var kv = key_value.call(context).view(n, l, 2, _heads, headDim).permute(2, 0, 3, 1, 4).unbind(0);
         var attended = functional.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask: keep);
         var merged = attended.transpose(2, 3).reshape(n, c, h, w);
-        return (x + projection.forward(merged)).MoveToOuterDisposeScope();
+        return (x + projection.call(merged)).MoveToOuterDisposeScope();
     }
 }

@@ -37,9 +37,10 @@ internal sealed class ResidualBlock : Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor timeEmbedding)
     {
         using var scope = NewDisposeScope();
-        var h = conv1.forward(functional.silu(norm1.forward(x)));
-        h = h + time_projection.forward(timeEmbedding).unsqueeze(-1).unsqueeze(-1);
-        h = conv2.forward(dropout.forward(functional.silu(norm2.forward(h))));
-        return (skip.forward(x) + h).MoveToOuterDisposeScope();
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
+        var h = conv1.call(functional.silu(norm1.forward(x)));
+        h = h + time_projection.call(timeEmbedding).unsqueeze(-1).unsqueeze(-1);
+        h = conv2.call(dropout.forward(functional.silu(norm2.forward(h))));
+        return (skip.call(x) + h).MoveToOuterDisposeScope();
     }
 }

@@ -32,10 +32,11 @@ internal sealed class SelfAttention : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         long n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
         long headDim = c / _heads;
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
         // (N, 3C, H, W) → three (N, heads, HW, headDim) tensors.
-        var parts = qkv.forward(norm.forward(x)).view(n, 3, _heads, headDim, h * w).permute(1, 0, 2, 4, 3).unbind(0);
+        var parts = qkv.call(norm.forward(x)).view(n, 3, _heads, headDim, h * w).permute(1, 0, 2, 4, 3).unbind(0);
         var attended = functional.scaled_dot_product_attention(parts[0], parts[1], parts[2]);
         var merged = attended.permute(0, 1, 3, 2).reshape(n, c, h, w);
-        return (x + projection.forward(merged)).MoveToOuterDisposeScope();
+        return (x + projection.call(merged)).MoveToOuterDisposeScope();
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
@@ -6,6 +7,7 @@ using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Schedules;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Diffusion.Training;
@@ -13,7 +15,8 @@ namespace Microsoft.ML.Diffusion.Training;
 /// <summary>
 /// Trains a noise predictor by DDPM's Algorithm 1: take clean images x₀, pick t uniformly per image,
 /// build x_t by the closed-form forward process, and regress the network's output on the target (ε, v
-/// or x₀) with an MSE loss. AdamW with warm-up and gradient clipping; an EMA of the weights for sampling.
+/// or x₀) with an MSE loss. AdamW with warm-up and gradient clipping; an EMA of the weights for sampling. It trains a
+/// new network, or LoRA adapters on a trained model's network, which then stays frozen.
 /// </summary>
 public sealed class DiffusionTrainer : IDisposable
 {
@@ -21,6 +24,13 @@ public sealed class DiffusionTrainer : IDisposable
     private readonly NoisePredictor _network;
     private readonly NoisePredictor? _emaNetwork;
     private readonly ExponentialMovingAverage? _ema;
+    private readonly LoraTrainingOptions? _loraOptions;
+    private readonly LoraNetwork? _lora;             // adapters attached to a start model's network (which the trainer does not own)
+    private readonly LoraNetwork? _emaLora;
+    private readonly List<(Parameter Parameter, bool RequiresGrad)>? _frozen;   // the start model's parameters, to unfreeze on disposal
+    private readonly bool _networkWasTraining;
+    private bool _adaptersChecked;
+    private bool _disposed;
     private readonly TorchSharp.Modules.AdamW _optimizer;
     private readonly ForwardProcess _forward;
     private readonly Generator _generator;
@@ -79,6 +89,63 @@ public sealed class DiffusionTrainer : IDisposable
         _lossWeights = _options.MinSnrGamma is { } gamma ? LossWeighting.MinSnrTable(Schedule, _options.Prediction, gamma, Device).DetachFromDisposeScope() : null;
     }
 
+    /// <summary>
+    /// Creates a trainer of LoRA adapters for <paramref name="startFrom"/>'s network, which it adapts in place rather than
+    /// copying (a Stable Diffusion UNet is gigabytes): adapters are attached to the layers <paramref name="lora"/> names, the
+    /// network's own parameters are frozen (requires_grad false), and only the adapters' parameters are optimised, averaged
+    /// (when <see cref="DiffusionTrainerOptions.EmaDecay"/> is not 0) and saved in training states. Training runs on the
+    /// model's device with its schedule and prediction type (<see cref="DiffusionTrainerOptions.Prediction"/> is ignored).
+    /// Until the trainer is disposed, the model's network computes with the adapters; disposing takes them off and
+    /// unfreezes the network, leaving the model as it was. <see cref="SaveLora"/> writes the adapters;
+    /// <see cref="LoraExtensions.LoadLora"/> fuses such a file into a model.
+    /// </summary>
+    /// <exception cref="ArgumentException">The options are invalid, or name no layer of the network (the message lists some), or the network already has adapters attached.</exception>
+    public DiffusionTrainer(DiffusionModel startFrom, LoraTrainingOptions lora, DiffusionTrainerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(startFrom);
+        ArgumentNullException.ThrowIfNull(lora);
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options.HyperParameters() with { Prediction = startFrom.Prediction };
+        _options.Validate();
+        if (_options.LearningRateDecay != LearningRateDecay.Constant && _options.DecaySteps is null)
+            throw new ArgumentException($"A {_options.LearningRateDecay} learning-rate decay needs DecaySteps (the step at which the rate reaches 0).", nameof(options));
+        _loraOptions = lora.Snapshot();
+        _loraOptions.Validate();
+        DiffusionDevice.EnsureInitialized();
+        ScheduleOptions = startFrom.ScheduleOptions;
+        Schedule = NoiseSchedule.Create(ScheduleOptions);
+        Device = startFrom.Device;
+
+        // The adapters' down factors draw from torch's global generator: seed it here.
+        manual_seed(_options.Seed ?? 0);
+        _network = startFrom.Network;
+        _networkWasTraining = _network.training;
+        _frozen = [.. _network.parameters().Select(p => (p, p.requires_grad))];
+        try
+        {
+            foreach (var (p, _) in _frozen) p.requires_grad = false;
+            _lora = LoraNetwork.Attach(LoraNetwork.AdaptedModule(_network), _loraOptions);
+            if (_options.EmaDecay > 0)
+            {
+                _emaLora = _lora.DetachedCopy();
+                foreach (var p in _emaLora.parameters()) p.requires_grad = false;
+                _ema = new ExponentialMovingAverage(_lora, _emaLora, _options.EmaDecay);
+            }
+        }
+        catch
+        {
+            _emaLora?.Dispose();
+            _lora?.Dispose();
+            foreach (var (p, requiresGrad) in _frozen) p.requires_grad = requiresGrad;
+            throw;
+        }
+        _optimizer = optim.AdamW(_lora.parameters(), _options.LearningRate, weight_decay: _options.WeightDecay);
+        _forward = new ForwardProcess(Schedule, Device);
+        _generator = new Generator(unchecked((ulong)(_options.Seed ?? 0)), CPU);
+        _lossSum = zeros(1, dtype: float32, device: Device).DetachFromDisposeScope();
+        _lossWeights = _options.MinSnrGamma is { } gamma ? LossWeighting.MinSnrTable(Schedule, _options.Prediction, gamma, Device).DetachFromDisposeScope() : null;
+    }
+
     /// <summary>The training hyper-parameters.</summary>
     public DiffusionTrainerOptions Options => _options with { };   // a copy: the trainer's own settings stay as they were
 
@@ -91,7 +158,7 @@ public sealed class DiffusionTrainer : IDisposable
     /// <summary>Where training runs.</summary>
     public Device Device { get; }
 
-    /// <summary>The network being trained (raw weights, not the EMA).</summary>
+    /// <summary>The network being trained (raw weights, not the EMA); for LoRA training, the start model's network with the adapters attached.</summary>
     public NoisePredictor Network => _network;
 
     /// <summary>Optimiser steps taken so far.</summary>
@@ -153,10 +220,11 @@ public sealed class DiffusionTrainer : IDisposable
         loss.backward();
         if (_options.GradientClipNorm > 0)
         {
-            double norm = nn.utils.clip_grad_norm_(_network.parameters(), _options.GradientClipNorm);
+            double norm = nn.utils.clip_grad_norm_(Trainable, _options.GradientClipNorm);
             if (!double.IsFinite(norm))
                 throw new InvalidOperationException($"Training diverged at step {StepsDone + 1}: the gradient norm is {norm}. Check the images for NaN or infinite values, or lower the learning rate ({_options.LearningRate}).");
         }
+        if (_lora is not null && !_adaptersChecked) CheckAdaptersRan();
         _optimizer.step();
         StepsDone++;
         _ema?.Update(StepsDone);
@@ -176,6 +244,19 @@ public sealed class DiffusionTrainer : IDisposable
             ? nn.functional.mse_loss(prediction, target)
             // Min-SNR-γ: each sample's mean squared error times its timestep's weight, averaged over the batch.
             : ((prediction - target).square().mean([1, 2, 3]) * _lossWeights.index_select(0, t)).mean();
+    }
+
+    // What the optimiser steps: the network's parameters, or the LoRA adapters'.
+    private IEnumerable<Parameter> Trainable => _lora?.parameters() ?? _network.parameters();
+
+    // An adapter whose layer the network runs with forward() instead of call() never runs, and would never train.
+    private void CheckAdaptersRan()
+    {
+        var idle = _lora!.NotRun();
+        if (idle.Count > 0)
+            throw new InvalidOperationException($"{idle.Count} of the {_lora.Names.Count} LoRA adapters did not run in the network's forward pass: {LoraAdapter.List(idle)}. " +
+                $"{_network.GetType().Name} does not run these layers through call() (which runs forward hooks), so they cannot be adapted; leave them out of TargetModules.");
+        _adaptersChecked = true;
     }
 
     // Standard normal noise, plus for offset noise a per-image, per-channel constant from N(0, offset²). Drawn in this order
@@ -320,6 +401,36 @@ public sealed class DiffusionTrainer : IDisposable
     /// </summary>
     public void LoadState(string path) => TrainerStateFile.Read(path, this);
 
+    /// <summary>
+    /// Writes the trained LoRA adapters (their EMA when it is on) in diffusers v0.21's layout, as
+    /// <c>UNet2DConditionModel.save_attn_procs</c> writes them ('<c>…attn1.processor.to_q_lora.down.weight</c>'; other
+    /// layers '<c>…proj_in.lora.down.weight</c>'), alpha / rank multiplied into up. <paramref name="path"/> is a file, or
+    /// a folder to write <c>pytorch_lora_weights.safetensors</c> into; it is written atomically. Returns the file written.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The trainer trains a whole network, not LoRA adapters.</exception>
+    public string SaveLora(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var adapter = TrainedAdapter();
+        return DiffusersLoraFile.Write(path, [.. adapter.Layers.Select(l => (l.Component, l.Module, l))]);
+    }
+
+    /// <summary>A copy of the trained adapters' factors (their EMA when it is on), owned by the caller.</summary>
+    internal LoraAdapter TrainedAdapter()
+    {
+        var adapters = _emaLora ?? _lora ?? throw new InvalidOperationException("This trainer trains a whole network, not LoRA adapters; create it with LoRA options and a model to start from.");
+        return LoraAdapter.FromLayers("The trained LoRA", adapters.ToLayers(LoraComponent.UNet));
+    }
+
+    /// <summary>The LoRA settings of a LoRA trainer, null for one that trains a whole network.</summary>
+    internal LoraTrainingOptions? Lora => _loraOptions?.Snapshot();
+
+    /// <summary>What a training state saves as the network: the network, or the LoRA adapters.</summary>
+    internal nn.Module TrainedModule => _lora ?? (nn.Module)_network;
+
+    /// <summary>What a training state saves as the EMA, if there is one.</summary>
+    internal nn.Module? EmaModule => _emaLora ?? (nn.Module?)_emaNetwork;
+
     /// <summary>Copies a trained network's state (same kind and configuration) into the network and its EMA, to fine-tune from it.</summary>
     internal void InitializeWeights(NoisePredictor source)
     {
@@ -360,8 +471,11 @@ public sealed class DiffusionTrainer : IDisposable
     /// A standalone model for sampling, holding a copy of the EMA weights (or the raw weights when the EMA
     /// is off); later training does not change it.
     /// </summary>
+    /// <exception cref="InvalidOperationException">The trainer trains LoRA adapters on a model it does not own: write them with <see cref="SaveLora"/>.</exception>
     public DiffusionModel ToModel()
     {
+        if (_lora is not null)
+            throw new InvalidOperationException("A LoRA trainer adapts its start model's network in place and has no model of its own: write the adapters with SaveLora and fuse them into the model with LoadLora.");
         var source = _emaNetwork ?? _network;
         var copy = NoisePredictors.Create(_network.Options);
         copy.to(Device);
@@ -374,6 +488,16 @@ public sealed class DiffusionTrainer : IDisposable
                 dst.copy_(from[name]);
         }
         return new DiffusionModel(copy, ScheduleOptions, _options.Prediction, StepsDone);
+    }
+
+    // A LoRA trainer's start model: the adapters come off, the parameters are unfrozen, the mode restored.
+    private void ReleaseStartModel()
+    {
+        if (_frozen is null) return;
+        _lora!.Dispose();
+        _emaLora?.Dispose();
+        foreach (var (p, requiresGrad) in _frozen) p.requires_grad = requiresGrad;
+        _network.train(_networkWasTraining);
     }
 
     private void CheckImageShape(Tensor images, string name)
@@ -423,7 +547,10 @@ public sealed class DiffusionTrainer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_ownsNetwork) _network.Dispose();
+        if (_disposed) return;
+        _disposed = true;
+        ReleaseStartModel();
+        if (_frozen is null && _ownsNetwork) _network.Dispose();   // a LoRA trainer's network is its start model's
         _emaNetwork?.Dispose();
         _optimizer.Dispose();
         _forward.Dispose();

@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Models;
 using System.IO.Compression;
 using System.Text.Json;
@@ -12,11 +13,14 @@ namespace Microsoft.ML.Diffusion.Training;
 
 /// <summary>
 /// The resumable training-state file: a zip (each entry CRC-checked) holding a JSON header with the
-/// configuration and counters, and the network, EMA, optimiser, generator and epoch-order bytes.
+/// configuration and counters, and the network, EMA, optimiser, generator and epoch-order bytes. A LoRA run saves its
+/// adapters (and their EMA) in place of the network: the frozen network it adapts is not copied.
 /// </summary>
 internal static class TrainerStateFile
 {
-    public const int FormatVersion = 3;   // 3 adds the streamed data position
+    public const int FormatVersion = 4;   // 3 adds the streamed data position, 4 LoRA runs (written only by them)
+
+    private const int LastFullNetworkVersion = 3;
 
     private sealed record Header
     {
@@ -28,6 +32,7 @@ internal static class TrainerStateFile
         public long EpochPosition { get; init; }
         public bool HasEpochOrder { get; init; }
         public StreamPosition? Stream { get; init; }
+        public LoraTrainingOptions? Lora { get; init; }
     }
 
     public static void Write(string path, DiffusionTrainer trainer)
@@ -39,7 +44,8 @@ internal static class TrainerStateFile
                 var (order, position) = trainer.EpochState;
                 var header = new Header
                 {
-                    FormatVersion = FormatVersion,
+                    // Runs without LoRA stay readable by versions that know nothing of it.
+                    FormatVersion = trainer.Lora is null ? LastFullNetworkVersion : FormatVersion,
                     Network = trainer.Network.Options,
                     Schedule = trainer.ScheduleOptions,
                     Options = trainer.Options,
@@ -47,11 +53,12 @@ internal static class TrainerStateFile
                     EpochPosition = position,
                     HasEpochOrder = order is not null,
                     Stream = trainer.StreamPosition,
+                    Lora = trainer.Lora,
                 };
                 Entry(zip, "trainer.json", s => JsonSerializer.Serialize(s, header, DiffusionCheckpoint.JsonOptions));
-                Entry(zip, "network.bin", s => { using var w = new BinaryWriter(s); trainer.Network.save(w); });
-                if (trainer.EmaNetwork is not null)
-                    Entry(zip, "ema.bin", s => { using var w = new BinaryWriter(s); trainer.EmaNetwork.save(w); });
+                Entry(zip, "network.bin", s => { using var w = new BinaryWriter(s); trainer.TrainedModule.save(w); });
+                if (trainer.EmaModule is { } ema)
+                    Entry(zip, "ema.bin", s => { using var w = new BinaryWriter(s); ema.save(w); });
                 Entry(zip, "optimizer.bin", s => { using var w = new BinaryWriter(s); trainer.Optimizer.save_state_dict(w); });
                 Entry(zip, "generator.bin", s => { using var state = trainer.Generator.get_state(); s.Write(state.data<byte>().ToArray()); });
                 if (order is not null)
@@ -75,12 +82,13 @@ internal static class TrainerStateFile
             Same(header.Network, trainer.Network.Options, "network", source);
             Same(header.Schedule, trainer.ScheduleOptions, "noise schedule", source);
             Same(header.Options with { Seed = 0 }, trainer.Options with { Seed = 0 }, "training options", source);
+            Same(header.Lora, trainer.Lora, "LoRA settings", source);
 
             if (header.FormatVersion >= 2)
             {
-                using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "network.bin", source)))) trainer.Network.load(r, strict: true);
-                if (trainer.EmaNetwork is not null)
-                    using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "ema.bin", source)))) trainer.EmaNetwork.load(r, strict: true);
+                using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "network.bin", source)))) trainer.TrainedModule.load(r, strict: true);
+                if (trainer.EmaModule is { } ema)
+                    using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "ema.bin", source)))) ema.load(r, strict: true);
                 using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "optimizer.bin", source)))) trainer.Optimizer.load_state_dict(r);
             }
             else

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Interchange;
@@ -128,6 +129,41 @@ public sealed class StableDiffusionFineTuningTests : IDisposable
         Assert.Equal(3 * 64 * 64, images[0].Length);   // the model's own size: the UNet's 32 latents × the VAE's 2
         Assert.All(images, image => Assert.All(image, v => Assert.True(float.IsFinite(v))));
         Assert.NotEqual(untrainedImages[0], images[0]);
+    }
+
+    [Fact]
+    public void ALoraRunTrainsAdaptersOnTheFrozenUNetWritesThemAndUnfusesToTheFilesWeights()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromEnumerable(Rows().Take(2).ToList());
+        using var start = Load();
+        var unetBefore = Weights(start.Network);
+        var options = Options(start, 20);
+        options.BatchSize = 2;
+        options.EmaDecay = 0;
+        options.Lora = new LoraTrainingOptions { Rank = 2 };
+        var trained = ml.Transforms.TrainDiffusion(options).Fit(data);
+
+        // The adapters are fused into the start model, whose file reference stays (the files still hold its base).
+        Assert.Same(start, trained.Model);
+        Assert.NotNull(trained.Lora);
+        Assert.True(trained.Lora!.UNetLayers > 0);
+        Assert.NotEqual(unetBefore, Weights(start.Network));
+        Assert.All(start.Network.parameters(), p => Assert.True(p.requires_grad));   // unfrozen again
+
+        // The written adapter loads into a fresh copy of the base and gives the trained model's weights.
+        string file = trained.Lora.Save(Path.Combine(_temp, "style.safetensors"));
+        using (var other = Load())
+        using (other.LoadLora(file))
+        {
+            var fused = Weights(other.Network);
+            var ours = Weights(start.Network);
+            Assert.Equal(ours.Length, fused.Length);
+            Assert.True(ours.Zip(fused).Max(p => Math.Abs(p.First - p.Second)) < 1e-5f);
+        }
+
+        trained.Dispose();   // unfuses: the base weights come back exactly
+        Assert.Equal(unetBefore, Weights(start.Network));
     }
 
     [Fact]

@@ -26,7 +26,7 @@ internal static class ReferencedModel
         var fused = Adapters.LoraFusion.Of(model).Fused;
         if (fused.Count > 0)
             throw new InvalidOperationException(
-                $"This Stable Diffusion model has LoRA adapters fused into it ({string.Join(", ", fused.Select(f => Path.GetFileName(f.Path)))}), but a model zip refers to the checkpoint's files and cannot hold them yet. Unfuse them before saving.");
+                $"This Stable Diffusion model has LoRA adapters fused into it ({string.Join(", ", fused.Select(f => f.Path.Length == 0 ? "a trained LoRA" : Path.GetFileName(f.Path)))}), but a model zip refers to the checkpoint's files and cannot hold them yet. Unfuse them before saving.");
         var saved = source with { Sha256 = Checksum(source) };
         ctx.SaveBinaryStream(SourceStream, w => w.Write(JsonSerializer.SerializeToUtf8Bytes(saved, DiffusionCheckpoint.JsonOptions)));
     }

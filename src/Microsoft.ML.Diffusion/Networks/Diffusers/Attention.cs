@@ -38,9 +38,10 @@ internal sealed class Attention : Module<Tensor, Tensor?, Tensor>
         using var scope = NewDisposeScope();
         var source = context ?? x;
         long b = x.shape[0], n = x.shape[1], m = source.shape[1];
-        var q = to_q.forward(x).view(b, n, _heads, _headDim).transpose(1, 2);   // (b, heads, n, d)
-        var k = to_k.forward(source).view(b, m, _heads, _headDim).transpose(1, 2);
-        var v = to_v.forward(source).view(b, m, _heads, _headDim).transpose(1, 2);
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
+        var q = to_q.call(x).view(b, n, _heads, _headDim).transpose(1, 2);   // (b, heads, n, d)
+        var k = to_k.call(source).view(b, m, _heads, _headDim).transpose(1, 2);
+        var v = to_v.call(source).view(b, m, _heads, _headDim).transpose(1, 2);
         Tensor attended;
         if (_upcast && q.dtype != float32)
         {
@@ -55,7 +56,7 @@ internal sealed class Attention : Module<Tensor, Tensor?, Tensor>
             attended = functional.scaled_dot_product_attention(q, k, v);
         }
         var merged = attended.transpose(1, 2).reshape(b, n, _heads * _headDim);
-        var y = to_out[1].forward(to_out[0].forward(merged));
+        var y = to_out[1].forward(to_out[0].call(merged));
         return y.MoveToOuterDisposeScope();
     }
 }

@@ -22,7 +22,8 @@ internal sealed class FeedForward : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = net[2].forward(net[1].forward(net[0].forward(x)));
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
+        var y = net[2].call(net[1].forward(net[0].forward(x)));
         return y.MoveToOuterDisposeScope();
     }
 }
@@ -41,7 +42,7 @@ internal sealed class GEGLU : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var halves = proj.forward(x).chunk(2, -1);
+        var halves = proj.call(x).chunk(2, -1);
         return (halves[0] * functional.gelu(halves[1])).MoveToOuterDisposeScope();
     }
 }

@@ -54,12 +54,13 @@ internal sealed class ResnetBlock2D : Module<Tensor, Tensor, Tensor>
         using var scope = NewDisposeScope();
         // Each intermediate is freed as soon as the next exists: at 512×512 one feature map of the autoencoder is
         // 128–256 MiB, and keeping all of a block's until it returns doubles the decoder's peak memory.
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
         var t = time_emb_proj is null || timeEmbedding is null
             ? null
-            : time_emb_proj.forward(_activation(timeEmbedding)).unsqueeze(-1).unsqueeze(-1);
+            : time_emb_proj.call(_activation(timeEmbedding)).unsqueeze(-1).unsqueeze(-1);
         var h = norm1.forward(x);
         h = Then(h, _activation);
-        h = Then(h, conv1.forward);
+        h = Then(h, conv1.call);
         if (t is not null && !_scaleShift) h = Then(h, v => v + t);
         h = Then(h, norm2.forward);
         if (t is not null && _scaleShift)
@@ -69,8 +70,8 @@ internal sealed class ResnetBlock2D : Module<Tensor, Tensor, Tensor>
         }
         h = Then(h, _activation);
         if (_dropout > 0) h = Then(h, v => functional.dropout(v, _dropout, training));
-        h = Then(h, conv2.forward);
-        var skip = conv_shortcut is null ? x : conv_shortcut.forward(x);
+        h = Then(h, conv2.call);
+        var skip = conv_shortcut is null ? x : conv_shortcut.call(x);
         var y = Then(h, v => skip + v);
         if (_outputScale != 1.0) y = Then(y, v => v / _outputScale);
         return y.MoveToOuterDisposeScope();

@@ -42,7 +42,8 @@ internal sealed class SelfAttention2D : Module<Tensor, Tensor>
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], n = h * w;
         var normed = group_norm is null ? x : group_norm.forward(x);
         var tokens = normed.view(b, c, n).transpose(1, 2);   // (b, n, c)
-        Tensor Heads(Linear projection) => projection.forward(tokens).view(b, n, _heads, _headDim).transpose(1, 2);   // (b, heads, n, d)
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
+        Tensor Heads(Linear projection) => projection.call(tokens).view(b, n, _heads, _headDim).transpose(1, 2);   // (b, heads, n, d)
         var q = Heads(to_q);
         var k = Heads(to_k);
         var v = Heads(to_v);
@@ -58,7 +59,7 @@ internal sealed class SelfAttention2D : Module<Tensor, Tensor>
             attended = functional.softmax(scores.to(float32), -1).to(q.dtype).matmul(v);   // diffusers' upcast_softmax
         }
         attended = attended.transpose(1, 2).reshape(b, n, _heads * _headDim);
-        var projected = to_out[0].forward(attended);
+        var projected = to_out[0].call(attended);
         var y = projected.transpose(1, 2).reshape(b, c, h, w) + x;
         if (_rescale != 1.0) y = y / _rescale;
         return y.MoveToOuterDisposeScope();

@@ -37,13 +37,14 @@ internal sealed class Transformer2DModel : Module<Tensor, Tensor, Tensor>
         using var scope = NewDisposeScope();
         long b = x.shape[0], c = x.shape[1], height = x.shape[2], width = x.shape[3];
         var h = norm.forward(x);
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
         h = _linear
-            ? proj_in.forward(h.permute(0, 2, 3, 1).reshape(b, height * width, c))
-            : proj_in.forward(h).permute(0, 2, 3, 1).reshape(b, height * width, _inner);
+            ? proj_in.call(h.permute(0, 2, 3, 1).reshape(b, height * width, c))
+            : proj_in.call(h).permute(0, 2, 3, 1).reshape(b, height * width, _inner);
         foreach (var block in transformer_blocks) h = block.forward(h, context);
         h = _linear
-            ? proj_out.forward(h).reshape(b, height, width, c).permute(0, 3, 1, 2)
-            : proj_out.forward(h.reshape(b, height, width, _inner).permute(0, 3, 1, 2).contiguous());
+            ? proj_out.call(h).reshape(b, height, width, c).permute(0, 3, 1, 2)
+            : proj_out.call(h.reshape(b, height, width, _inner).permute(0, 3, 1, 2).contiguous());
         return (h + x).MoveToOuterDisposeScope();
     }
 }

@@ -32,9 +32,10 @@ internal sealed class ClipAttention : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], width = x.shape[2], headWidth = width / _heads;
-        Tensor Heads(Linear projection) => projection.forward(x).view(b, n, _heads, headWidth).transpose(1, 2);   // (b, heads, n, d)
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
+        Tensor Heads(Linear projection) => projection.call(x).view(b, n, _heads, headWidth).transpose(1, 2);   // (b, heads, n, d)
         var attended = functional.scaled_dot_product_attention(Heads(q_proj), Heads(k_proj), Heads(v_proj), null, 0.0, true);   // causal
-        var y = out_proj.forward(attended.transpose(1, 2).reshape(b, n, width));
+        var y = out_proj.call(attended.transpose(1, 2).reshape(b, n, width));
         return y.MoveToOuterDisposeScope();
     }
 }

@@ -27,8 +27,9 @@ internal sealed class ClipMlp : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = fc1.forward(x);
+        // call, not forward: it runs forward hooks, where LoRA training attaches its adapters (costs nothing without one).
+        var h = fc1.call(x);
         h = _quickGelu ? h * functional.sigmoid(h * 1.702) : functional.gelu(h);   // quick_gelu: openai's approximation of gelu
-        return fc2.forward(h).MoveToOuterDisposeScope();
+        return fc2.call(h).MoveToOuterDisposeScope();
     }
 }
