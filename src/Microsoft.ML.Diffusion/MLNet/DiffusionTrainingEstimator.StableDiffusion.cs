@@ -240,37 +240,6 @@ public sealed partial class DiffusionTrainingEstimator
         return trainer.StreamPosition?.SkippedRows ?? 0;
     }
 
-    // Runs the training; a cancelled run or an unreadable row keeps the training state, as in pixel-space training.
-    private long KeepingState(DiffusionTrainer trainer, IChannel ch, Func<long> train)
-    {
-        var o = _options;
-        try
-        {
-            return train();
-        }
-        catch (OperationCanceledException)
-        {
-            if (o.CheckpointPath is not null)
-            {
-                trainer.SaveState(o.CheckpointPath);
-                ch.Info($"Training cancelled at step {trainer.StepsDone}; state saved to '{o.CheckpointPath}'.");
-            }
-            throw;
-        }
-        catch (BadRowException e)
-        {
-            string kept = "";
-            string? state = null;
-            if (o.CheckpointPath is not null && trainer.StepsDone > 0)
-            {
-                trainer.SaveState(o.CheckpointPath);
-                state = o.CheckpointPath;
-                kept = $" The training state at step {trainer.StepsDone} is saved in '{o.CheckpointPath}'.";
-            }
-            throw new UnreadableTrainingRowException(e.Row, trainer.StepsDone, state, $"Training stopped at step {trainer.StepsDone}: {e.Message}{kept}", e);
-        }
-    }
-
     private static void CopyWeights(TorchSharp.torch.nn.Module from, TorchSharp.torch.nn.Module to)
     {
         using var noGrad = no_grad();

@@ -206,7 +206,7 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
         Action<TrainingProgress> report, Action<DiffusionTrainer> afterStep, StrongBox<long> skipped, IChannel ch)
     {
         var o = _options;
-        try
+        return KeepingState(trainer, ch, () =>
         {
             if (streaming)
             {
@@ -224,6 +224,16 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
                 trainer.Train(images, remaining, report, Math.Max(1, o.ReportEvery), o.CancellationToken, afterStep, conditions);
                 return bad;
             }
+        });
+    }
+
+    // Runs the training; a cancelled run or an unreadable row keeps the training state, for pixel-space and Stable Diffusion training alike.
+    private long KeepingState(DiffusionTrainer trainer, IChannel ch, Func<long> train)
+    {
+        var o = _options;
+        try
+        {
+            return train();
         }
         catch (OperationCanceledException)
         {
