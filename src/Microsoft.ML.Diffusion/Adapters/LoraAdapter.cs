@@ -27,15 +27,24 @@ internal sealed class LoraAdapter : IDisposable
     /// <summary>An adapter of layers made in memory (by training); it takes ownership of them.</summary>
     public static LoraAdapter FromLayers(string source, IReadOnlyList<LoraLayer> layers) => new(source, LoraLayout.Diffusers, layers);
 
+    // By content, not name: a file saved without the .safetensors extension still reads. SafeTensors opens with an 8-byte
+    // header length and the header's '{'; torch.save writes a zip ("PK") or a pickle (0x80).
+    private static bool IsSafeTensors(string path)
+    {
+        Span<byte> head = stackalloc byte[9];
+        using var stream = File.OpenRead(path);
+        return stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) == head.Length
+            ? head[8] == (byte)'{'
+            : path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);   // too short for either: let the named reader say so
+    }
+
     /// <summary>Reads a .safetensors LoRA file (or a PyTorch pickle through the restricted unpickler).</summary>
     /// <exception cref="CheckpointFormatException">The file is not a LoRA of a known layout, or its tensors are inconsistent or not finite.</exception>
     public static LoraAdapter Read(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"LoRA file '{path}' does not exist.", path);
-        using ITensorFile file = path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
-            ? SafeTensorsFile.Open(path)
-            : TorchCheckpointFile.Open(path);
+        using ITensorFile file = IsSafeTensors(path) ? SafeTensorsFile.Open(path) : TorchCheckpointFile.Open(path);
         string config = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, PeftConfig.FileName);
         return Read(file, File.Exists(config) ? config : null);
     }

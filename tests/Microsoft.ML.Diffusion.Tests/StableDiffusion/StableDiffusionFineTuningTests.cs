@@ -152,7 +152,7 @@ public sealed class StableDiffusionFineTuningTests : IDisposable
         Assert.All(start.Network.parameters(), p => Assert.True(p.requires_grad));   // unfrozen again
 
         // The written adapter loads into a fresh copy of the base and gives the trained model's weights.
-        string file = trained.Lora.Save(Path.Combine(_temp, "style.safetensors"));
+        string file = trained.Lora.Save(Path.Combine(_temp, "style"));   // no extension: read by its content
         using (var other = Load())
         using (other.LoadLora(file))
         {
