@@ -33,10 +33,21 @@ internal static class InpaintingPipeline
         using var inference = inference_mode();
         var known = images.to(float32).to(model.Device);
         var redraw = mask.to(float32).to(model.Device).expand(known.shape);
-        var keep = 1 - redraw;   // once, not at every step
         using var onDevice = condition?.To(model.Device);
         var denoiser = PipelineSteps.DenoiserFor(model, options.GuidanceScale, options.ForwardBatchSize, onDevice);
-        var rePaint = new RePaintSampler(model.Schedule, model.Prediction, options.Steps, options.JumpLength, options.Resamplings, options.Eta);
+        return Walk(model, options, denoiser, known, redraw, noise, pixels: true, onStep, cancellationToken).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// RePaint's walk down and back up the timesteps from <paramref name="known"/> and the <paramref name="redraw"/> mask of
+    /// its shape. <paramref name="pixels"/> clips x̂₀ and the result to [−1, 1], as for images; latents are not clipped.
+    /// </summary>
+    internal static Tensor Walk(DiffusionModel model, InpaintingOptions options, Denoiser denoiser, Tensor known, Tensor redraw, NoiseSource noise, bool pixels,
+        Action<int, int>? onStep, CancellationToken cancellationToken)
+    {
+        using var scope = NewDisposeScope();
+        var keep = 1 - redraw;   // once, not at every step
+        var rePaint = new RePaintSampler(model.Schedule, model.Prediction, options.Steps, options.JumpLength, options.Resamplings, options.Eta, clip: pixels);
         int done = 0;
         var x = noise.Next(known.shape, model.Device).DetachFromDisposeScope();
         // As diffusers' RePaintPipeline: a step down from t leaves x at t − ratio; a step up to t re-noises x from the previous
@@ -65,7 +76,7 @@ internal static class InpaintingPipeline
                 last = t;
             }
             // The last denoising step lands on t = 0 − ratio (clean): keep the input exactly where the mask keeps it.
-            return (redraw * x.clamp(-1, 1) + keep * known).MoveToOuterDisposeScope();
+            return (redraw * (pixels ? x.clamp(-1, 1) : x) + keep * known).MoveToOuterDisposeScope();
         }
         finally
         {

@@ -40,51 +40,11 @@ internal static class LatentInpaintingPipeline
         int factor = vae.Config.DownscaleFactor;
         var redraw = nn.functional.max_pool2d(redrawPixels, factor, factor).expand(known.shape);
         var denoiser = TextToImagePipeline.Guided(model, states, negative, options.GuidanceScale, options.ForwardBatchSize);
-        var latents = RePaint(model, options, denoiser, known, redraw, noise, onStep, cancellationToken);
+        var latents = InpaintingPipeline.Walk(model, options, denoiser, known, redraw, noise, pixels: false, onStep, cancellationToken);
         var decoded = TextToImagePipeline.Decode(model, latents);
         // Outside the mask the input, exactly: 0·decoded + 1·input (per channel for a mask of the images' channels).
         var redrawn = mask.to(float32).to(model.Device).expand(pixels.shape);
         return (redrawn * decoded + (1 - redrawn) * pixels).MoveToOuterDisposeScope();
-    }
-
-    // The walk of InpaintingPipeline, over latents and without clamping x̂₀ (latents are not images in [−1, 1]).
-    private static Tensor RePaint(DiffusionModel model, InpaintingOptions options, Denoiser denoiser, Tensor known, Tensor redraw, NoiseSource noise,
-        Action<int, int>? onStep, CancellationToken cancellationToken)
-    {
-        using var scope = NewDisposeScope();
-        var keep = 1 - redraw;
-        var rePaint = new RePaintSampler(model.Schedule, model.Prediction, options.Steps, options.JumpLength, options.Resamplings, options.Eta, clip: false);
-        int done = 0;
-        var x = noise.Next(known.shape, model.Device).DetachFromDisposeScope();
-        int last = rePaint.Timesteps[0] + 1;
-        try
-        {
-            foreach (int t in rePaint.Timesteps)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var step = NewDisposeScope();
-                Tensor next;
-                if (t < last)
-                {
-                    var output = denoiser(x, full(known.shape[0], (long)t, dtype: int64, device: model.Device));
-                    next = rePaint.Step(output, t, x, known, redraw, keep, noise);
-                    onStep?.Invoke(++done, rePaint.DenoisingSteps);
-                }
-                else
-                {
-                    next = rePaint.UndoStep(x, last, t, noise);
-                }
-                var detached = next.DetachFromDisposeScope();
-                x.Dispose();
-                x = detached;
-                last = t;
-            }
-            return (redraw * x + keep * known).MoveToOuterDisposeScope();
-        }
-        finally
-        {
-            x.Dispose();
-        }
     }
 
     // (N, 1 or 3, H, W) of the images' size, values in [0, 1].
