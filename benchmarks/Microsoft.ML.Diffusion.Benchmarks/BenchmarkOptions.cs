@@ -62,6 +62,12 @@ internal sealed record BenchmarkOptions
     public string SdSize { get; init; } = "sd15";
     public string SdDtype { get; init; } = "float32";
     public int Repeats { get; init; } = 3;
+    public bool LoraCost { get; init; }
+    public bool LoraCostAll { get; init; }
+    public string LoraCostMode { get; init; } = "lora";
+    public int LoraCostSize { get; init; } = 256;
+    public int LoraRank { get; init; } = 4;
+    public double MemoryLimitGib { get; init; } = 21;
 
     public const string Usage = """
         Microsoft.ML.Diffusion.Benchmarks: CPU throughput and memory benchmark of the diffusion engine.
@@ -76,7 +82,7 @@ internal sealed record BenchmarkOptions
           --out DIR               where to write torchsharp.json / torchsharp.md (default benchmarks/results)
           --configs a,b           configurations to run: bench, rgb32 (default both)
           --threads N             libtorch intra-op threads (default: the engine's choice, all cores)
-          --train-warmup N        untimed training steps before timing (default 3; quick 1)
+          --train-warmup N        untimed training steps before timing (default 3; quick 1; lora-cost 2)
           --train-steps N         timed training steps, median reported (default 20; quick 3)
           --breakdown-steps N     steps of the forward/backward/optimizer breakdown (default 6; quick 2)
           --sample-batch N        images per sampling run (default 64)
@@ -155,8 +161,19 @@ internal sealed record BenchmarkOptions
           --sd-component a,b      (sd-components) which of unet, text, vae, in this order (default all; for a peak RSS per
                                   component run one per process)
           --sd-dtype T            (sd-components) float32 (default), bfloat16 or float16: weights and activations
-          --sd-size S             (sd-components) sd15 (default) or tiny (two-level networks of the same blocks, a smoke test)
-          --repeats N             (sd-components) timed runs after the warm-up (default 3)
+          --sd-size S             (sd-components, lora-cost) sd15 (default) or tiny (two-level networks of the same blocks, a smoke test)
+          --repeats N             (sd-components, lora-cost) timed runs after the warm-up (default 3)
+          --lora-cost             one training step of Stable Diffusion 1.5's UNet (random weights) at batch 1 on the CPU, the
+                                  library's DiffusionTrainer.TrainStep: LoRA adapters or the whole UNet in AdamW; prints one JSON
+                                  line (median seconds per step, RSS before training, peak RSS, trainable parameters, the LoRA
+                                  file's size), appends it to OUT/lora-cost.json and rewrites OUT/lora-cost.md; one
+                                  configuration per process, so the peak RSS is its own
+          --lora-cost-mode M      (lora-cost) lora (default) or full
+          --lora-cost-size S      (lora-cost) image size: 256 (default) or 512 (latents of S/8)
+          --lora-rank R           (lora-cost) the adapters' rank (default 4, diffusers' train_text_to_image_lora default)
+          --lora-cost-all         lora-256, full-256, lora-512, full-512, each in a child process of this benchmark, killed when
+                                  its RSS passes --memory-limit-gib (recorded as "stopped at N GiB (over the limit)")
+          --memory-limit-gib G    (lora-cost-all) the children's RSS limit (default 21)
         """;
 
     public static BenchmarkOptions Parse(string[] args)
@@ -227,6 +244,12 @@ internal sealed record BenchmarkOptions
                 "--sd-dtype" => o with { SdComponents = true, SdDtype = OneOf([Value()], Benchmarks.SdComponents.DTypes, a)[0] },
                 "--sd-size" => o with { SdComponents = true, SdSize = OneOf([Value()], Benchmarks.SdComponents.Sizes, a)[0] },
                 "--repeats" => o with { Repeats = Int() },
+                "--lora-cost" => o with { LoraCost = true },
+                "--lora-cost-all" => o with { LoraCostAll = true },
+                "--lora-cost-mode" => o with { LoraCost = true, LoraCostMode = OneOf([Value()], Benchmarks.LoraCost.Modes, a)[0] },
+                "--lora-cost-size" => o with { LoraCost = true, LoraCostSize = int.Parse(OneOf([Value()], Benchmarks.LoraCost.ImageSizes, a)[0], System.Globalization.CultureInfo.InvariantCulture) },
+                "--lora-rank" => o with { LoraRank = Int() },
+                "--memory-limit-gib" => o with { MemoryLimitGib = Doubles(Value(), a)[0] is > 0 and var g ? g : throw new ArgumentException($"{a} needs a positive number.") },
                 "--sweep-report-only" => o with { SamplerSweep = true, SweepReportOnly = true },
                 "-h" or "--help" => throw new HelpRequestedException(),
                 _ => throw new ArgumentException($"Unknown option '{a}'."),
@@ -253,6 +276,7 @@ internal sealed record BenchmarkOptions
             .ToArray() is { Length: > 0 } values ? values : throw new ArgumentException($"{option} needs at least one value.");
 
     public int EffectiveTrainWarmup => TrainWarmup ?? (Quick ? 1 : 3);
+    public int LoraCostWarmup => TrainWarmup ?? 2;
     public int EffectiveTrainSteps => TrainSteps ?? (Quick ? 3 : 20);
     public int EffectiveBreakdownSteps => BreakdownSteps ?? (Quick ? 2 : 6);
     public int EffectiveDdpmTimedSteps => DdpmTimedSteps ?? (Quick ? 2 : 50);

@@ -11,6 +11,19 @@ internal static class ProcessMemory
     /// <summary>Current resident set size (VmRSS) in MiB, or NaN where /proc is missing.</summary>
     public static double ResidentMiB() => ReadKiB("VmRSS:") / 1024.0;
 
+    /// <summary>Current resident set size (VmRSS) of process <paramref name="pid"/> in MiB, or NaN when it has gone or /proc is missing.</summary>
+    public static double ResidentMiB(int pid)
+    {
+        try
+        {
+            return ReadKiB("VmRSS:", $"/proc/{pid}/status") / 1024.0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return double.NaN;   // the process ended between the look and the read
+        }
+    }
+
     /// <summary>
     /// MiB glibc's malloc has handed out and not had back (all arenas: mallinfo2's uordblks + hblkhd), or NaN off glibc 2.33+.
     /// Unlike RSS it does not move with pages the allocator keeps for reuse, so a leak of native tensors shows in it first.
@@ -78,9 +91,8 @@ internal static class ProcessMemory
         }
     }
 
-    private static double ReadKiB(string key)
+    private static double ReadKiB(string key, string status = "/proc/self/status")
     {
-        const string status = "/proc/self/status";
         if (!File.Exists(status)) return double.NaN;
         foreach (var line in File.ReadLines(status))
         {

@@ -33,6 +33,10 @@ Directory.CreateDirectory(options.OutputDirectory);
 
 if (options.Serve) return LockstepServer.Run(options, Log);
 
+// Before sd-components: --sd-size is shared and would select it.
+if (options.LoraCostAll) return LoraCostDriver.Run(options, Log);
+if (options.LoraCost) return LoraCost.Run(options, Log);
+
 if (options.SdComponents) return SdComponents.Run(options.SdComponentNames, options.SdSize, options.SdDtype, options.Repeats, Log);
 
 if (options.Ops)

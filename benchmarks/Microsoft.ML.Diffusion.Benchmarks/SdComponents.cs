@@ -105,19 +105,27 @@ internal static class SdComponents
         return self.TotalProcessorTime.TotalSeconds;
     }
 
-    // The SD 1.5 UNet (runwayml/stable-diffusion-v1-5's unet/config.json), or a two-level one of the same kinds of blocks.
+    /// <summary>The SD 1.5 UNet's config (runwayml/stable-diffusion-v1-5's unet/config.json), or a two-level one of the same kinds of blocks.</summary>
+    internal static UNet2DConditionModelConfig UnetConfig(bool tiny) => tiny
+        ? new UNet2DConditionModelConfig
+        {
+            SampleSize = 8, BlockOutChannels = [32, 64], DownBlockTypes = ["CrossAttnDownBlock2D", "DownBlock2D"],
+            UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D"], AttentionHeadDim = [2], CrossAttentionDim = 32, LayersPerBlock = [1],
+        }
+        : new UNet2DConditionModelConfig
+        {
+            SampleSize = 64, BlockOutChannels = [320, 640, 1280, 1280], AttentionHeadDim = [8], CrossAttentionDim = 768, LayersPerBlock = [2],
+        };
+
+    /// <summary>CLIP ViT-L/14's text tower (SD 1.x), or a two-layer one of width 32 on 7 tokens.</summary>
+    internal static ClipTextConfig TextConfig(bool tiny) => tiny
+        ? ClipTextConfig.StableDiffusion1 with { VocabSize = 1000, HiddenSize = 32, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, MaxPositionEmbeddings = 7 }
+        : ClipTextConfig.StableDiffusion1;
+
+    // The UNet of UnetConfig on a guided denoising step.
     private static (nn.Module, Action, string) Unet(bool tiny, ScalarType dtype)
     {
-        var config = tiny
-            ? new UNet2DConditionModelConfig
-            {
-                SampleSize = 8, BlockOutChannels = [32, 64], DownBlockTypes = ["CrossAttnDownBlock2D", "DownBlock2D"],
-                UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D"], AttentionHeadDim = [2], CrossAttentionDim = 32, LayersPerBlock = [1],
-            }
-            : new UNet2DConditionModelConfig
-            {
-                SampleSize = 64, BlockOutChannels = [320, 640, 1280, 1280], AttentionHeadDim = [8], CrossAttentionDim = 768, LayersPerBlock = [2],
-            };
+        var config = UnetConfig(tiny);
         var unet = new UNet2DConditionModel(config);
         unet.eval();
         unet.to(dtype);
@@ -140,9 +148,7 @@ internal static class SdComponents
     // CLIP ViT-L/14's text tower (SD 1.x) on two prompts' token ids (the negative and the positive).
     private static (nn.Module, Action, string) Text(bool tiny, ScalarType dtype)
     {
-        var config = tiny
-            ? ClipTextConfig.StableDiffusion1 with { VocabSize = 1000, HiddenSize = 32, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, MaxPositionEmbeddings = 7 }
-            : ClipTextConfig.StableDiffusion1;
+        var config = TextConfig(tiny);
         var clip = new ClipTextModel(config);
         clip.eval();
         clip.to(dtype);

@@ -64,7 +64,7 @@ public sealed class SdComponentsBenchmarkTests
 
     // tests/Microsoft.ML.Diffusion.Tests/bin/<config>/<tfm>/ → benchmarks/Microsoft.ML.Diffusion.Benchmarks/bin/<config>/<tfm>/,
     // built with the tests (the test project references it without using its assembly).
-    private static string BenchmarkDll()
+    internal static string BenchmarkDll()
     {
         var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         string tfm = testDir.Name, config = testDir.Parent!.Name;
