@@ -59,6 +59,23 @@ public sealed class LoraModelZipTests : IDisposable
         return [.. archive.Entries.Select(e => e.Name)];
     }
 
+    // The versions ML.NET's header of the stage with this model signature records (signature at 0x40, written and
+    // readable versions at 0x48 and 0x4C of its Model.key).
+    private static (uint Written, uint Readable) StageVersion(string zip, string signature)
+    {
+        using var archive = ZipFile.OpenRead(zip);
+        foreach (var entry in archive.Entries.Where(e => e.Name == "Model.key"))
+        {
+            using var stream = entry.Open();
+            using var buffer = new MemoryStream();
+            stream.CopyTo(buffer);
+            byte[] data = buffer.ToArray();
+            if (data.Length >= 0x100 && System.Text.Encoding.ASCII.GetString(data, 0x40, 8) == signature)
+                return (BitConverter.ToUInt32(data, 0x48), BitConverter.ToUInt32(data, 0x4C));
+        }
+        throw new InvalidOperationException($"'{zip}' has no stage {signature}.");
+    }
+
     private static Exception LoadError(string zip) => Assert.ThrowsAny<Exception>(() => new MLContext().Model.Load(zip, out _)).GetBaseException();
 
     // The library's UNet with attention at 8×8, perturbed so that every layer (and so every adapter) changes its output.
@@ -222,6 +239,7 @@ public sealed class LoraModelZipTests : IDisposable
         var plainStage = ml.Transforms.DiffusionGenerate(model, options).Fit(seeds);
         ml.Model.SaveAtomically(plainStage, seeds.Schema, zip);
         Assert.Contains("DiffusionModel.mldiff", Entries(zip));   // without adapters a pixel model's zip holds its checkpoint
+        Assert.Equal((0x00010004u, 0x00010003u), StageVersion(zip, "DIFFGENR"));
         byte[] earlier = File.ReadAllBytes(zip);
         using (var lora = model.LoadLora(Lora("trained-unet2d"), 0.8))
         {
@@ -249,6 +267,7 @@ public sealed class LoraModelZipTests : IDisposable
             var before = Generated(stage.Transform(seeds));
             ml.Model.SaveAtomically(stage, seeds.Schema, zip);
             Assert.DoesNotContain("DiffusionModel.mldiff", Entries(zip));
+            Assert.Equal((0x00010004u, 0x00010004u), StageVersion(zip, "DIFFGENR"));   // an older library refuses it rather than drop the adapter
             var loaded = new MLContext().Model.Load(zip, out _);
             try
             {
