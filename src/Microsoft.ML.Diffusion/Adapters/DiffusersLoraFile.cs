@@ -57,9 +57,16 @@ internal static class DiffusersLoraFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (layers.Count == 0) throw new InvalidOperationException("There are no LoRA layers to write.");
         string file = Directory.Exists(path) ? Path.Combine(path, FileName) : path;
-        using var scope = NewDisposeScope();
-        byte[] bytes = SafeTensors.Write(Tensors(layers), new Dictionary<string, string> { ["format"] = "pt" });
+        byte[] bytes = Bytes(layers);
         AtomicFile.Write(file, stream => stream.Write(bytes));
         return file;
+    }
+
+    /// <summary>The safetensors file of <paramref name="layers"/>, in memory.</summary>
+    public static byte[] Bytes(IReadOnlyList<(LoraComponent Component, string Module, LoraLayer Layer)> layers)
+    {
+        if (layers.Count == 0) throw new InvalidOperationException("There are no LoRA layers to write.");
+        using var scope = NewDisposeScope();
+        return SafeTensors.Write(Tensors(layers), new Dictionary<string, string> { ["format"] = "pt" });
     }
 }

@@ -23,7 +23,10 @@ public sealed class FusedLora : IDisposable
         Path = path;
     }
 
-    /// <summary>The LoRA file it was loaded from; empty for a LoRA trained in memory (<c>TrainDiffusion</c> with <c>Lora</c> options).</summary>
+    /// <summary>
+    /// The LoRA file it was loaded from (for a LoRA loaded with a model zip, the file it was first loaded from); empty for
+    /// a LoRA trained in memory (<c>TrainDiffusion</c> with <c>Lora</c> options).
+    /// </summary>
     public string Path { get; }
 
     /// <summary>The scale the LoRA's update is fused at (diffusers' <c>lora_scale</c>, A1111's weight in &lt;lora:name:weight&gt;).</summary>
@@ -43,6 +46,9 @@ public sealed class FusedLora : IDisposable
 
     internal IReadOnlyList<LoraTarget> Targets { get; }
 
+    /// <summary>The LoRA's factors (owned by this handle).</summary>
+    internal LoraAdapter Adapter => _adapter;
+
     /// <summary>
     /// Writes the LoRA in diffusers v0.21's layout, which diffusers' <c>load_attn_procs</c> and <c>load_lora_weights</c>
     /// and <see cref="LoraExtensions.LoadLora"/> read: attention projections as save_attn_procs names them
@@ -55,14 +61,19 @@ public sealed class FusedLora : IDisposable
     public string Save(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var layers = Targets.Select(t =>
-        {
-            bool text = t.Key.StartsWith("text_encoder.", StringComparison.Ordinal);
-            string module = t.Key[(text ? "text_encoder.".Length : "unet.".Length)..^".weight".Length];
-            return (text ? LoraComponent.TextEncoder : LoraComponent.UNet, module, t.Layer);
-        }).ToList();
-        return DiffusersLoraFile.Write(path, layers);
+        return DiffusersLoraFile.Write(path, Layers());
     }
+
+    /// <summary>The bytes <see cref="Save"/> writes: a safetensors file in diffusers v0.21's layout.</summary>
+    internal byte[] ToSafeTensors() => DiffusersLoraFile.Bytes(Layers());
+
+    // Each layer under the module name of the weight it updates in this model.
+    private List<(LoraComponent, string, LoraLayer)> Layers() => Targets.Select(t =>
+    {
+        bool text = t.Key.StartsWith("text_encoder.", StringComparison.Ordinal);
+        string module = t.Key[(text ? "text_encoder.".Length : "unet.".Length)..^".weight".Length];
+        return (text ? LoraComponent.TextEncoder : LoraComponent.UNet, module, t.Layer);
+    }).ToList();
 
     /// <summary>Takes the LoRA out of the model's weights (nothing if it is already out).</summary>
     public void Unfuse()

@@ -49,6 +49,19 @@ internal sealed class LoraAdapter : IDisposable
         return Read(file, File.Exists(config) ? config : null);
     }
 
+    /// <summary>Reads a LoRA from the bytes of a safetensors file; <paramref name="source"/> names it in messages.</summary>
+    /// <exception cref="CheckpointFormatException">The bytes are not a safetensors file, or not a LoRA of a known layout, or inconsistent or not finite.</exception>
+    public static LoraAdapter Read(byte[] safeTensors, string source)
+    {
+        ArgumentNullException.ThrowIfNull(safeTensors);
+        using var file = new InMemoryTensorFile(SafeTensors.Read(safeTensors, source), source);
+        return Read(file);
+    }
+
+    /// <summary>An adapter with copies of this one's factors, owned by the caller.</summary>
+    public LoraAdapter Clone() => new(Source, Layout,
+        Layers.Select(l => new LoraLayer(l.Component, l.Module, l.Source, l.Down.clone().DetachFromDisposeScope(), l.Up.clone().DetachFromDisposeScope(), l.Alpha)).ToList());
+
     /// <summary>
     /// Reads the LoRA layers of <paramref name="file"/>; a PEFT file's alpha comes from <paramref name="peftConfig"/>
     /// (PEFT's adapter_config.json beside it) when one is given.

@@ -19,7 +19,12 @@ public static class LoraExtensions
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!double.IsFinite(scale))
             throw new ArgumentOutOfRangeException(nameof(scale), scale, "The LoRA scale must be a finite number (1 applies the LoRA as trained, 0 not at all).");
-        var adapter = LoraAdapter.Read(path);
+        return Fuse(model, LoraAdapter.Read(path), scale, path);
+    }
+
+    /// <summary>Fuses <paramref name="adapter"/> (which the returned handle then owns; on failure it is disposed) into the model.</summary>
+    internal static FusedLora Fuse(DiffusionModel model, LoraAdapter adapter, double scale, string path)
+    {
         try
         {
             var targets = LoraTargets.Resolve(model, adapter);

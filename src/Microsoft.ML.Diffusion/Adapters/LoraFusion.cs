@@ -17,12 +17,15 @@ internal sealed class LoraFusion
 {
     private static readonly ConditionalWeakTable<DiffusionModel, LoraFusion> Fusions = new();
 
+    private readonly DiffusionModel _model;
     private readonly Dictionary<string, (Parameter Weight, Tensor Original)> _originals = new(StringComparer.Ordinal);
     private readonly List<FusedLora> _fused = new();
     private readonly object _lock = new();
 
+    private LoraFusion(DiffusionModel model) => _model = model;
+
     /// <summary>The fusion state of <paramref name="model"/> (created on first use, kept as long as the model lives).</summary>
-    public static LoraFusion Of(DiffusionModel model) => Fusions.GetValue(model, _ => new LoraFusion());
+    public static LoraFusion Of(DiffusionModel model) => Fusions.GetValue(model, m => new LoraFusion(m));
 
     /// <summary>The LoRAs fused now, in the order they were fused.</summary>
     public IReadOnlyList<FusedLora> Fused
@@ -59,8 +62,54 @@ internal sealed class LoraFusion
                 throw;
             }
             _fused.Add(lora);
+            _model.FusedAdapters = _fused.Count;
         }
         return lora;
+    }
+
+    /// <summary>
+    /// Fuses copies of the LoRAs fused now, in their order and at their scales, into <paramref name="other"/>: a copy of
+    /// this model, whose weights the LoRAs touch are first set back to the originals, or a fresh load of its base. The
+    /// handles returned are <paramref name="other"/>'s; on failure nothing stays fused into it.
+    /// </summary>
+    public IReadOnlyList<FusedLora> CopyInto(DiffusionModel other)
+    {
+        var copies = new List<(FusedLora Lora, LoraAdapter Adapter, IReadOnlyList<LoraTarget> Targets)>();
+        var done = new List<FusedLora>();
+        try
+        {
+            lock (_lock)
+            {
+                foreach (var lora in _fused)
+                {
+                    var adapter = lora.Adapter.Clone();
+                    try
+                    {
+                        copies.Add((lora, adapter, LoraTargets.Resolve(other, adapter)));
+                    }
+                    catch
+                    {
+                        adapter.Dispose();
+                        throw;
+                    }
+                }
+                using var noGrad = no_grad();
+                foreach (var target in copies.SelectMany(c => c.Targets))
+                    if (_originals.TryGetValue(target.Key, out var saved)) target.Weight.copy_(saved.Original);
+            }
+            var fusion = Of(other);
+            foreach (var (lora, adapter, targets) in copies)
+            {
+                done.Add(fusion.Fuse(adapter, targets, lora.Scale, lora.Path));
+            }
+            return done;
+        }
+        catch
+        {
+            foreach (var lora in done) lora.Dispose();
+            foreach (var (_, adapter, _) in copies.Skip(done.Count)) adapter.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Takes <paramref name="lora"/> out of the weights (nothing if it is not fused).</summary>
@@ -69,6 +118,7 @@ internal sealed class LoraFusion
         lock (_lock)
         {
             if (!_fused.Remove(lora)) return;
+            _model.FusedAdapters = _fused.Count;
             using var noGrad = no_grad();
             Rebuild(lora.Targets.Select(t => t.Key).ToList());
         }

@@ -17,7 +17,8 @@ public static class DiffusersFormat
     /// gives the sampler settings that reproduce the scheduler. A folder <see cref="SaveDiffusers"/> wrote for a text- or
     /// vector-conditional model (a <c>UNet2DConditionModel</c> in <c>unet</c> and the library's condition encoder in
     /// <c>condition_encoder</c>) reads back whole. Errors name the file and the field or tensor; a folder that lacks files
-    /// names all of them.
+    /// names all of them. The model remembers the folder's path and the SHA-256 of its files: a model zip of it with LoRA
+    /// adapters fused refers to the folder as their base.
     /// </summary>
     public static DiffusionModel Load(string folder, Device? device = null) => Diffusers.DiffusersPipelineFolder.Load(folder, device);
 
@@ -31,7 +32,9 @@ public static class DiffusersFormat
     /// here (diffusers' <c>UNet2DConditionModel</c> reading the library's condition encoder) is written without
     /// <c>model_index.json</c>: <c>unet/</c> for <c>UNet2DConditionModel.from_pretrained</c>, <c>scheduler/</c>, and the
     /// encoder in the library's own format in <c>condition_encoder/</c> (<c>config.json</c>, <c>model.safetensors</c>).
-    /// Other networks (the library's own UNet) cannot be written; files are replaced atomically.
+    /// Other networks (the library's own UNet) cannot be written; files are replaced atomically. Written with no LoRA
+    /// fused, the folder holds the model's own weights, and model zips of the model with LoRA adapters fused later refer
+    /// to it as their base; written with LoRAs fused, it holds the merged weights.
     /// <para>
     /// A Stable Diffusion model (such as one fine-tuned by <c>TrainDiffusion</c>) is written as a
     /// <c>StableDiffusionPipeline</c> folder instead, which <see cref="StableDiffusionFormat.Load"/> reads: <c>unet/</c>,

@@ -52,7 +52,7 @@ public sealed class DiffusionGenerationTransformer : DiffusionSamplingTransforme
     }
 
     private static VersionInfo VersionInfo => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionGenerationTransformer),
-        written: ModelPersistence.NestedSamplingSettings, readable: ModelPersistence.NestedSamplingSettings, readBackFrom: ModelPersistence.FirstVersion);
+        written: ModelPersistence.HoldsLoraAdapters, readable: ModelPersistence.NestedSamplingSettings, readBackFrom: ModelPersistence.FirstVersion);
 
     private protected override VersionInfo GetVersionInfo() => VersionInfo;
 

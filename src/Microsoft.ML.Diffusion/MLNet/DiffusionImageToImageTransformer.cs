@@ -53,7 +53,7 @@ public sealed class DiffusionImageToImageTransformer : DiffusionSamplingTransfor
     }
 
     private static VersionInfo VersionInfo => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionImageToImageTransformer),
-        written: ModelPersistence.NestedSamplingSettings, readable: ModelPersistence.NestedSamplingSettings, readBackFrom: ModelPersistence.NestedSamplingSettings);
+        written: ModelPersistence.HoldsLoraAdapters, readable: ModelPersistence.NestedSamplingSettings, readBackFrom: ModelPersistence.NestedSamplingSettings);
 
     private protected override VersionInfo GetVersionInfo() => VersionInfo;
 

@@ -59,7 +59,7 @@ public sealed class DiffusionInpaintingTransformer : DiffusionSamplingTransforme
     }
 
     private static VersionInfo VersionInfo => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionInpaintingTransformer),
-        written: ModelPersistence.NestedSamplingSettings, readable: ModelPersistence.NestedSamplingSettings, readBackFrom: ModelPersistence.NestedSamplingSettings);
+        written: ModelPersistence.HoldsLoraAdapters, readable: ModelPersistence.NestedSamplingSettings, readBackFrom: ModelPersistence.NestedSamplingSettings);
 
     private protected override VersionInfo GetVersionInfo() => VersionInfo;
 

@@ -91,7 +91,7 @@ public abstract class DiffusionSamplingTransformer : ITransformer, IDisposable
     {
         Host.CheckValue(ctx, nameof(ctx));
         ctx.CheckAtModel();
-        ctx.SetVersionInfo(GetVersionInfo());
+        ctx.SetVersionInfo(ModelPersistence.VersionFor(GetVersionInfo(), Model));
         ModelPersistence.SaveSettings(ctx, StageSettings);
         ModelPersistence.SaveModel(ctx, Model);
     }
@@ -99,7 +99,7 @@ public abstract class DiffusionSamplingTransformer : ITransformer, IDisposable
     /// <summary>Frees the model's tensors if this transformer owns the model (it was loaded from a zip).</summary>
     public void Dispose()
     {
-        if (_ownsModel) Model.Dispose();
+        if (_ownsModel) ModelPersistence.DisposeModel(Model);
         GC.SuppressFinalize(this);
     }
 }

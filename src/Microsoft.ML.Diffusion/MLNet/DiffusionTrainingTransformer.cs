@@ -42,7 +42,9 @@ public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
     /// <summary>
     /// The LoRA trained by a LoRA run (<see cref="DiffusionTrainingOptions.Lora"/>), fused into <see cref="Model"/> at
     /// scale 1: <see cref="FusedLora.Save"/> writes it in diffusers' layout, <see cref="FusedLora.Unfuse"/> takes it out
-    /// of the start model exactly. Null for whole-network training and for stages loaded from a model zip.
+    /// of the start model exactly. Null for whole-network training and for stages loaded from a model zip (whose model
+    /// has the zip's adapters fused into its base again). A model zip of the stage holds the LoRA and refers to the start
+    /// model's file as its base, so the start model must have been loaded from, or written to, a file.
     /// </summary>
     public FusedLora? Lora { get; }
 
@@ -65,13 +67,13 @@ public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
     public IDataView Transform(IDataView input) => input;
 
     private static VersionInfo GetVersionInfo() => ModelPersistence.Version(ModelSignature, LoaderSignature, typeof(DiffusionTrainingTransformer),
-        written: ModelPersistence.KeepsModelNoiseAfterClipping, readable: ModelPersistence.FirstVersion, readBackFrom: ModelPersistence.FirstVersion);
+        written: ModelPersistence.HoldsLoraAdapters, readable: ModelPersistence.FirstVersion, readBackFrom: ModelPersistence.FirstVersion);
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
         _host.CheckValue(ctx, nameof(ctx));
         ctx.CheckAtModel();
-        ctx.SetVersionInfo(GetVersionInfo());
+        ctx.SetVersionInfo(ModelPersistence.VersionFor(GetVersionInfo(), Model));
         ModelPersistence.SaveSettings(ctx, new Settings(ImageColumnName, ConditionColumnName));
         ModelPersistence.SaveModel(ctx, Model);
     }
@@ -118,6 +120,6 @@ public sealed class DiffusionTrainingTransformer : ITransformer, IDisposable
     public void Dispose()
     {
         if (Lora is not null) Lora.Dispose();
-        else Model.Dispose();
+        else ModelPersistence.DisposeModel(Model);
     }
 }

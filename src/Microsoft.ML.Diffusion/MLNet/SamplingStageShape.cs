@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Transforms.Image;
@@ -11,13 +12,25 @@ internal static class SamplingStageShape
 {
     /// <summary>
     /// The model the transformer samples with: <paramref name="model"/> itself, or, for a device of the options' own, a copy
-    /// there that the transformer owns.
+    /// there that the transformer owns (a Stable Diffusion model loaded again from its files), with copies of the LoRA
+    /// adapters fused into the model fused into it, so that its zips too refer to the base and hold the adapters.
     /// </summary>
     public static (DiffusionModel Model, bool Owned) ModelFor(DiffusionModel model, DiffusionStageOptions options)
     {
         var device = options.Device is { } requested ? DiffusionDevice.Resolve(requested) : model.Device;
         if (DiffusionDevice.Same(device, model.Device)) return (model, false);
-        return (model.Source is { } source ? Internal.ReferencedModel.Load(source, device) : model.CopyTo(device), true);
+        var copy = model.Source is { } source && (model.IsLatent || model.TakesPrompts) ? Internal.ReferencedModel.Load(source, device) : model.CopyTo(device);
+        try
+        {
+            copy.Source ??= model.Source;
+            LoraFusion.Of(model).CopyInto(copy);
+        }
+        catch
+        {
+            copy.Dispose();
+            throw;
+        }
+        return (copy, true);
     }
 
     /// <summary>

@@ -67,8 +67,15 @@ public sealed class DiffusionModel : IDisposable
 
     internal PromptEncoder? Prompts { get; init; }
 
-    /// <summary>The files a model loaded from a checkpoint people download came from: model zips refer to them instead of copying them.</summary>
+    /// <summary>
+    /// The files the model's weights were loaded from or last written to. A Stable Diffusion model's zips always refer to
+    /// them instead of copying them; a pixel-space model's zips refer to them as the base of the LoRA adapters fused into
+    /// it (without adapters its zips hold its checkpoint).
+    /// </summary>
     internal ModelSource? Source { get; set; }
+
+    /// <summary>LoRA adapters fused into the weights now (kept by <c>Adapters.LoraFusion</c>): while any are, a file written holds them too, so it is not the model's base.</summary>
+    internal int FusedAdapters { get; set; }
 
     /// <summary>
     /// The files a Stable Diffusion model was loaded from when its UNet has since been fine-tuned in place: they no longer
@@ -157,11 +164,15 @@ public sealed class DiffusionModel : IDisposable
         DiffusionCheckpoint.Write(stream, Header, WeightsBytes());
     }
 
-    /// <summary>Writes the checkpoint to a file atomically (the previous file survives a crash mid-write).</summary>
+    /// <summary>
+    /// Writes the checkpoint to a file atomically (the previous file survives a crash mid-write). With no LoRA fused, the
+    /// file then holds the model's weights, and model zips of the model with LoRA adapters fused later refer to it as their base.
+    /// </summary>
     public void Save(string path)
     {
         ThrowIfSavedByReference();
         DiffusionCheckpoint.WriteFile(path, Header, WeightsBytes());
+        if (FusedAdapters == 0) Source = ModelSource.OfCheckpoint(path);
     }
 
     // A latent text-to-image model is several networks of gigabytes that live in the user's own files.
@@ -173,13 +184,18 @@ public sealed class DiffusionModel : IDisposable
             throw new NotSupportedException("A Stable Diffusion model is not copied into a checkpoint: it stays in its diffusers folder or single file, and model zips refer to that (with its SHA-256).");
     }
 
-    /// <summary>Loads a checkpoint from a file onto <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>).</summary>
+    /// <summary>
+    /// Loads a checkpoint from a file onto <paramref name="device"/> (default: <see cref="DiffusionDevice.Resolve"/>). The
+    /// model remembers the file's path and SHA-256: a model zip of it with LoRA adapters fused refers to the file as their base.
+    /// </summary>
     public static DiffusionModel Load(string path, Device? device = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"Checkpoint file '{path}' does not exist.", path);
-        using var fs = File.OpenRead(path);
-        return Load(fs, device, $"Checkpoint file '{path}'");
+        DiffusionModel model;
+        using (var fs = File.OpenRead(path)) model = Load(fs, device, $"Checkpoint file '{path}'");
+        model.Source = ModelSource.OfCheckpoint(path);
+        return model;
     }
 
     /// <summary>Loads a checkpoint from a stream; <paramref name="source"/> names it in error messages.</summary>

@@ -78,30 +78,6 @@ public class TextToImageStageTests
     }
 
     [Fact]
-    public void AZipIsNotSavedWithLoraAdaptersItCouldNotHold()
-    {
-        var ml = new MLContext(seed: 1);
-        var data = ml.Data.LoadFromEnumerable(Rows);
-        using var model = StableDiffusionFormat.Load(Path.Combine(AppContext.BaseDirectory, "TestData", "StableDiffusion", "pipeline", "sd1-tiny"), CPU);
-        var transformer = ml.Transforms.DiffusionGenerate(model, new DiffusionGenerationOptions { ConditionColumnName = "Prompt", Generation = { Steps = 1 } }).Fit(data);
-        string zip = Path.Combine(Path.GetTempPath(), "sd-lora-" + Guid.NewGuid().ToString("N") + ".zip");
-        try
-        {
-            using (var lora = Microsoft.ML.Diffusion.Adapters.LoraExtensions.LoadLora(model,
-                       Path.Combine(AppContext.BaseDirectory, "TestData", "StableDiffusion", "lora", "kohya.safetensors"), 0.7))
-            {
-                var refused = Assert.ThrowsAny<Exception>(() => ml.Model.Save(transformer, data.Schema, zip)).GetBaseException();
-                Assert.Contains("LoRA adapters fused into it (kohya.safetensors)", refused.Message);
-            }
-            ml.Model.Save(transformer, data.Schema, zip);   // unfused: the zip's reference is the model again
-        }
-        finally
-        {
-            File.Delete(zip);
-        }
-    }
-
-    [Fact]
     public void WrongColumnsAreNamed()
     {
         var ml = new MLContext(seed: 1);

@@ -15,6 +15,24 @@ internal static class DiffusersModelFolder
     }
 
     /// <summary>
+    /// The files a model is read from (the UNet's configuration and weights, a condition encoder's, the scheduler's
+    /// configuration, model_index.json), in name order, for the checksum a model zip identifies the folder's model by.
+    /// </summary>
+    public static IEnumerable<string> WeightFiles(string folder)
+    {
+        string unet = UNetFolder(folder);
+        string encoder = Path.Combine(folder, ConditionEncoderFolder.Folder);
+        string[] candidates =
+        [
+            Path.Combine(unet, DiffusersUNetFolder.ConfigFile), Path.Combine(unet, DiffusersUNetFolder.SafeTensorsFile), Path.Combine(unet, DiffusersUNetFolder.PickleFile),
+            Path.Combine(encoder, ConditionEncoderFolder.ConfigFile), Path.Combine(encoder, ConditionEncoderFolder.WeightsFile),
+            Path.Combine(folder, "scheduler", DiffusersSchedulerConfig.FileName), Path.Combine(folder, DiffusersSchedulerConfig.FileName),
+            Path.Combine(folder, "model_index.json"),
+        ];
+        return candidates.Distinct().Where(File.Exists).Order(StringComparer.Ordinal);
+    }
+
+    /// <summary>
     /// Throws a <see cref="FileNotFoundException"/> naming every file the folder lacks. A folder that does not exist is
     /// left to the readers, which say so.
     /// </summary>

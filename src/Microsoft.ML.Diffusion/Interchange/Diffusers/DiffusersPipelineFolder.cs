@@ -26,7 +26,18 @@ internal static class DiffusersPipelineFolder
             ? ConditionEncoderFolder.Load(folder)
             : DiffusersUNetFolder.Load(DiffusersModelFolder.UNetFolder(folder));
         network.to(device ?? DiffusionDevice.Resolve());
-        return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction) { DiffusersScheduler = File.ReadAllText(schedulerPath) };
+        return new DiffusionModel(network, scheduler.Schedule, scheduler.Options.Prediction)
+        {
+            DiffusersScheduler = File.ReadAllText(schedulerPath),
+            Source = SourceOf(folder),
+        };
+    }
+
+    // The folder a model's weights are in, by path and checksum: the base model zips name for LoRA adapters fused later.
+    private static ModelSource SourceOf(string folder)
+    {
+        string full = Path.GetFullPath(folder);
+        return new ModelSource(ModelSource.DiffusersModel, full, Sha256: FileChecksum.Sha256(full, DiffusersModelFolder.WeightFiles(full)));
     }
 
     public static void Save(DiffusionModel model, string folder)
@@ -43,6 +54,7 @@ internal static class DiffusersPipelineFolder
             ConditionEncoderFolder.Save(conditional, encoded, folder);
             Directory.CreateDirectory(Path.Combine(folder, "scheduler"));
             AtomicFile.Write(Path.Combine(folder, "scheduler", DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(conditionalScheduler)));
+            if (model.FusedAdapters == 0) model.Source = SourceOf(folder);
             return;
         }
         if (model.Network is not UNet2DModelNoisePredictor || model.NetworkOptions is not UNet2DModelOptions unet)
@@ -65,6 +77,8 @@ internal static class DiffusersPipelineFolder
         AtomicFile.Write(Path.Combine(folder, "unet", DiffusersUNetFolder.ConfigFile), s => s.Write(System.Text.Encoding.UTF8.GetBytes(config)));
         AtomicFile.Write(Path.Combine(folder, "scheduler", DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(scheduler)));
         AtomicFile.Write(Path.Combine(folder, "model_index.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(index)));
+        // With no LoRA fused the folder holds the model's own weights: zips of it with adapters fused later refer to it.
+        if (model.FusedAdapters == 0) model.Source = SourceOf(folder);
     }
 
     // The imported scheduler when it still describes the model's schedule and prediction; otherwise a DDPMScheduler.

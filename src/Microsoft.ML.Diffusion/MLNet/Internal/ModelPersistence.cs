@@ -1,3 +1,4 @@
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Devices;
@@ -32,6 +33,13 @@ internal static class ModelPersistence
     /// </summary>
     public const uint NestedSamplingSettings = 0x00010003;
 
+    /// <summary>
+    /// Stages from this version on may hold LoRA adapters beside a reference to their base model (<see cref="ZipAdapters"/>);
+    /// a stage that does is readable from this version on only, so an older library refuses it instead of loading the
+    /// base without its adapters.
+    /// </summary>
+    public const uint HoldsLoraAdapters = 0x00010004;
+
     public static VersionInfo Version(string modelSignature, string loaderSignature, Type loader, uint written, uint readable, uint readBackFrom) => new(
         modelSignature: modelSignature,
         verWrittenCur: written,
@@ -39,6 +47,17 @@ internal static class ModelPersistence
         verWeCanReadBack: readBackFrom,
         loaderSignature: loaderSignature,
         loaderAssemblyName: loader.Assembly.FullName);
+
+    /// <summary>The version a stage saving <paramref name="model"/> writes: readable from <see cref="HoldsLoraAdapters"/> on when LoRA adapters are fused into it.</summary>
+    public static VersionInfo VersionFor(VersionInfo stage, DiffusionModel model) => LoraFusion.Of(model).Fused.Count == 0 ? stage : new(
+        // ML.NET keeps the signature as its eight characters' bytes, spaces as zeros.
+        modelSignature: new string([.. Enumerable.Range(0, 8).Select(i => (char)((stage.ModelSignature >> (8 * i)) & 0xFF)).Select(c => c == '\0' ? ' ' : c)]),
+        verWrittenCur: stage.VerWrittenCur,
+        verReadableCur: Math.Max(stage.VerReadableCur, HoldsLoraAdapters),
+        verWeCanReadBack: stage.VerWeCanReadBack,
+        loaderSignature: stage.LoaderSignature,
+        loaderAssemblyName: stage.LoaderAssemblyName,
+        loaderSignatureAlt: stage.LoaderSignatureAlt);
 
     /// <summary>Checks the stored component's version and signature with a clear message, then lets ML.NET check the rest.</summary>
     public static void CheckVersion(ModelLoadContext ctx, VersionInfo expected, string component)
@@ -50,16 +69,28 @@ internal static class ModelPersistence
         ctx.CheckAtModel(expected);
     }
 
+    /// <summary>
+    /// The model as a reference to its files (a Stable Diffusion model; any model with LoRA adapters fused, with the
+    /// adapters: <see cref="ReferencedModel"/>) or as its checkpoint.
+    /// </summary>
     public static void SaveModel(ModelSaveContext ctx, DiffusionModel model)
     {
-        if (model.Source is not null) ReferencedModel.Save(ctx, model);
+        var fused = LoraFusion.Of(model).Fused;
+        if (fused.Count > 0 || (model.Source is not null && (model.IsLatent || model.TakesPrompts))) ReferencedModel.Save(ctx, model, fused);
         else ctx.SaveBinaryStream(ModelStream, w => model.Save(w.BaseStream));
+    }
+
+    /// <summary>Frees a model a stage owns, with the LoRA adapters fused into it.</summary>
+    public static void DisposeModel(DiffusionModel model)
+    {
+        foreach (var lora in LoraFusion.Of(model).Fused) lora.Dispose();
+        model.Dispose();
     }
 
     /// <summary>The stage's model, on the device the loading context asks for (<see cref="EnvironmentDevice.For"/>).</summary>
     public static DiffusionModel LoadModel(ModelLoadContext ctx, IHostEnvironment env, string component)
     {
-        if (ReferencedModel.TryLoad(ctx, EnvironmentDevice.For(env), $"The model zip's {component}") is { } referenced) return referenced;
+        if (ReferencedModel.TryLoad(ctx, EnvironmentDevice.For(env), component) is { } referenced) return referenced;
         DiffusionModel? model = null;
         bool found = ctx.TryLoadBinaryStream(ModelStream, r =>
         {
