@@ -57,11 +57,35 @@ internal static class DiffusersPipelineFolder
             if (model.FusedAdapters == 0) model.Source = SourceOf(folder);
             return;
         }
-        if (model.Network is not UNet2DModelNoisePredictor || model.NetworkOptions is not UNet2DModelOptions unet)
-            throw new NotSupportedException($"Only diffusers' UNet2DModel and a text- or vector-conditional UNet2DConditionModel trained here can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(model.NetworkOptions.GetType())}. Train with the default network or Network = new UNet2DModelOptions {{ … }} to export.");
+        UNet2DModelOptions unet;
+        byte[] weights;
+        var format = new Dictionary<string, string> { ["format"] = "pt" };
+        if (model.Network is UNetNoisePredictor own)
+        {
+            // The own UNet, unconditional or class-conditional, is a UNet2DModel under other names.
+            unet = UNetAsUNet2DModel.Options(own.Options, out string? why)
+                ?? throw new NotSupportedException($"This model's network, the library's own UNet, cannot be written as a diffusers folder: {why}. Train with the default network to export.");
+            var converted = UNetAsUNet2DModel.Weights(own);
+            try
+            {
+                weights = SafeTensors.Write(converted, format);
+            }
+            finally
+            {
+                foreach (var (_, t) in converted) t.Dispose();
+            }
+        }
+        else if (model.Network is UNet2DModelNoisePredictor && model.NetworkOptions is UNet2DModelOptions options)
+        {
+            unet = options;
+            weights = SafeTensors.Write(model.Network.state_dict().Select(kv => (kv.Key, kv.Value)), format);
+        }
+        else
+        {
+            throw new NotSupportedException($"Only diffusers' UNet2DModel, the library's own unconditional or class-conditional UNet and a text- or vector-conditional UNet2DConditionModel trained here can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(model.NetworkOptions.GetType())}. Train with the default network or Network = new UNet2DModelOptions {{ … }} to export.");
+        }
         var (scheduler, schedulerClass) = SchedulerToWrite(model);   // fails before anything is written
         string config = UNet2DModelConfig.Write(unet);
-        byte[] weights = SafeTensors.Write(model.Network.state_dict().Select(kv => (kv.Key, kv.Value)), new Dictionary<string, string> { ["format"] = "pt" });
         string index = $$"""
             {
               "_class_name": "DDPMPipeline",
