@@ -102,7 +102,8 @@ internal static class DiffusersPipelineFolder
         AtomicFile.Write(Path.Combine(folder, "scheduler", DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(scheduler)));
         AtomicFile.Write(Path.Combine(folder, "model_index.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(index)));
         // With no LoRA fused the folder holds the model's own weights: zips of it with adapters fused later refer to it.
-        if (model.FusedAdapters == 0) model.Source = SourceOf(folder);
+        // An own UNet's folder holds a UNet2DModel, whose layer names its adapters do not use, so it is no base for them.
+        if (model.FusedAdapters == 0 && model.Network is not UNetNoisePredictor) model.Source = SourceOf(folder);
     }
 
     // The imported scheduler when it still describes the model's schedule and prediction; otherwise a DDPMScheduler.
