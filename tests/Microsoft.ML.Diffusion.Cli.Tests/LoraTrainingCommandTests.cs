@@ -171,6 +171,7 @@ public sealed class LoraTrainingCommandTests : IDisposable
         UsageError(Run("train", "--from", pipeline, "--lora-rank", "0", "--images", images, "--out", lora), "--lora-rank must be positive, not 0");
         UsageError(Run("train", "--from", pipeline, "--lora-rank", "-2", "--images", images, "--out", lora), "--lora-rank must be positive, not -2");
         UsageError(Run("train", "--from", pipeline, "--lora-alpha", "2", "--images", images, "--out", lora), "--lora-alpha and --lora-targets need --lora-rank");
+        UsageError(Run("train", "--shapes", "--lora-targets", "to_q", "--out", lora), "--lora-alpha and --lora-targets need --from <model> and --lora-rank");
         UsageError(Run("train", "--from", pipeline, "--lora-rank", "2", "--lora-alpha", "0", "--images", images, "--out", lora), "--lora-alpha must be positive");
         UsageError(Run("train", "--from", pipeline, "--lora-rank", "2", "--lora-targets", "to_q,,to_v", "--images", images, "--out", lora), "--lora-targets has an empty element");
         UsageError(Run("train", "--from", pipeline, "--lora-rank", "2", "--images", images, "--captions", In("c.tsv"), "--out", lora),

@@ -50,7 +50,7 @@ internal sealed class TrainCommand
     private readonly Option<double> OffsetNoise = new("--offset-noise") { Description = "Offset noise strength (0.1 is usual; 0 is off).", DefaultValueFactory = _ => Defaults.OffsetNoise };
     private readonly Option<bool> ZeroTerminalSnr = new("--zero-terminal-snr") { Description = "Rescale the noise schedule to zero signal at its last step (use with --prediction v)." };
     private readonly Option<bool> Flip = new("--flip") { Description = "Random left-right flips of training images." };
-    private readonly Option<string?> From = new("--from") { Description = "Fine-tune: start from this model zip or Hugging Face diffusers folder (its network, weights, schedule and prediction; images are resized to its size)." };
+    private readonly Option<string?> From = new("--from") { Description = "Fine-tune: start from this model zip or Hugging Face diffusers folder (its network, weights, schedule and prediction; images are resized to its size); with --lora-rank also a Stable Diffusion folder or single file." };
     private readonly Option<bool> SkipBadImages = new("--skip-bad-images") { Description = "Skip images that cannot be read (reported at the end) instead of stopping." };
     private readonly Option<int?> MaxImages = new("--max-images") { Description = "Use at most this many images of the folder or IDX file." };
     private readonly Option<int> ShapeCount = new("--shape-count") { Description = "Number of built-in shape images for --shapes.", DefaultValueFactory = _ => ImageSources.DefaultShapeCount };
@@ -155,6 +155,7 @@ internal sealed class TrainCommand
         if (from is null)
         {
             if (parse.GetValue(LoraRank) is not null) throw new UsageException("--lora-rank needs --from <model>: a LoRA trains on an existing model (a model zip, a diffusers folder or a Stable Diffusion model).");
+            if (parse.GetValue(LoraAlpha) is not null || parse.GetValue(LoraTargets) is not null) throw new UsageException("--lora-alpha and --lora-targets need --from <model> and --lora-rank.");
             if (parse.GetValue(Captions) is not null) throw new UsageException("--captions needs --from <Stable Diffusion model>, whose text encoder reads them.");
             if (parse.GetValue(Tokenizer) is not null) throw new UsageException("--tokenizer needs --from <Stable Diffusion single file>.");
             return null;
