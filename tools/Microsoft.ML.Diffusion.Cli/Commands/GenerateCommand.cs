@@ -17,7 +17,7 @@ internal sealed class GenerateCommand
     private readonly Option<int?> _width = new("--width") { Description = "Stable Diffusion: image width, a multiple of 8 (default: the model's)." };
     private readonly Option<int?> _height = new("--height") { Description = "Stable Diffusion: image height, a multiple of 8 (default: the model's)." };
     private readonly Option<string?> _tokenizer = new("--tokenizer") { Description = "Stable Diffusion single files: the tokenizer/ folder of a diffusers SD model of the same version." };
-    private readonly Option<string[]> _lora = new("--lora") { Description = "Stable Diffusion: a LoRA file to apply, as path or path:scale (default scale 1); repeatable." };
+    private readonly Option<string[]> _lora = new("--lora") { Description = "A LoRA file to apply (fused into the weights for this run), as path or path:scale (default scale 1); repeatable." };
     private readonly Option<double> _guidance = new("--guidance") { Description = "Stable Diffusion: classifier-free guidance scale.", DefaultValueFactory = _ => 7.5 };
     private readonly Option<string?> _diffusers = new("--diffusers") { Description = "A Hugging Face diffusers model folder (UNet2DModel + scheduler) to generate from instead of a zip." };
     private readonly Option<int> _count = new("--count") { Description = "Images to generate.", DefaultValueFactory = _ => 16 };
@@ -66,6 +66,38 @@ internal sealed class GenerateCommand
         return loras;
     }
 
+    // The LoRAs fused into a pixel-space model's network for this run; disposing unfuses them.
+    private static CompositeDisposable FuseLoras(CliContext ctx, Models.DiffusionModel model, List<(string Path, double Scale)> loras)
+    {
+        var fused = new CompositeDisposable();
+        try
+        {
+            foreach (var (path, scale) in loras)
+            {
+                var lora = Adapters.LoraExtensions.LoadLora(model, path, scale);
+                fused.Add(lora);
+                ctx.Line($"LoRA '{path}' ({lora.Layout} layout) at scale {scale.ToString(CultureInfo.InvariantCulture)}: {lora.UNetLayers} layers.");
+            }
+        }
+        catch (Exception e)
+        {
+            fused.Dispose();
+            if (e is Checkpoints.CheckpointFormatException) throw new CliRuntimeException(e.Message, e);
+            throw;
+        }
+        return fused;
+    }
+
+    private sealed class CompositeDisposable : List<IDisposable>, IDisposable
+    {
+        public void Dispose()
+        {
+            // The last fused first, as they were stacked.
+            for (int i = Count - 1; i >= 0; i--) this[i].Dispose();
+            Clear();
+        }
+    }
+
     private int Run(ParseResult parse, CliContext ctx)
     {
         int count = parse.GetValue(_count);
@@ -93,7 +125,7 @@ internal sealed class GenerateCommand
 
         string? prompt = parse.GetValue(_prompt);
         string? textToImage = zip is not null && TextToImageRun.IsStableDiffusion(zip) ? zip : diffusers is not null && TextToImageRun.IsStableDiffusion(diffusers) ? diffusers : null;
-        if (textToImage is null && (prompt is not null || parse.GetValue(_negative) is not null || parse.GetValue(_width) is not null || parse.GetValue(_height) is not null || parse.GetValue(_lora) is { Length: > 0 }))
+        if (textToImage is null && (prompt is not null || parse.GetValue(_negative) is not null || parse.GetValue(_width) is not null || parse.GetValue(_height) is not null))
             throw new UsageException("--prompt, --negative, --width and --height need a Stable Diffusion model: --model <diffusers StableDiffusionPipeline folder, or a .safetensors/.ckpt single file with --tokenizer>.");
         if (textToImage is not null)
         {
@@ -117,7 +149,9 @@ internal sealed class GenerateCommand
 
         var ml = new MLContext(seed: 0);
         using var cancelRegistration = ctx.Cancellation.Register(() => ml.CancelExecution());
+        var loras = Loras(parse.GetValue(_lora) ?? []);
         using var loaded = zip is not null ? LoadedModel.Load(ml, zip) : LoadedModel.FromDiffusers(ml, diffusers!);
+        using var fused = FuseLoras(ctx, loaded.Model, loras);
         var shape = loaded.Model.ImageShape;
         ctx.Line($"Model '{loaded.Path}': {shape[0]}×{shape[1]}×{shape[2]} images, {loaded.Model.TrainingSteps} training steps.");
         try

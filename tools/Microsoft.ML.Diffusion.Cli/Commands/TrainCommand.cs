@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Microsoft.ML.Diffusion.Adapters;
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Cli.Data;
 using Microsoft.ML.Diffusion.Cli.Output;
@@ -14,7 +15,8 @@ namespace Microsoft.ML.Diffusion.Cli.Commands;
 /// <summary>
 /// <c>mldiffusion train</c>: trains through the ML.NET pipeline (LoadImages + ResizeImages +
 /// TrainDiffusion for image folders; float-pixel rows + TrainDiffusion for IDX files and the built-in
-/// shapes), saves the model zip, the training state and a loss plot.
+/// shapes), saves the model zip, the training state and a loss plot. With <c>--lora-rank</c> it trains a LoRA on
+/// the <c>--from</c> model instead (a Stable Diffusion model on captioned images) and saves the adapter file.
 /// </summary>
 internal sealed class TrainCommand
 {
@@ -27,12 +29,12 @@ internal sealed class TrainCommand
     private readonly Option<int?> Size = new("--size") { Description = "Image height and width, e.g. 16, 28 or 32 (default: 32 for --images, the file's size for --idx, 16 for --shapes)." };
     private readonly Option<int?> Channels = new("--channels") { Description = "1 (grey) or 3 (RGB) (default: 3 for --images, 1 otherwise)." };
     private readonly Option<int> Steps = new("--steps") { Description = "Optimiser steps in total (a resumed run counts the checkpoint's steps).", DefaultValueFactory = _ => Defaults.TrainingSteps };
-    private readonly Option<int> Batch = new("--batch") { Description = "Images per step.", DefaultValueFactory = _ => 32 };
-    private readonly Option<double> LearningRate = new("--lr") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => Defaults.LearningRate };
+    private readonly Option<int?> Batch = new("--batch") { Description = $"Images per step (default: {DefaultBatch}; {StableDiffusionBatch} for a LoRA on Stable Diffusion)." };
+    private readonly Option<double?> LearningRate = new("--lr") { Description = FormattableString.Invariant($"Peak AdamW learning rate (default: {Defaults.LearningRate}; {StableDiffusionLearningRate} for a LoRA on Stable Diffusion).") };
     private readonly Option<int> Warmup = new("--warmup") { Description = "Linear learning-rate warm-up steps.", DefaultValueFactory = _ => Defaults.WarmupSteps };
     private readonly Option<double> Ema = new("--ema") { Description = "EMA decay of the saved weights (0 disables).", DefaultValueFactory = _ => 0.995 };
     private readonly Option<int> Seed = new("--seed") { Description = "Seed for weights, batches and noise.", DefaultValueFactory = _ => 0 };
-    private readonly Option<string> Out = new("--out") { Description = "The ML.NET model zip to write.", Required = true };
+    private readonly Option<string> Out = new("--out") { Description = "The ML.NET model zip to write (with --lora-rank: the LoRA file, a .safetensors in diffusers' layout).", Required = true };
     private readonly Option<string?> Checkpoint = new("--checkpoint") { Description = "Training-state file, written periodically and on Ctrl+C; an existing one is resumed (default: <out>.state.zip)." };
     private readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Steps between checkpoints.", DefaultValueFactory = _ => 250 };
     private readonly Option<bool> Fresh = new("--fresh") { Description = "Ignore an existing checkpoint and start from new weights." };
@@ -48,10 +50,19 @@ internal sealed class TrainCommand
     private readonly Option<double> OffsetNoise = new("--offset-noise") { Description = "Offset noise strength (0.1 is usual; 0 is off).", DefaultValueFactory = _ => Defaults.OffsetNoise };
     private readonly Option<bool> ZeroTerminalSnr = new("--zero-terminal-snr") { Description = "Rescale the noise schedule to zero signal at its last step (use with --prediction v)." };
     private readonly Option<bool> Flip = new("--flip") { Description = "Random left-right flips of training images." };
-    private readonly Option<string?> From = new("--from") { Description = "Fine-tune: start from this model zip or Hugging Face diffusers folder (its network, weights, schedule and prediction; images are resized to its size)." };
+    private readonly Option<string?> From = new("--from") { Description = "Fine-tune: start from this model zip or Hugging Face diffusers folder (its network, weights, schedule and prediction; images are resized to its size); with --lora-rank also a Stable Diffusion folder or single file." };
     private readonly Option<bool> SkipBadImages = new("--skip-bad-images") { Description = "Skip images that cannot be read (reported at the end) instead of stopping." };
     private readonly Option<int?> MaxImages = new("--max-images") { Description = "Use at most this many images of the folder or IDX file." };
     private readonly Option<int> ShapeCount = new("--shape-count") { Description = "Number of built-in shape images for --shapes.", DefaultValueFactory = _ => ImageSources.DefaultShapeCount };
+    private readonly Option<int?> LoraRank = new("--lora-rank") { Description = "Train a LoRA of this rank on the --from model (its weights stay frozen) and write the adapter to --out; Ctrl+C keeps the LoRA's training state, as for whole models." };
+    private readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "The LoRA's alpha: its update is scaled by alpha / rank (default: the rank, a scale of 1)." };
+    private readonly Option<string?> LoraTargets = new("--lora-targets") { Description = "Layers the LoRA adapts, comma-separated; a name matches every layer whose dotted name ends with it (default: the attention projections, e.g. to_q,to_k,to_v,to_out.0; add e.g. conv1,conv2,proj_in,proj_out,ff.net.2)." };
+    private readonly Option<string?> Captions = new("--captions") { Description = "Stable Diffusion: a text file of '<image path relative to --images><tab><caption>' lines (or a Hugging Face metadata.jsonl of file_name/text objects); images it does not name take the .txt file of the same name beside them." };
+    private readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "Stable Diffusion single files (--from model.safetensors|.ckpt): the tokenizer/ folder of a diffusers SD model of the same version." };
+
+    // Images per step and peak learning rate unless told otherwise; a LoRA on Stable Diffusion takes diffusers' train_text_to_image_lora.py rate and single images (a CPU holds one 512×512 step).
+    private const int DefaultBatch = 32, StableDiffusionBatch = 1;
+    private const double StableDiffusionLearningRate = 1e-4;
 
     public static System.CommandLine.Command Create(Func<Func<int>, int> guard, CliContext ctx) => new TrainCommand().Build(guard, ctx);
 
@@ -61,6 +72,7 @@ internal sealed class TrainCommand
         {
             Images, Idx, Shapes, Size, Channels, Steps, Batch, LearningRate, Warmup, Ema, Seed, Out, Checkpoint, CheckpointEvery, Fresh,
             BaseChannels, Multipliers, Schedule, Prediction, LrDecay, MinSnrGamma, OffsetNoise, ZeroTerminalSnr, Flip, From, SkipBadImages, MaxImages, ShapeCount,
+            LoraRank, LoraAlpha, LoraTargets, Captions, Tokenizer,
         };
         command.SetAction(parse => guard(() => Run(parse, ctx)));
         return command;
@@ -81,9 +93,12 @@ internal sealed class TrainCommand
         var (view, pipeline, description) = Pipeline(ml, run, options);
 
         ctx.Line($"Training on {description}.");
-        ctx.Line(start is null
-            ? $"UNet: base channels {run.BaseChannels}, multipliers {string.Join(",", run.Multipliers)}; {run.Steps} steps of {run.Batch} images, learning rate {run.LearningRate}, seed {parse.GetValue(Seed)}."
-            : $"Fine-tuning '{start.Path}' ({Networks.NoisePredictors.NameOf(start.Model.NetworkOptions.GetType())}, {start.Model.ImageShape[0]}×{start.Model.ImageShape[1]}×{start.Model.ImageShape[2]}); {run.Steps} steps of {run.Batch} images, learning rate {run.LearningRate}, seed {parse.GetValue(Seed)}.");
+        string schedule = FormattableString.Invariant($"{run.Steps} steps of {run.Batch} image{(run.Batch == 1 ? "" : "s")}, learning rate {run.LearningRate}, seed {parse.GetValue(Seed)}");
+        ctx.Line(start is null ? $"UNet: base channels {run.BaseChannels}, multipliers {string.Join(",", run.Multipliers)}; {schedule}."
+            : run.Lora is { } lora ? FormattableString.Invariant($"LoRA of rank {lora.Rank}, alpha {lora.Alpha ?? lora.Rank}, on {(lora.TargetModules is { } t ? $"the layers named {string.Join(", ", t)}" : "the attention projections")} of {start.Description}; {schedule}.")
+            : $"Fine-tuning {start.Description}; {schedule}.");
+        if (run.Lora is not null && !run.OutPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            ctx.Line($"Note: '{run.OutPath}' gets a safetensors file (diffusers' LoRA layout) whatever its name; LoRA files are read by their content.");
         if (run.Resuming) ctx.Line($"Resuming from checkpoint '{run.Checkpoint}' (use --fresh to start over).");
 
         var model = Fit(ctx, run, log, pipeline, view);
@@ -91,9 +106,20 @@ internal sealed class TrainCommand
         using var disposeModel = model as IDisposable;
         if (log.Losses.Count == 0)
             ctx.Line($"The checkpoint '{run.Checkpoint}' already holds {run.Steps} or more steps; nothing to train (raise --steps to continue).");
-        ml.Model.SaveAtomically(model, view.Schema, run.OutPath);
-        var trained = DiffusionTrainingTransformer.FindModel(model);
-        ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{run.OutPath}'.");
+        if (run.Lora is not null)
+        {
+            // The LoRA is fused into the start model, whose files still hold its own weights: only the adapter is written.
+            var stage = (model as IEnumerable<ITransformer> ?? [model]).OfType<DiffusionTrainingTransformer>().Last();
+            string file = stage.Lora!.Save(run.OutPath);
+            string use = start!.TakesCaptions ? $"--model {start.Path} --prompt \"…\"" : Directory.Exists(start.Path) ? $"--diffusers {start.Path}" : $"--model {start.Path}";
+            ctx.Line($"Saved the LoRA ({stage.Lora.UNetLayers} layers of rank {run.Lora.Rank}, diffusers' layout) to '{file}'; generate with it: mldiffusion generate {use} --lora {file}[:scale] --out grid.png");
+        }
+        else
+        {
+            ml.Model.SaveAtomically(model, view.Schema, run.OutPath);
+            var trained = DiffusionTrainingTransformer.FindModel(model);
+            ctx.Line($"Saved the model ({trained.TrainingSteps} steps) to '{run.OutPath}'.");
+        }
         if (log.Skipped > 0) ctx.Line($"Skipped {log.Skipped} unreadable image{(log.Skipped == 1 ? "" : "s")}.");
         if (log.Losses.Save(run.LossPng, run.LossCsv)) ctx.Line($"Loss curve: '{run.LossPng}' (values in '{run.LossCsv}').");
         ctx.Line($"Training state: '{run.Checkpoint}' (raise --steps and run again to continue training).");
@@ -101,9 +127,10 @@ internal sealed class TrainCommand
     }
 
     // What the command line asks for, checked.
-    private sealed record RunSettings(Source Source, string? Folder, string? Idx, string[] Files, int? MaxImages, LoadedModel? Start, int Size,
+    private sealed record RunSettings(Source Source, string? Folder, string? Idx, string[] Files, int? MaxImages, TrainingStart? Start, int Size,
         int Channels, int Steps, int Batch, double LearningRate, int Warmup, double Ema, double? Gamma, double OffsetNoise, int CheckpointEvery,
-        int ShapeCount, int BaseChannels, int[] Multipliers, string OutPath, string Checkpoint, string LossPng, string LossCsv, bool Fresh, bool Resuming);
+        int ShapeCount, int BaseChannels, int[] Multipliers, string OutPath, string Checkpoint, string LossPng, string LossCsv, bool Fresh, bool Resuming,
+        LoraTrainingOptions? Lora, string[]? Captions);
 
     // The training data the command line names: exactly one of a folder, an IDX file and the built-in shapes.
     private sealed record DataChoice(Source Source, string? Folder, string? Idx, string[] Files, int? MaxImages);
@@ -121,33 +148,66 @@ internal sealed class TrainCommand
         return new DataChoice(source, folder, idx, files, maxImages);
     }
 
-    // A model to fine-tune (a zip or a diffusers folder) decides the network, the image size and channels.
-    private LoadedModel? ReadStart(ParseResult parse)
+    // A model to fine-tune (a zip, a diffusers folder, or a Stable Diffusion model for a LoRA) decides the network, the image size and channels.
+    private TrainingStart? ReadStart(ParseResult parse)
     {
         string? from = parse.GetValue(From);
-        return from is null ? null
-            : Directory.Exists(from) ? LoadedModel.FromDiffusers(new MLContext(seed: 0), from)
-            : LoadedModel.Load(new MLContext(seed: 0), from);
+        if (from is null)
+        {
+            if (parse.GetValue(LoraRank) is not null) throw new UsageException("--lora-rank needs --from <model>: a LoRA trains on an existing model (a model zip, a diffusers folder or a Stable Diffusion model).");
+            if (parse.GetValue(LoraAlpha) is not null || parse.GetValue(LoraTargets) is not null) throw new UsageException("--lora-alpha and --lora-targets need --from <model> and --lora-rank.");
+            if (parse.GetValue(Captions) is not null) throw new UsageException("--captions needs --from <Stable Diffusion model>, whose text encoder reads them.");
+            if (parse.GetValue(Tokenizer) is not null) throw new UsageException("--tokenizer needs --from <Stable Diffusion single file>.");
+            return null;
+        }
+        // The LoRA settings are checked before a model that may take long to load is read.
+        ReadLora(parse);
+        return TrainingStart.Load(from, parse.GetValue(Tokenizer));
     }
 
-    private RunSettings ReadSettings(ParseResult parse, DataChoice data, LoadedModel? start)
+    // The --lora-* options checked; null without --lora-rank.
+    private LoraTrainingOptions? ReadLora(ParseResult parse)
+    {
+        int? rank = parse.GetValue(LoraRank);
+        double? alpha = parse.GetValue(LoraAlpha);
+        string? targets = parse.GetValue(LoraTargets);
+        if (rank is null)
+        {
+            if (alpha is not null || targets is not null) throw new UsageException("--lora-alpha and --lora-targets need --lora-rank.");
+            return null;
+        }
+        if (rank < 1) throw new UsageException($"--lora-rank must be positive, not {rank}.");
+        if (alpha is { } a && !(a > 0 && double.IsFinite(a))) throw new UsageException($"--lora-alpha must be positive, not {a.ToString(CultureInfo.InvariantCulture)}.");
+        string[]? modules = targets is null ? null : CommaList.Split(targets, "--lora-targets");
+        if (modules is { Length: 0 }) throw new UsageException("--lora-targets is empty; name layers such as to_q,to_v (or leave it out for the attention projections).");
+        return new LoraTrainingOptions { Rank = rank.Value, Alpha = alpha, TargetModules = modules };
+    }
+
+    private RunSettings ReadSettings(ParseResult parse, DataChoice data, TrainingStart? start)
     {
         var (source, folder, idx, files, maxImages) = (data.Source, data.Folder, data.Idx, data.Files, data.MaxImages);
+        var lora = start is null ? null : ReadLora(parse);
+        bool stableDiffusion = start is { TakesCaptions: true };
+        if (start is not null) CheckStart(parse, start, lora, source);
         int size = parse.GetValue(Size) ?? (start is not null ? (int)start.Model.ImageShape[1] : (int?)null) ?? source switch
         {
             Source.Folder => 32,
             Source.IdxFile => ImageSources.IdxSquareSize(idx!) ?? throw new UsageException($"IDX file '{idx}' holds non-square images; give --size."),
             _ => 16,
         };
-        if (size is < 8 or > 256) throw new UsageException($"--size must be between 8 and 256, not {size}.");
+        if (stableDiffusion)
+        {
+            if (size is < 8 or > 2048 || size % 8 != 0) throw new UsageException($"--size must be a multiple of 8 from 8 to 2048 for Stable Diffusion, not {size}.");
+        }
+        else if (size is < 8 or > 256) throw new UsageException($"--size must be between 8 and 256, not {size}.");
         int channels = parse.GetValue(Channels) ?? (start is not null ? (int)start.Model.ImageShape[0] : source == Source.Folder ? 3 : 1);
         if (channels is not (1 or 3)) throw new UsageException($"--channels must be 1 or 3, not {channels}.");
         if (channels != 1 && source != Source.Folder)
             throw new UsageException($"{(source == Source.IdxFile ? "IDX" : "Built-in shape")} images are grey; use --channels 1.");
 
         int steps = Positive(parse.GetValue(Steps), "--steps");
-        int batch = Positive(parse.GetValue(Batch), "--batch");
-        double lr = parse.GetValue(LearningRate);
+        int batch = Positive(parse.GetValue(Batch) ?? (stableDiffusion ? StableDiffusionBatch : DefaultBatch), "--batch");
+        double lr = parse.GetValue(LearningRate) ?? (stableDiffusion ? StableDiffusionLearningRate : Defaults.LearningRate);
         if (!(lr > 0 && lr < 1)) throw new UsageException($"--lr must lie between 0 and 1, not {lr.ToString(CultureInfo.InvariantCulture)}.");
         int warmup = parse.GetValue(Warmup);
         if (warmup < 0) throw new UsageException($"--warmup must not be negative, not {warmup}.");
@@ -164,8 +224,10 @@ internal sealed class TrainCommand
         int[] multipliers = ParseMultipliers(parse.GetValue(Multipliers)!);
 
         string outPath = parse.GetValue(Out)!;
-        if (string.IsNullOrWhiteSpace(outPath) || Directory.Exists(outPath)) throw new UsageException($"--out must name a file, not '{outPath}'.");
-        string stem = outPath.EndsWith(".zip", StringComparison.OrdinalIgnoreCase) ? outPath[..^4] : outPath;
+        if (string.IsNullOrWhiteSpace(outPath) || Directory.Exists(outPath))
+            throw new UsageException($"--out must name a file{(lora is null ? "" : " (e.g. pytorch_lora_weights.safetensors)")}, not '{outPath}'.");
+        string stem = outPath.EndsWith(".zip", StringComparison.OrdinalIgnoreCase) ? outPath[..^4]
+            : outPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? outPath[..^".safetensors".Length] : outPath;
         string checkpoint = parse.GetValue(Checkpoint) ?? stem + ".state.zip";
         string lossPng = stem + ".loss.png", lossCsv = stem + ".loss.csv";
 
@@ -189,10 +251,33 @@ internal sealed class TrainCommand
         foreach (string path in new[] { outPath, checkpoint, lossPng })
             if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } dir) Directory.CreateDirectory(dir);
 
+        // Captions last: every option is checked before the caption files are read.
+        string[]? captions = stableDiffusion ? ImageCaptions.Read(folder!, files, parse.GetValue(Captions)) : null;
+
         bool fresh = parse.GetValue(Fresh);
         bool resuming = !fresh && File.Exists(checkpoint);
         return new RunSettings(source, folder, idx, files, maxImages, start, size, channels, steps, batch, lr, warmup, ema, gamma, offsetNoise,
-            checkpointEvery, shapeCount, baseChannels, multipliers, outPath, checkpoint, lossPng, lossCsv, fresh, resuming);
+            checkpointEvery, shapeCount, baseChannels, multipliers, outPath, checkpoint, lossPng, lossCsv, fresh, resuming, lora, captions);
+    }
+
+    // What the command line can train on the --from model: whole pixel-space models and LoRAs on them (images alone),
+    // and LoRAs on Stable Diffusion (captioned images from a folder).
+    private void CheckStart(ParseResult parse, TrainingStart start, LoraTrainingOptions? lora, Source source)
+    {
+        if (start.TakesCaptions)
+        {
+            if (lora is null)
+                throw new UsageException($"'{start.Path}' is a Stable Diffusion model; the command line trains LoRAs on it: add --lora-rank (e.g. 4).");
+            if (source != Source.Folder)
+                throw new UsageException("A Stable Diffusion model trains on captioned images: give --images <folder> (with --captions or a .txt caption beside each image).");
+            if (parse.GetValue(Flip))
+                throw new UsageException("--flip is not available for Stable Diffusion: images are encoded to latents once. Add mirrored copies of the images instead.");
+            return;
+        }
+        if (parse.GetValue(Captions) is not null)
+            throw new UsageException($"--captions needs a model with a text encoder (Stable Diffusion); {start.Description} is a pixel-space model that trains on images alone.");
+        if (start.Condition != Conditioning.ConditionKind.None)
+            throw new UsageException($"{start.Description} is {start.Condition.ToString().ToLowerInvariant()}-conditional; the command line trains unconditional pixel-space models (and Stable Diffusion LoRAs on captions). Use TrainDiffusion with a condition column for this model.");
     }
 
     private DiffusionTrainingOptions TrainingOptions(ParseResult parse, RunSettings run, ProgressLog log, CancellationToken cancellation)
@@ -220,6 +305,7 @@ internal sealed class TrainCommand
             RandomHorizontalFlip = parse.GetValue(Flip),
             SkipBadRows = parse.GetValue(SkipBadImages),
             StartFrom = run.Start?.Model,
+            Lora = run.Lora,
             Seed = parse.GetValue(Seed),
             Device = "auto",
             ReportEvery = 1,
@@ -239,6 +325,17 @@ internal sealed class TrainCommand
         string description;
         switch (run.Source)
         {
+            case Source.Folder when run.Captions is { } captions:
+                // Stable Diffusion: the captions ride with the file names; a handful of images is encoded once by the autoencoder and kept as latents.
+                data = ml.Data.LoadFromEnumerable(run.Files.Select((f, i) => new CaptionedImageFileRow { Path = f, Caption = captions[i] }).ToList());
+                options.ImageColumnName = "Image";
+                options.ConditionColumnName = nameof(CaptionedImageFileRow.Caption);
+                options.DataLoading = TrainingDataLoading.Auto;
+                pipeline = ml.Transforms.LoadImages("Image", run.Folder!, nameof(CaptionedImageFileRow.Path))
+                    .Append(ml.Transforms.ResizeImages("Image", run.Size, run.Size))
+                    .Append(ml.Transforms.TrainDiffusion(options));
+                description = $"{run.Files.Length} captioned images from '{run.Folder}' resized to {run.Size}×{run.Size}";
+                break;
             case Source.Folder:
                 data = ml.Data.LoadFromEnumerable(run.Files.Select(f => new ImageFileRow { Path = f }).ToList());
                 options.ImageColumnName = "Image";
