@@ -105,7 +105,7 @@ internal sealed class TrainCommand
         if (model is null) return ExitCodes.Cancelled;
         using var disposeModel = model as IDisposable;
         if (log.Losses.Count == 0)
-            ctx.Line($"The checkpoint '{run.Checkpoint}' already holds {run.Steps} or more steps; nothing to train (raise --steps to continue).");
+            ctx.Line($"The checkpoint '{run.Checkpoint}' already holds {run.Steps} or more steps; nothing to train (with --lr-decay constant, raise --steps to continue; a decaying learning rate ends at --steps, so continue from the saved model with --from instead).");
         if (run.Lora is not null)
         {
             // The LoRA is fused into the start model, whose files still hold its own weights: only the adapter is written.
@@ -122,7 +122,7 @@ internal sealed class TrainCommand
         }
         if (log.Skipped > 0) ctx.Line($"Skipped {log.Skipped} unreadable image{(log.Skipped == 1 ? "" : "s")}.");
         if (log.Losses.Save(run.LossPng, run.LossCsv)) ctx.Line($"Loss curve: '{run.LossPng}' (values in '{run.LossCsv}').");
-        ctx.Line($"Training state: '{run.Checkpoint}' (raise --steps and run again to continue training).");
+        ctx.Line($"Training state: '{run.Checkpoint}' (the same command resumes it; with --lr-decay constant, a higher --steps continues it).");
         return ExitCodes.Success;
     }
 
