@@ -59,9 +59,10 @@ internal static partial class UNetAsUNet2DModel
         {
             foreach (var (name, value) in network.state_dict())
             {
-                using var detached = value.detach();
-                foreach (var entry in Rename(name, detached, perLevel))
-                    result.Add(entry);
+                // The scope frees the views (detach, flatten, chunk) the renaming makes; the clones it returns move out.
+                using var scope = NewDisposeScope();
+                foreach (var (renamed, tensor) in Rename(name, value.detach(), perLevel))
+                    result.Add((renamed, tensor.MoveToOuterDisposeScope()));
             }
         }
         catch
@@ -130,14 +131,7 @@ internal static partial class UNetAsUNet2DModel
     private static IEnumerable<(string, Tensor)> Split(string prefix, string kind, Tensor value)
     {
         var parts = value.flatten(kind == "weight" ? 1 : 0).chunk(3, 0);
-        try
-        {
-            return [(prefix + "to_q." + kind, parts[0].clone()), (prefix + "to_k." + kind, parts[1].clone()), (prefix + "to_v." + kind, parts[2].clone())];
-        }
-        finally
-        {
-            foreach (var p in parts) p.Dispose();
-        }
+        return [(prefix + "to_q." + kind, parts[0].clone()), (prefix + "to_k." + kind, parts[1].clone()), (prefix + "to_v." + kind, parts[2].clone())];
     }
 
     [GeneratedRegex(@"^down_blocks\.(?<i>\d+)\.(?<part>residual|attention)\.(?<rest>.+)$")]
