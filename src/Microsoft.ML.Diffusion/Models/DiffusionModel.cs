@@ -1,6 +1,7 @@
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Networks.Legacy;
 using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Devices;
 using Microsoft.ML.Diffusion.Samplers;
@@ -204,26 +205,34 @@ public sealed class DiffusionModel : IDisposable
         DiffusionDevice.EnsureInitialized();   // native settings before the header's network is built
         var (header, weights) = DiffusionCheckpoint.Read(stream, source);
         device ??= DiffusionDevice.Resolve();
-        var network = NoisePredictors.Create(header.Network);
+        var state = header.FormatVersion >= 2 ? SafeTensors.Read(weights, source) : LegacyWeights.Read(weights, header.Network, source);
+        NoisePredictor network;
         try
         {
-            var state = header.FormatVersion >= 2 ? SafeTensors.Read(weights, source) : LegacyWeights.Read(weights, header.Network, source);
-            try
-            {
-                ModuleWeights.Load(network, state, source);
-            }
-            finally
-            {
-                foreach (var t in state.Values) t.Dispose();
-            }
+            // Files of the library's first UNet ("unet") load as the diffusers network that computes them, where one does.
+            network = header.Network is UNetOptions first ? OwnUNetFiles.Load(first, state, source) : Built(header.Network, state, source);
+        }
+        finally
+        {
+            foreach (var t in state.Values) t.Dispose();
+        }
+        network.to(device);
+        return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps) { DiffusersScheduler = header.DiffusersScheduler };
+    }
+
+    private static NoisePredictor Built(NoisePredictorOptions options, Dictionary<string, Tensor> state, string source)
+    {
+        var network = NoisePredictors.Create(options);
+        try
+        {
+            ModuleWeights.Load(network, state, source);
+            return network;
         }
         catch
         {
             network.Dispose();
             throw;
         }
-        network.to(device);
-        return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps) { DiffusersScheduler = header.DiffusersScheduler };
     }
 
     private byte[] WeightsBytes() => ModuleWeights.Save(Network);

@@ -9,7 +9,7 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// timesteps t (N) and optionally a condition, it predicts the noise (or v, or x₀) in x_t.
 /// Derive from it, give it a <see cref="NoisePredictorOptions"/> record, and register both with
 /// <see cref="NoisePredictors"/>: the trainer, <see cref="Models.DiffusionModel"/>, checkpoints, model zips,
-/// the ML.NET stages and the command line then work with it like with the built-in <see cref="UNetNoisePredictor"/>.
+/// the ML.NET stages and the command line then work with it like with the built-in diffusers networks.
 /// </summary>
 public abstract class NoisePredictor : Module<Tensor, Tensor, Tensor>
 {

@@ -7,8 +7,10 @@ namespace Microsoft.ML.Diffusion.Networks;
 /// The registry of noise-predictor kinds by name: which options record describes a kind and how a network is
 /// built from it. Models name their network's kind in their files, so a kind must be registered (in code with
 /// <see cref="Register{TOptions}"/>, or by an assembly attribute <see cref="NoisePredictorRegistrationAttribute"/>
-/// in any loaded assembly) before a model of that kind is loaded. The UNet is registered as "unet", diffusers'
-/// UNet2DModel as "diffusers-unet2d" and UNet2DConditionModel as "diffusers-unet2d-condition".
+/// in any loaded assembly) before a model of that kind is loaded. Diffusers' UNet2DModel is registered as
+/// "diffusers-unet2d" and UNet2DConditionModel as "diffusers-unet2d-condition"; <see cref="UNetOptions"/>, the UNet
+/// described in the library's terms, as "unet" (the name of the library's first UNet in its files), building the
+/// diffusers network of that shape.
 /// </summary>
 public static class NoisePredictors
 {
@@ -18,12 +20,12 @@ public static class NoisePredictors
     private static readonly ConcurrentDictionary<Type, Entry> ByType = new();
     private static readonly ConcurrentDictionary<Assembly, bool> ScannedAssemblies = new();
 
-    /// <summary>The name the built-in UNet is registered under.</summary>
+    /// <summary>The name <see cref="UNetOptions"/> are registered under.</summary>
     public const string UNet = "unet";
 
     static NoisePredictors()
     {
-        Register<UNetOptions>(UNet, o => new UNetNoisePredictor(o));
+        Register<UNetOptions>(UNet, o => Create(Legacy.OwnUNetFiles.Network(o)));
         Register<Diffusers.UNet2DModelOptions>(Diffusers.UNet2DModelNoisePredictor.RegisteredName, o => new Diffusers.UNet2DModelNoisePredictor(o));
         Register<Diffusers.UNet2DConditionOptions>(Diffusers.UNet2DConditionNoisePredictor.RegisteredName, o => new Diffusers.UNet2DConditionNoisePredictor(o));
     }

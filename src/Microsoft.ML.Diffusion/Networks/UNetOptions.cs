@@ -1,6 +1,12 @@
 namespace Microsoft.ML.Diffusion.Networks;
 
-/// <summary>The shape of a <see cref="UNetNoisePredictor"/> (registered as "unet"); saved with every checkpoint so it can be rebuilt.</summary>
+/// <summary>
+/// A UNet described in the library's terms — levels, residual blocks per level, attention resolutions — from which
+/// <see cref="NoisePredictors.Create"/> builds diffusers' network of that shape: <c>UNet2DModel</c> for unconditional
+/// and class-conditional models (computing what the library's first UNet of these settings did, so its files and
+/// training states still load), <c>UNet2DConditionModel</c> over the library's condition encoder for text and vector
+/// conditions. The model then records the diffusers network's own options.
+/// </summary>
 public sealed record UNetOptions : NoisePredictorOptions
 {
     /// <summary>Channels of the first level; each level has <c>BaseChannels × ChannelMultipliers[i]</c>.</summary>

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Storage;
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Networks.Legacy;
 using Microsoft.ML.Diffusion.Schedules;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -79,12 +80,29 @@ internal static class TrainerStateFile
                 ?? throw new CheckpointFormatException($"{source} has an empty header.");
             if (header.FormatVersion > FormatVersion)
                 throw new CheckpointFormatException($"{source} has format version {header.FormatVersion}, written by a newer Microsoft.ML.Diffusion; this version reads up to {FormatVersion}.");
-            Same(header.Network, trainer.Network.Options, "network", source);
+            var network = header.Network;
+            var first = network as UNetOptions;
+            if (first is not null)
+            {
+                // A state of the library's first UNet resumes in the UNet2DModel that computes the same, where one does.
+                network = OwnUNetFiles.Converted(first) ?? throw new CheckpointFormatException(
+                    $"{source} was written while training the library's first UNet, which no longer trains: {OwnUNetFiles.WhyNoDiffusersForm(first)}. The models saved from that run still load and generate; train a new model (the default network) to go on.");
+                if (header.Lora is not null)
+                    throw new CheckpointFormatException($"{source} holds LoRA adapters for the layers of the library's first UNet, whose models now load as diffusers' UNet2DModel under other layer names; fuse the adapters already saved with LoadLora, or train new ones on the loaded model.");
+            }
+            Same(network, trainer.Network.Options, "network", source);
             Same(header.Schedule, trainer.ScheduleOptions, "noise schedule", source);
             Same(header.Options with { Seed = 0 }, trainer.Options with { Seed = 0 }, "training options", source);
             Same(header.Lora, trainer.Lora, "LoRA settings", source);
 
-            if (header.FormatVersion >= 2)
+            if (first is not null)
+            {
+                // The first UNet's weights are renamed to UNet2DModel's (the fused qkv split in three): AdamW's moments, kept
+                // per parameter in the old order, start afresh, so training continues, not bit for bit.
+                LoadFirstUNet(trainer.Network, ReadEntry(zip, "network.bin", source), first, header.FormatVersion, source);
+                if (trainer.EmaNetwork is not null) LoadFirstUNet(trainer.EmaNetwork, ReadEntry(zip, "ema.bin", source), first, header.FormatVersion, source);
+            }
+            else if (header.FormatVersion >= 2)
             {
                 using (var r = new BinaryReader(new MemoryStream(ReadEntry(zip, "network.bin", source)))) trainer.TrainedModule.load(r, strict: true);
                 if (trainer.EmaModule is { } ema)
@@ -111,6 +129,27 @@ internal static class TrainerStateFile
         catch (Exception e) when (e is InvalidDataException or JsonException or EndOfStreamException)
         {
             throw new CheckpointFormatException($"{source} is corrupt or truncated: {e.Message}", e);
+        }
+    }
+
+    private static void LoadFirstUNet(NoisePredictor network, byte[] weights, UNetOptions first, int formatVersion, string source)
+    {
+        var state = formatVersion >= 2 ? TorchSharpWeights.Read(weights, source) : LegacyWeights.Read(weights, first, source);
+        try
+        {
+            var renamed = OwnUNetFiles.Rename(first, state, source);
+            try
+            {
+                ModuleWeights.Load(network, renamed, source);
+            }
+            finally
+            {
+                foreach (var t in renamed.Values) t.Dispose();
+            }
+        }
+        finally
+        {
+            foreach (var t in state.Values) t.Dispose();
         }
     }
 

@@ -60,29 +60,19 @@ internal static class DiffusersPipelineFolder
         UNet2DModelOptions unet;
         byte[] weights;
         var format = new Dictionary<string, string> { ["format"] = "pt" };
-        if (model.Network is UNetNoisePredictor own)
+        if (model.Network is Networks.Legacy.UNetNoisePredictor legacy)
         {
-            // The own UNet, unconditional or class-conditional, is a UNet2DModel under other names.
-            unet = UNetAsUNet2DModel.Options(own.Options, out string? why)
-                ?? throw new NotSupportedException($"This model's network, the library's own UNet, cannot be written as a diffusers folder: {why}. Train with the default network to export.");
-            var converted = UNetAsUNet2DModel.Weights(own);
-            try
-            {
-                weights = SafeTensors.Write(converted, format);
-            }
-            finally
-            {
-                foreach (var (_, t) in converted) t.Dispose();
-            }
+            // Files of the first UNet that a diffusers network computes load as one; the others have no diffusers form.
+            throw new NotSupportedException($"This model's network, the library's first UNet, cannot be written as a diffusers folder: {Networks.Legacy.OwnUNetFiles.WhyNoDiffusersForm(legacy.Options)}. It still generates here; train a new model with the default network to export.");
         }
-        else if (model.Network is UNet2DModelNoisePredictor && model.NetworkOptions is UNet2DModelOptions options)
+        if (model.Network is UNet2DModelNoisePredictor && model.NetworkOptions is UNet2DModelOptions options)
         {
             unet = options;
             weights = SafeTensors.Write(model.Network.state_dict().Select(kv => (kv.Key, kv.Value)), format);
         }
         else
         {
-            throw new NotSupportedException($"Only diffusers' UNet2DModel, the library's own unconditional or class-conditional UNet and a text- or vector-conditional UNet2DConditionModel trained here can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(model.NetworkOptions.GetType())}. Train with the default network or Network = new UNet2DModelOptions {{ … }} to export.");
+            throw new NotSupportedException($"Only diffusers' UNet2DModel and a text- or vector-conditional UNet2DConditionModel trained here can be written as a diffusers folder; this model's network is {NoisePredictors.NameOf(model.NetworkOptions.GetType())}. Train with the default network or Network = new UNet2DModelOptions {{ … }} to export.");
         }
         var (scheduler, schedulerClass) = SchedulerToWrite(model);   // fails before anything is written
         string config = UNet2DModelConfig.Write(unet);
@@ -102,8 +92,7 @@ internal static class DiffusersPipelineFolder
         AtomicFile.Write(Path.Combine(folder, "scheduler", DiffusersSchedulerConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(scheduler)));
         AtomicFile.Write(Path.Combine(folder, "model_index.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(index)));
         // With no LoRA fused the folder holds the model's own weights: zips of it with adapters fused later refer to it.
-        // An own UNet's folder holds a UNet2DModel, whose layer names its adapters do not use, so it is no base for them.
-        if (model.FusedAdapters == 0 && model.Network is not UNetNoisePredictor) model.Source = SourceOf(folder);
+        if (model.FusedAdapters == 0) model.Source = SourceOf(folder);
     }
 
     // The imported scheduler when it still describes the model's schedule and prediction; otherwise a DDPMScheduler.

@@ -2,7 +2,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Diffusion.Networks;
+namespace Microsoft.ML.Diffusion.Networks.Legacy;
 
 /// <summary>Halves the feature map with a strided 3×3 convolution (learned, unlike pooling).</summary>
 internal sealed class Downsample : Module<Tensor, Tensor>

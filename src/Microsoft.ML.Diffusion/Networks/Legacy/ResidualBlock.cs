@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Diffusion.Networks;
+namespace Microsoft.ML.Diffusion.Networks.Legacy;
 
 /// <summary>
 /// DDPM's residual block: GroupNorm → SiLU → 3×3 conv, plus a projection of the time embedding added

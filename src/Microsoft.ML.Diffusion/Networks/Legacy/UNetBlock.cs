@@ -2,7 +2,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Diffusion.Networks;
+namespace Microsoft.ML.Diffusion.Networks.Legacy;
 
 /// <summary>
 /// One residual block, followed by self-attention at the resolutions that have it and, in

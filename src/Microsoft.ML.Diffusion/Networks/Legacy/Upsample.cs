@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Diffusion.Networks;
+namespace Microsoft.ML.Diffusion.Networks.Legacy;
 
 /// <summary>Doubles the feature map: nearest-neighbour upsampling, then a 3×3 convolution.</summary>
 internal sealed class Upsample : Module<Tensor, Tensor>

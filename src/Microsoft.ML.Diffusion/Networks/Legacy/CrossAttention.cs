@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Diffusion.Networks;
+namespace Microsoft.ML.Diffusion.Networks.Legacy;
 
 /// <summary>
 /// Cross-attention from the pixels of a feature map (queries) to the tokens of a text context (keys

@@ -3,16 +3,19 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Diffusion.Networks;
+namespace Microsoft.ML.Diffusion.Networks.Legacy;
 
 /// <summary>
-/// The noise predictor ε_θ(x_t, t): a UNet in the style of DDPM's (Ho et al. 2020, appendix B).
-/// One network serves every step, because t is an input (sinusoidal embedding → MLP, injected into
-/// every residual block). Down path: residual blocks (+ attention) per level, strided-conv downsampling;
-/// middle: residual, attention, residual; up path: one more block per level, each taking a skip
-/// connection from the down path, with nearest-neighbour upsampling. Output has the input's shape.
+/// The library's first noise predictor, a UNet in the style of DDPM's (Ho et al. 2020, appendix B), kept to read the
+/// models trained with it that no diffusers network computes: text- and vector-conditional ones (the pooled prompt is
+/// added to the time embedding and the cross-attention has no transformer block) and ones whose attention heads span
+/// levels of different widths. Other files of it load as diffusers' UNet2DModel (<see cref="OwnUNetFiles"/>), and
+/// <see cref="UNetOptions"/> build diffusers networks, so nothing trains a new one.
+/// Down path: residual blocks (+ attention) per level, strided-conv downsampling; middle: residual, attention,
+/// residual; up path: one more block per level, each taking a skip connection from the down path, with
+/// nearest-neighbour upsampling.
 /// </summary>
-public sealed class UNetNoisePredictor : NoisePredictor
+internal sealed class UNetNoisePredictor : NoisePredictor
 {
     private readonly Sequential time_embedding;
     private readonly Conv2d input_conv;

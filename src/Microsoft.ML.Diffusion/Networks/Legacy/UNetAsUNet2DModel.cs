@@ -1,13 +1,12 @@
 using System.Text.RegularExpressions;
 using Microsoft.ML.Diffusion.Conditioning;
-using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Networks.Diffusers;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Diffusion.Interchange.Diffusers;
+namespace Microsoft.ML.Diffusion.Networks.Legacy;
 
 /// <summary>
-/// The library's own UNet, unconditional or class-conditional, written as diffusers' <c>UNet2DModel</c>: the two are
+/// The library's first UNet, unconditional or class-conditional, as diffusers' <c>UNet2DModel</c>: the two are
 /// the same network (DDPM's residual blocks, attention per level, a mid block of residual–attention–residual,
 /// strided-convolution downsampling, nearest-neighbour upsampling), so only names change, the fused 1×1 qkv
 /// convolution splits into to_q/to_k/to_v and the 1×1 convolutions of attention become linear layers. The class
@@ -25,7 +24,7 @@ internal static partial class UNetAsUNet2DModel
         why = null;
         if (u.Condition.Kind is not (ConditionKind.None or ConditionKind.Class))
         {
-            why = $"a {u.Condition.Kind.ToString().ToLowerInvariant()}-conditional own UNet has no diffusers UNet2DModel equivalent";
+            why = $"a {u.Condition.Kind.ToString().ToLowerInvariant()}-conditional first UNet adds the pooled condition to the time embedding and attends to it without transformer blocks, which no diffusers network does";
             return null;
         }
         var shape = (UNet2DModelOptions)DiffusersUNetShapes.Like(u);
@@ -46,18 +45,18 @@ internal static partial class UNetAsUNet2DModel
     }
 
     /// <summary>
-    /// The UNet's weights under UNet2DModel's names and shapes (new tensors; the caller disposes them). The network's
-    /// options must be ones <see cref="Options"/> converts.
+    /// The UNet's weights under UNet2DModel's names and shapes (new tensors; the caller disposes them). The options must
+    /// be ones <see cref="Options"/> converts.
     /// </summary>
-    public static List<(string Name, Tensor Value)> Weights(UNetNoisePredictor network)
+    public static List<(string Name, Tensor Value)> Weights(UNetOptions u, IEnumerable<KeyValuePair<string, Tensor>> weights)
     {
-        ArgumentNullException.ThrowIfNull(network);
-        var u = network.Options;
+        ArgumentNullException.ThrowIfNull(u);
+        ArgumentNullException.ThrowIfNull(weights);
         int perLevel = u.ResidualBlocksPerLevel;
         var result = new List<(string, Tensor)>();
         try
         {
-            foreach (var (name, value) in network.state_dict())
+            foreach (var (name, value) in weights)
             {
                 // The scope frees the views (detach, flatten, chunk) the renaming makes; the clones it returns move out.
                 using var scope = NewDisposeScope();
