@@ -30,7 +30,7 @@ public sealed class LoraTrainingTests : IDisposable
     private static DiffusionModel LibraryModel(ConditioningOptions? condition = null, int seed = 3)
     {
         manual_seed(seed);
-        var network = new UNetNoisePredictor(DiffusionTrainerTests.TinyNetwork with { Condition = condition ?? new() });
+        var network = NoisePredictors.Create(DiffusionTrainerTests.TinyNetwork with { Condition = condition ?? new() });
         using (no_grad()) foreach (var p in network.parameters()) p.add_(randn_like(p) * 0.02);   // a "trained" network: nonzero output layer
         return new DiffusionModel(network, new NoiseScheduleOptions(), PredictionType.Epsilon);
     }

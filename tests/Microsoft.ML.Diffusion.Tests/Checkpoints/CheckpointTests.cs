@@ -1,6 +1,7 @@
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Models;
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Networks.Diffusers;
 using Microsoft.ML.Diffusion.SampleData;
 using Microsoft.ML.Diffusion.Samplers;
 using Microsoft.ML.Diffusion.Tests.Training;
@@ -31,7 +32,7 @@ public sealed class CheckpointTests : IDisposable
         model.Save(path);
         using var loaded = DiffusionModel.Load(path, CPU);
 
-        Assert.Equal(((UNetOptions)model.NetworkOptions).LevelChannels(), ((UNetOptions)loaded.NetworkOptions).LevelChannels());
+        Assert.Equal(((UNet2DModelOptions)model.NetworkOptions).BlockOutChannels, ((UNet2DModelOptions)loaded.NetworkOptions).BlockOutChannels);
         Assert.Equal(model.ScheduleOptions, loaded.ScheduleOptions);
         Assert.Equal(10, loaded.TrainingSteps);
         foreach (var kind in new[] { SamplerName.Ddpm, SamplerName.Ddim, SamplerName.DpmSolverPlusPlus })
@@ -75,7 +76,7 @@ public sealed class CheckpointTests : IDisposable
         ms.Position = 0;
         var (header, weights) = DiffusionCheckpoint.Read(ms);
         using var lying = new MemoryStream();
-        DiffusionCheckpoint.Write(lying, header with { Network = (UNetOptions)header.Network with { BaseChannels = 32 } }, weights);
+        DiffusionCheckpoint.Write(lying, header with { Network = (UNet2DModelOptions)header.Network with { BlockOutChannels = [32, 64] } }, weights);
         lying.Position = 0;
         var e = Assert.Throws<CheckpointFormatException>(() => DiffusionModel.Load(lying, CPU));
         Assert.Contains("do not fit", e.Message);

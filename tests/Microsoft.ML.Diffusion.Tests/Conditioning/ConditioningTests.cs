@@ -51,7 +51,7 @@ public class ConditioningTests(ITestOutputHelper output)
     public void GuidanceCombinesBothPassesAsTheFormulaSays()
     {
         manual_seed(4);
-        using var net = new UNetNoisePredictor(Network(TwoClasses));
+        using var net = NoisePredictors.Create(Network(TwoClasses));
         using (no_grad()) foreach (var p in net.parameters()) p.normal_(0, 0.05);
         using var model = new DiffusionModel(net, new Microsoft.ML.Diffusion.Schedules.NoiseScheduleOptions(), Microsoft.ML.Diffusion.Process.PredictionType.Epsilon);
         using var scope = NewDisposeScope();
@@ -79,7 +79,7 @@ public class ConditioningTests(ITestOutputHelper output)
         })
         {
             manual_seed(5);
-            using var net = new UNetNoisePredictor(Network(condition));
+            using var net = NoisePredictors.Create(Network(condition));
             using (no_grad()) foreach (var p in net.parameters()) p.normal_(0, 0.05);
             net.eval();
             using var scope = NewDisposeScope();

@@ -82,7 +82,7 @@ public sealed class LoraModelZipTests : IDisposable
     private static DiffusionModel PixelModel(int seed = 3)
     {
         manual_seed(seed);
-        var network = new UNetNoisePredictor(DiffusionTrainerTests.TinyNetwork);
+        var network = NoisePredictors.Create(DiffusionTrainerTests.TinyNetwork);
         using (no_grad()) foreach (var p in network.parameters()) p.add_(randn_like(p) * 0.02);
         return new DiffusionModel(network, new NoiseScheduleOptions(), PredictionType.Epsilon);
     }

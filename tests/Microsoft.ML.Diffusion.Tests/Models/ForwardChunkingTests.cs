@@ -15,7 +15,7 @@ public sealed class ForwardChunkingTests
     internal static DiffusionModel RandomClassModel()
     {
         manual_seed(5);
-        var network = new UNetNoisePredictor(new UNetOptions
+        var network = NoisePredictors.Create(new UNetOptions
         {
             ImageChannels = 1, ImageSize = 16, BaseChannels = 16, ChannelMultipliers = [1, 2], AttentionResolutions = [8],
             Condition = new ConditioningOptions { Kind = ConditionKind.Class, ClassCount = 3 },

@@ -24,7 +24,7 @@ public class GenerationOptionsTests
     [Fact]
     public void EverySamplingSettingReachesTheSamplerWithTheModelsPrediction()
     {
-        using var model = new DiffusionModel(new UNetNoisePredictor(DiffusionTrainerTests.TinyNetwork), new NoiseScheduleOptions(), PredictionType.VPrediction);
+        using var model = new DiffusionModel(NoisePredictors.Create(DiffusionTrainerTests.TinyNetwork), new NoiseScheduleOptions(), PredictionType.VPrediction);
         var options = new GenerationOptions { Sampler = "ddpm", SamplerOptions = UnusualSampler };
         using var sampler = model.CreateSampler(options);
         Assert.Equal("ddpm", sampler.Name);
@@ -54,7 +54,7 @@ public class GenerationOptionsTests
     {
         var options = new DiffusionGenerationOptions { Generation = { Steps = 4 } };
         var estimator = new MLContext().Transforms.DiffusionGenerate(
-            new DiffusionModel(new UNetNoisePredictor(DiffusionTrainerTests.TinyNetwork), new NoiseScheduleOptions(), PredictionType.Epsilon), options);
+            new DiffusionModel(NoisePredictors.Create(DiffusionTrainerTests.TinyNetwork), new NoiseScheduleOptions(), PredictionType.Epsilon), options);
         options.Generation.Steps = 9;
         var transformer = estimator.Fit(new MLContext().Data.LoadFromEnumerable(Array.Empty<SeedRow>()));
         Assert.Equal(4, transformer.Options.Generation.Steps);

@@ -1,4 +1,5 @@
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Networks.Legacy;
 using Xunit;
 using static TorchSharp.torch;
 

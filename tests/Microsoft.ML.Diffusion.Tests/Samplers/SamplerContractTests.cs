@@ -180,7 +180,7 @@ public class SamplerContractTests
         DiffusionSamplers.Register("tests-trailing-ddim", (s, o) => new TrailingDdim(s, o), _ => 10);
         Assert.Contains("tests-trailing-ddim", DiffusionSamplers.Names);
         manual_seed(1);
-        using var model = new DiffusionModel(new UNetNoisePredictor(new UNetOptions { ImageSize = 8, BaseChannels = 8, ChannelMultipliers = [1], AttentionResolutions = [] }),
+        using var model = new DiffusionModel(NoisePredictors.Create(new UNetOptions { ImageSize = 8, BaseChannels = 8, ChannelMultipliers = [1], AttentionResolutions = [] }),
             new NoiseScheduleOptions(), PredictionType.Epsilon);
         using var custom = model.Generate(new GenerationOptions { Sampler = "tests-trailing-ddim" }, [1, 2]);
         using var ddim = model.Generate(new GenerationOptions { Sampler = SamplerName.Ddim, Steps = 10, SamplerOptions = new() { Spacing = TimestepSpacing.Trailing } }, [1, 2]);

@@ -139,18 +139,18 @@ public sealed class MemorySoakTests(ITestOutputHelper output)
             Condition = new ConditioningOptions { Kind = kind, ClassCount = 3, VectorSize = 5, VocabularySize = 20, MaxTokens = 4, TextWidth = 16, TextLayers = 1, TextHeads = 2 },
         };
         long before = LiveTensors();
-        new UNetNoisePredictor(network).Dispose();
+        NoisePredictors.Create(network).Dispose();
         Assert.Equal(before, LiveTensors());
 
         // And every weight the forward pass uses is still a parameter: saved, loaded and trained.
         manual_seed(1);
-        using var a = new UNetNoisePredictor(network);
+        using var a = NoisePredictors.Create(network);
         using (no_grad()) foreach (var p in a.parameters()) p.add_(rand_like(p));
         using var stream = new MemoryStream();
         a.save(new BinaryWriter(stream));
         stream.Position = 0;
         manual_seed(2);
-        using var b = new UNetNoisePredictor(network);
+        using var b = NoisePredictors.Create(network);
         b.load(new BinaryReader(stream), strict: true);
         a.eval();
         b.eval();
