@@ -30,6 +30,7 @@ internal sealed record BenchmarkOptions
     public bool QualityTrainOnly { get; init; }
     public int[] QualitySteps { get; init; } = [890, 1780, 3560];
     public int QualitySamples { get; init; } = 500;
+    public int QualityFirstSeed { get; init; }
     public double[] QualityGuidance { get; init; } = [0, 1, 3, 5];
     public int ClassifierEpochs { get; init; } = 3;
     public string? GridDirectory { get; init; }
@@ -52,7 +53,6 @@ internal sealed record BenchmarkOptions
     public bool RecipeSecondSeeds { get; init; }
     public string Network { get; init; } = BenchmarkNetworks.UNet2D;
     public int TrainSeed { get; init; } = 1;
-    public bool CompareNetworks { get; init; }
     public bool WeightsMemory { get; init; }
     public double WeightsGigabytes { get; init; } = 2;
     public string WeightsReader { get; init; } = "file";
@@ -109,6 +109,8 @@ internal sealed record BenchmarkOptions
           --quality-steps a,b,c   (quality) snapshot step counts (default 890,1780,3560 = 10/20/40 min at 0.674 s/step)
           --quality-samples N     (quality) generated images per guidance scale (default 500, 50 per class)
           --quality-guidance a,b  (quality) guidance scales (default 0,1,3,5)
+          --quality-first-seed N  (quality) sampling seeds N..N+count-1 (default 0), to score the same snapshots on another
+                                  seed set; reports and grids of N > 0 are tagged -seedsN (fashion-quality-unet2d-seeds500.md)
           --classifier-epochs N   (quality) epochs of the evaluation classifier (default 3)
           --grids DIR             (quality) write class grids of the last snapshot for each guidance scale to DIR
           --sampler-sweep         Fréchet distance by network evaluations for every registered sampler on the quality
@@ -141,13 +143,11 @@ internal sealed record BenchmarkOptions
           --recipe-timing-steps N (recipes) steps per recipe and round of the step-time measurement (default 10; 0 skips it:
                                   processes that share the machine, each with its own --recipe-names, leave it to a
                                   last run on a quiet machine, which times every scored recipe and reuses every cell)
-          --network N             (quality, recipes, sampler-sweep) the network trained: unet2d (TrainDiffusion's default,
-                                  diffusers' UNet2DModel of the bench shape; default) or unet (the library's own UNet);
-                                  snapshots and state files of unet2d are tagged -unet2d (the own UNet's keep their names)
+          --network N             (quality, recipes, sampler-sweep) the network trained: unet2d (the default and only one:
+                                  TrainDiffusion's default, diffusers' UNet2DModel of the bench shape); its snapshots and
+                                  state files are tagged -unet2d. The library's first UNet (unet) no longer trains; its
+                                  measurements are in docs/training-recipe.md and docs/fashion-mnist.md
           --train-seed N          (quality, recipes) training seed (default 1); other seeds' files are tagged -seedN
-          --compare-networks      step time of unet vs unet2d, round-robin in one process: the bench network at batch 64 on
-                                  Fashion-MNIST with TrainDiffusion's recipe, unconditional and class-conditional,
-                                  --recipe-timing-steps steps per network and round, five rounds; writes network-timing.md/.json
           --weights-memory        peak RSS (VmHWM) loading a float32 safetensors file of --weights-gb GiB (default 2) into a
                                   module of the same size (4096×4096 linear layers); prints (peak − RSS before the module) /
                                   file size; the file goes to OUT and is deleted after (--weights-keep keeps it for the next run)
@@ -184,6 +184,7 @@ internal sealed record BenchmarkOptions
             string a = args[i];
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{a} needs a value.");
             int Int() => int.TryParse(Value(), out int v) && v > 0 ? v : throw new ArgumentException($"{a} needs a positive integer.");
+            int NonNegative() => int.TryParse(Value(), out int v) && v >= 0 ? v : throw new ArgumentException($"{a} needs a non-negative integer.");
             o = a switch
             {
                 "--quick" => o with { Quick = true },
@@ -213,6 +214,7 @@ internal sealed record BenchmarkOptions
                 "--quality-train-only" => o with { Quality = true, QualityTrainOnly = true },
                 "--quality-steps" => o with { QualitySteps = Ints(Value(), a) },
                 "--quality-samples" => o with { QualitySamples = Int() },
+                "--quality-first-seed" => o with { QualityFirstSeed = NonNegative() },
                 "--quality-guidance" => o with { QualityGuidance = Doubles(Value(), a) },
                 "--classifier-epochs" => o with { ClassifierEpochs = Int() },
                 "--grids" => o with { GridDirectory = Value() },
@@ -231,9 +233,8 @@ internal sealed record BenchmarkOptions
                 "--recipe-samples" => o with { RecipeSamples = Int() },
                 "--recipe-stop-at" => o with { RecipeStopAt = Int() },
                 "--recipe-second-seeds" => o with { RecipeSearch = true, RecipeSecondSeeds = true },
-                "--network" => o with { Network = OneOf([Value()], BenchmarkNetworks.Names, a)[0] },
+                "--network" => o with { Network = BenchmarkNetworks.Parse(Value(), a) },
                 "--train-seed" => o with { TrainSeed = Int() },
-                "--compare-networks" => o with { CompareNetworks = true },
                 "--recipe-timing-steps" => o with { RecipeTimingSteps = int.Parse(Value(), System.Globalization.CultureInfo.InvariantCulture) },
                 "--weights-memory" => o with { WeightsMemory = true },
                 "--weights-gb" => o with { WeightsMemory = true, WeightsGigabytes = Doubles(Value(), a)[0] },

@@ -15,18 +15,23 @@ internal sealed record QualityRow(string Source, int? Steps, double? TrainingMin
     int Images, double FrechetDistance, double Precision, double Recall, double ClassAccuracy, double SamplingSeconds);
 
 internal sealed record QualityReport(string Timestamp, VersionsInfo Versions, string Sampler, int SamplerSteps, int ReferenceImages,
-    ClassifierResult Classifier, QualityRow[] Rows);
+    ClassifierResult Classifier, QualityRow[] Rows, long FirstSeed, long LastSeed);
 
 /// <summary>
 /// The evaluation half of the Fashion-MNIST quality study. A CNN classifier trained on the training set is
 /// the feature extractor and the judge of class accuracy. The reference set is 10,000 training images;
 /// the floor is the score of as many real test images (never seen by the classifier or the diffusion
-/// model) as there are generated images per row, with the same class balance.
+/// model) as there are generated images per row, with the same class balance. Image i of a row has sampling seed
+/// <see cref="BenchmarkOptions.QualityFirstSeed"/> + i and class i mod 10, so another first seed scores the same snapshots
+/// on a second, disjoint seed set.
 /// </summary>
 internal static class FashionQualityEvaluation
 {
     internal const int ReferenceImages = 10_000;
     private static readonly GenerationOptions Sampling = new() { Sampler = SamplerName.DpmSolverPlusPlus, Steps = 20 };
+
+    /// <summary>The tag of a non-default seed set in report and grid names ("" for seeds from 0, whose files keep their names).</summary>
+    public static string SeedTag(BenchmarkOptions options) => options.QualityFirstSeed == 0 ? "" : $"-seeds{options.QualityFirstSeed}";
 
     public static QualityReport Run(BenchmarkOptions options, VersionsInfo versions, string directory, IReadOnlyList<QualitySnapshot> snapshots,
         string? gridDirectory, Action<string> log)
@@ -51,7 +56,9 @@ internal static class FashionQualityEvaluation
             log($"[quality] floor (real test images): FD {floor.FrechetDistance:F3}, precision {floor.Precision:P1}, recall {floor.Recall:P1}, class accuracy {floor.ClassAccuracy:P1}");
         }
 
-        var seeds = Enumerable.Range(0, count).Select(i => (long)i).ToArray();
+        var seeds = Enumerable.Range(0, count).Select(i => options.QualityFirstSeed + (long)i).ToArray();
+        string seedTag = SeedTag(options);
+        log($"[quality] sampling seeds {options.QualityFirstSeed}–{options.QualityFirstSeed + (long)count - 1}");
         foreach (var snapshot in snapshots)
         {
             using var model = DiffusionModel.Load(snapshot.Path, CPU);
@@ -65,10 +72,11 @@ internal static class FashionQualityEvaluation
                     report.FrechetDistance, report.Precision, report.Recall, report.ClassAccuracy!.Value, seconds));
                 log($"[quality] {snapshot.Steps} steps, guidance {w}: FD {report.FrechetDistance:F3}, precision {report.Precision:P1}, recall {report.Recall:P1}, class accuracy {report.ClassAccuracy:P1} ({seconds:F0} s to sample)");
                 if (gridDirectory is not null && snapshot == snapshots[^1])
-                    ClassInterleavedImages.SaveGrid(images, FashionMnist.ClassCount, perClass, Path.Combine(gridDirectory, $"fashion-class-{snapshot.Steps}-steps-guidance-{w:0.#}.png"), columns: 10);
+                    ClassInterleavedImages.SaveGrid(images, FashionMnist.ClassCount, perClass, Path.Combine(gridDirectory, $"fashion-class-{snapshot.Steps}-steps-guidance-{w:0.#}{seedTag}.png"), columns: 10);
             }
         }
-        return new QualityReport(DateTimeOffset.UtcNow.ToString("O"), versions, "DPM-Solver++(2M)", Sampling.Steps!.Value, ReferenceImages, classifierResult, rows.ToArray());
+        return new QualityReport(DateTimeOffset.UtcNow.ToString("O"), versions, "DPM-Solver++(2M)", Sampling.Steps!.Value, ReferenceImages, classifierResult, rows.ToArray(),
+            options.QualityFirstSeed, options.QualityFirstSeed + (long)count - 1);
     }
 
     internal static ClassifierResult TrainOrLoadClassifier(BenchmarkOptions options, string directory, Tensor train, long[] trainLabels,

@@ -15,7 +15,7 @@ internal static class ForwardBatchScaling
     {
         var config = BenchmarkConfig.Create("bench", options);
         manual_seed(0);
-        using var network = new UNetNoisePredictor(config.Network);
+        using var network = NoisePredictors.Create(config.Network);
         network.eval();
         Console.WriteLine("| batch | forward s | s per image |");
         Console.WriteLine("| ---: | ---: | ---: |");

@@ -25,7 +25,7 @@ internal static class GenerateOverhead
         int images = options.Quick ? 64 : 256, batch = 64, steps = options.Quick ? 5 : 20;
         var config = BenchmarkConfig.Create("bench", options);
         manual_seed(0);
-        var network = new UNetNoisePredictor(config.Network);
+        var network = NoisePredictors.Create(config.Network);
         using var model = new DiffusionModel(network, new NoiseScheduleOptions(), Process.PredictionType.Epsilon);
         var generation = new GenerationOptions { Sampler = SamplerName.DpmSolverPlusPlus, Steps = steps };
         var seeds = Enumerable.Range(0, images).Select(i => (long)i).ToArray();

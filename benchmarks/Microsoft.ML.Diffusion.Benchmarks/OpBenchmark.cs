@@ -33,8 +33,9 @@ internal static class OpBenchmark
             ("groupnorm 8x32 @28", () => GroupNorm(8, 32), [n, 32, 28, 28]),
             ("groupnorm 8x64 @14", () => GroupNorm(8, 64), [n, 64, 14, 14]),
             ("silu 32 @28", () => SiLU(), [n, 32, 28, 28]),
-            // What the network runs (a broadcast copy), and libtorch's interpolate kernel it replaces.
-            ("upsample nearest 64 @14->28", () => new Lambda(Networks.Upsample.NearestDouble), [n, 64, 14, 14]),
+            // A broadcast view copied once (the library's first UNet's upsampling), and libtorch's interpolate kernel
+            // (diffusers' Upsample2D's).
+            ("upsample nearest 64 @14->28", () => new Lambda(Networks.Legacy.Upsample.NearestDouble), [n, 64, 14, 14]),
             ("upsample nearest 64 @14->28 (interpolate)", () => new Lambda(x => functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)), [n, 64, 14, 14]),
             ("sdpa 1 head, 49 tokens x 64", () => new Lambda(x => functional.scaled_dot_product_attention(x, x, x)), [n, 1, 49, 64]),
             ("linear 128->64 (time proj)", () => Linear(128, 64), [n, 128]),

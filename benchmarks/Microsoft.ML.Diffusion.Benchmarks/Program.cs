@@ -108,16 +108,6 @@ if (options.RecipeSearch)
     return 0;
 }
 
-if (options.CompareNetworks)
-{
-    var timing = NetworkTiming.Run(options, versions, Log);
-    Json.Write(Path.Combine(options.OutputDirectory, "network-timing.json"), timing);
-    string timingMarkdown = NetworkTiming.Markdown(timing);
-    File.WriteAllText(Path.Combine(options.OutputDirectory, "network-timing.md"), timingMarkdown);
-    Console.Write(timingMarkdown);
-    return 0;
-}
-
 if (options.DiffusersFolder is { } diffusersFolder)
 {
     var r = DiffusersSampling.Run(diffusersFolder, options.SampleBatch ?? 64, options.DiffusersSteps, options.DiffusersRepeats, Log);
@@ -165,7 +155,7 @@ if (options.Quality)
         return 0;
     }
     var quality = FashionQualityEvaluation.Run(options, versions, dir, snapshots, options.GridDirectory, Log);
-    string tag = BenchmarkNetworks.Tag(options);
+    string tag = BenchmarkNetworks.Tag(options) + FashionQualityEvaluation.SeedTag(options);
     Json.Write(Path.Combine(options.OutputDirectory, $"fashion-quality{tag}.json"), quality);
     string qualityMarkdown = QualityMarkdown(quality);
     File.WriteAllText(Path.Combine(options.OutputDirectory, $"fashion-quality{tag}.md"), qualityMarkdown);
@@ -241,7 +231,7 @@ static string Markdown(BenchmarkReport r)
 static string QualityMarkdown(QualityReport r)
 {
     var b = new StringBuilder();
-    b.AppendLine($"Fashion-MNIST quality ({r.Sampler}, {r.SamplerSteps} steps; features and class accuracy from the project's CNN classifier,");
+    b.AppendLine($"Fashion-MNIST quality ({r.Sampler}, {r.SamplerSteps} steps, sampling seeds {r.FirstSeed}–{r.LastSeed}; features and class accuracy from the project's CNN classifier,");
     b.AppendLine($"{r.Classifier.Epochs} epochs, test accuracy {r.Classifier.TestAccuracy:P2}; reference: {r.ReferenceImages:N0} training images)");
     b.AppendLine();
     b.AppendLine("| images | training steps | minutes (this run) | minutes (at 0.674 s/step) | guidance | FD ↓ | precision | recall | class accuracy |");

@@ -29,7 +29,7 @@ internal sealed record RecipeReport(string Timestamp, VersionsInfo Versions, int
 
 /// <summary>
 /// The training-recipe search: unconditional models of the bench configuration (1×28×28, channels 32/64/64, attention
-/// at 7×7, batch 64, AdamW, EMA, horizontal flips; diffusers' UNet2DModel or the library's own UNet, --network) trained on the 60,000 Fashion-MNIST training images with each recipe
+/// at 7×7, batch 64, AdamW, EMA, horizontal flips; diffusers' UNet2DModel, TrainDiffusion's default) trained on the 60,000 Fashion-MNIST training images with each recipe
 /// and the same seed, scored after each step count by Fréchet distance, precision and recall of DDIM-50 samples in the
 /// quality study's classifier features. Trainings resume from state files and scores are kept as they finish, so a
 /// stopped search goes on where it was. Every recipe's step time is measured round-robin with the others at the end,

@@ -43,7 +43,8 @@ internal static class SamplerSweep
             floor = evaluator.Evaluate(floorImages, intended).FrechetDistance;
         log($"[sweep] floor (real test images, {count}): FD {floor:F3}");
 
-        string cellsPath = Path.Combine(directory, $"sampler-sweep-{snapshot.Steps}-w{options.SweepGuidance:0.#}-n{count}.json");
+        // The network's tag keeps cells of different snapshots with the same step count apart.
+        string cellsPath = Path.Combine(directory, $"sampler-sweep{BenchmarkNetworks.Tag(options)}-{snapshot.Steps}-w{options.SweepGuidance:0.#}-n{count}.json");
         var cells = File.Exists(cellsPath) ? Json.Read<List<SweepCell>>(cellsPath) ?? [] : [];
         using var model = DiffusionModel.Load(snapshot.Path, CPU);
         foreach (var (sampler, target) in options.SweepReportOnly ? [] : Order(options.SweepEvaluations))

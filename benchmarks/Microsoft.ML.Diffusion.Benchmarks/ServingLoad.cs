@@ -24,7 +24,7 @@ internal static class ServingLoad
         int steps = options.Quick ? 5 : 20;
         var config = BenchmarkConfig.Create("bench", options);
         manual_seed(0);
-        var network = new UNetNoisePredictor(config.Network);
+        var network = NoisePredictors.Create(config.Network);
         using var model = new DiffusionModel(network, new NoiseScheduleOptions(), Process.PredictionType.Epsilon);
         var modes = new (string Name, GenerationServiceOptions Options)[]
         {

@@ -47,7 +47,7 @@ internal static class ServingSoak
         int steps = options.Quick ? 5 : 20;
         var config = BenchmarkConfig.Create("bench", options);
         manual_seed(0);
-        var network = new UNetNoisePredictor(config.Network);
+        var network = NoisePredictors.Create(config.Network);
         using var model = new DiffusionModel(network, new NoiseScheduleOptions(), Process.PredictionType.Epsilon);
         using var service = new DiffusionGenerationService(model);
         log($"[serving-soak] {config.Description}: {requests} requests from {Clients} clients, {steps} steps each, in {rounds} rounds after a warm-up of {Clients * 4}");

@@ -128,8 +128,8 @@ internal static class Throughput
     {
         var schedule = NoiseSchedule.Create(new NoiseScheduleOptions());
         manual_seed(1);
-        using var network = new UNetNoisePredictor(net);
-        using var emaNetwork = new UNetNoisePredictor(net);
+        using var network = NoisePredictors.Create(net);   // the trainer's network and EMA copy, built as it builds them
+        using var emaNetwork = NoisePredictors.Create(net);
         emaNetwork.eval();
         foreach (var p in emaNetwork.parameters()) p.requires_grad = false;
         var ema = new ExponentialMovingAverage(network, emaNetwork, 0.999);

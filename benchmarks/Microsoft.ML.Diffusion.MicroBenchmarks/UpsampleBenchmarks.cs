@@ -6,7 +6,8 @@ namespace Microsoft.ML.Diffusion.MicroBenchmarks;
 
 /// <summary>
 /// Nearest-neighbour ×2 upsampling of the bench network's 64-channel 14×14 maps (batch 64), in inference:
-/// libtorch's interpolate kernel against a broadcast view copied once (what <c>Networks/Upsample</c> does).
+/// libtorch's interpolate kernel (what diffusers' <c>Upsample2D</c> runs) against a broadcast view copied once (what the
+/// library's first UNet ran, <c>Networks/Legacy/Upsample</c>).
 /// </summary>
 [MemoryDiagnoser]
 public class UpsampleBenchmarks
@@ -35,7 +36,7 @@ public class UpsampleBenchmarks
     [Benchmark]
     public void ExpandReshape()
     {
-        using var y = Networks.Upsample.NearestDouble(_x);
+        using var y = Networks.Legacy.Upsample.NearestDouble(_x);
     }
 
     [GlobalCleanup]

@@ -251,7 +251,9 @@ public sealed class ImageClassifier : IDisposable
 
         public ClassifierNetwork(ImageClassifierOptions options) : base(nameof(ImageClassifier))
         {
-            using var construction = NewDisposeScope();   // releases the initialisers' temporaries (see UNetNoisePredictor)
+            // TorchSharp's layer constructors leave undisposed the tensors their in-place initialisers return (each holds a
+            // reference to a weight); the scope releases them, and conv and linear parameters stay registered.
+            using var construction = NewDisposeScope();
             conv1 = Conv2d(options.Channels, 32, 3, padding: 1);
             conv2 = Conv2d(32, 64, 3, padding: 1);
             conv3 = Conv2d(64, 64, 3, padding: 1);
