@@ -1,4 +1,4 @@
-using UpsampleLayer = Microsoft.ML.Diffusion.Networks.Upsample;
+using UpsampleLayer = Microsoft.ML.Diffusion.Networks.Legacy.Upsample;
 using Xunit;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
