@@ -1,6 +1,6 @@
 namespace Microsoft.ML.Diffusion.Conditioning;
 
-/// <summary>The condition a noise predictor takes; part of <see cref="Networks.UNetOptions"/>, so it is saved with the model.</summary>
+/// <summary>The condition a noise predictor takes; part of its <see cref="Networks.NoisePredictorOptions"/>, so it is saved with the model.</summary>
 public sealed record ConditioningOptions
 {
     /// <summary>The kind of condition.</summary>

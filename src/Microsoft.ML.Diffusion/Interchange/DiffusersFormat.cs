@@ -32,7 +32,7 @@ public static class DiffusersFormat
     /// here (diffusers' <c>UNet2DConditionModel</c> reading the library's condition encoder) is written without
     /// <c>model_index.json</c>: <c>unet/</c> for <c>UNet2DConditionModel.from_pretrained</c>, <c>scheduler/</c>, and the
     /// encoder in the library's own format in <c>condition_encoder/</c> (<c>config.json</c>, <c>model.safetensors</c>).
-    /// Other networks (the library's own UNet) cannot be written; files are replaced atomically. Written with no LoRA
+    /// Other networks (text- and vector-conditional models of the library's first UNet) cannot be written; files are replaced atomically. Written with no LoRA
     /// fused, the folder holds the model's own weights, and model zips of the model with LoRA adapters fused later refer
     /// to it as their base; written with LoRAs fused, it holds the merged weights.
     /// <para>

@@ -263,7 +263,7 @@ public sealed partial class DiffusionTrainingEstimator : IEstimator<DiffusionTra
     private NoisePredictorOptions StartingNetwork(DiffusionModel start, ImageColumn column, ConditionColumn? condition)
     {
         if (start.Network is Networks.Legacy.UNetNoisePredictor first)
-            throw new ArgumentOutOfRangeException(nameof(DiffusionTrainingOptions.StartFrom), $"StartFrom's network is the library's first UNet, which no longer trains: {Networks.Legacy.OwnUNetFiles.WhyNoDiffusersForm(first.Options)}. The model still generates; train a new model with the default network instead.");
+            throw new ArgumentOutOfRangeException(nameof(DiffusionTrainingOptions.StartFrom), $"StartFrom's network is the library's first UNet, which no longer trains: {Networks.Legacy.FirstUNetFiles.WhyNoDiffusersForm(first.Options)}. The model still generates; train a new model with the default network instead.");
         var n = start.NetworkOptions;
         if (n.ImageChannels != column.Channels || n.ImageSize != column.Size)
             throw new ArgumentOutOfRangeException(nameof(DiffusionTrainingOptions.StartFrom), $"StartFrom's network takes {n.ImageChannels}×{n.ImageSize}×{n.ImageSize} images, but column '{column.Name}' gives {column.Channels}×{column.Size}×{column.Size}; set ImageChannels and resize the images to match.");

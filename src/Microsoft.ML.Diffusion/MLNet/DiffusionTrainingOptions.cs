@@ -65,8 +65,9 @@ public sealed record DiffusionTrainingOptions : DiffusionTrainerOptions
 
 
     /// <summary>
-    /// The noise predictor to train: the options of any kind registered with <see cref="NoisePredictors"/> (the library's
-    /// own <see cref="UNetOptions"/> among them). Its image shape and condition are taken from the columns. Null trains
+    /// The noise predictor to train: the options of any kind registered with <see cref="NoisePredictors"/> (a
+    /// <see cref="UNetOptions"/> builds the diffusers network of its shape). Its image shape and condition are taken from
+    /// the columns. Null trains
     /// the default network, a Hugging Face diffusers UNet of the shape the UNet settings below describe, which are ignored
     /// otherwise: <c>UNet2DModel</c> for unconditional and class-conditional models (a learned null class for guidance),
     /// <c>UNet2DConditionModel</c> reading the library's condition encoder through cross-attention for text and vector

@@ -210,7 +210,7 @@ public sealed class DiffusionModel : IDisposable
         try
         {
             // Files of the library's first UNet ("unet") load as the diffusers network that computes them, where one does.
-            network = header.Network is UNetOptions first ? OwnUNetFiles.Load(first, state, source) : Built(header.Network, state, source);
+            network = header.Network is UNetOptions first ? FirstUNetFiles.Load(first, state, source) : Built(header.Network, state, source);
         }
         finally
         {

@@ -25,7 +25,7 @@ public static class NoisePredictors
 
     static NoisePredictors()
     {
-        Register<UNetOptions>(UNet, o => Create(Legacy.OwnUNetFiles.Network(o)));
+        Register<UNetOptions>(UNet, o => Create(Legacy.FirstUNetFiles.Network(o)));
         Register<Diffusers.UNet2DModelOptions>(Diffusers.UNet2DModelNoisePredictor.RegisteredName, o => new Diffusers.UNet2DModelNoisePredictor(o));
         Register<Diffusers.UNet2DConditionOptions>(Diffusers.UNet2DConditionNoisePredictor.RegisteredName, o => new Diffusers.UNet2DConditionNoisePredictor(o));
     }

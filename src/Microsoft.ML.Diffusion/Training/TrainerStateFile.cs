@@ -85,8 +85,8 @@ internal static class TrainerStateFile
             if (first is not null)
             {
                 // A state of the library's first UNet resumes in the UNet2DModel that computes the same, where one does.
-                network = OwnUNetFiles.Converted(first) ?? throw new CheckpointFormatException(
-                    $"{source} was written while training the library's first UNet, which no longer trains: {OwnUNetFiles.WhyNoDiffusersForm(first)}. The models saved from that run still load and generate; train a new model (the default network) to go on.");
+                network = FirstUNetFiles.Converted(first) ?? throw new CheckpointFormatException(
+                    $"{source} was written while training the library's first UNet, which no longer trains: {FirstUNetFiles.WhyNoDiffusersForm(first)}. The models saved from that run still load and generate; train a new model (the default network) to go on.");
                 if (header.Lora is not null)
                     throw new CheckpointFormatException($"{source} holds LoRA adapters for the layers of the library's first UNet, whose models now load as diffusers' UNet2DModel under other layer names; fuse the adapters already saved with LoadLora, or train new ones on the loaded model.");
             }
@@ -137,7 +137,7 @@ internal static class TrainerStateFile
         var state = formatVersion >= 2 ? TorchSharpWeights.Read(weights, source) : LegacyWeights.Read(weights, first, source);
         try
         {
-            var renamed = OwnUNetFiles.Rename(first, state, source);
+            var renamed = FirstUNetFiles.Rename(first, state, source);
             try
             {
                 ModuleWeights.Load(network, renamed, source);

@@ -63,7 +63,7 @@ internal static class DiffusersPipelineFolder
         if (model.Network is Networks.Legacy.UNetNoisePredictor legacy)
         {
             // Files of the first UNet that a diffusers network computes load as one; the others have no diffusers form.
-            throw new NotSupportedException($"This model's network, the library's first UNet, cannot be written as a diffusers folder: {Networks.Legacy.OwnUNetFiles.WhyNoDiffusersForm(legacy.Options)}. It still generates here; train a new model with the default network to export.");
+            throw new NotSupportedException($"This model's network, the library's first UNet, cannot be written as a diffusers folder: {Networks.Legacy.FirstUNetFiles.WhyNoDiffusersForm(legacy.Options)}. It still generates here; train a new model with the default network to export.");
         }
         if (model.Network is UNet2DModelNoisePredictor && model.NetworkOptions is UNet2DModelOptions options)
         {

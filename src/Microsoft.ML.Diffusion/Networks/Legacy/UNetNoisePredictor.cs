@@ -9,7 +9,7 @@ namespace Microsoft.ML.Diffusion.Networks.Legacy;
 /// The library's first noise predictor, a UNet in the style of DDPM's (Ho et al. 2020, appendix B), kept to read the
 /// models trained with it that no diffusers network computes: text- and vector-conditional ones (the pooled prompt is
 /// added to the time embedding and the cross-attention has no transformer block) and ones whose attention heads span
-/// levels of different widths. Other files of it load as diffusers' UNet2DModel (<see cref="OwnUNetFiles"/>), and
+/// levels of different widths. Other files of it load as diffusers' UNet2DModel (<see cref="FirstUNetFiles"/>), and
 /// <see cref="UNetOptions"/> build diffusers networks, so nothing trains a new one.
 /// Down path: residual blocks (+ attention) per level, strided-conv downsampling; middle: residual, attention,
 /// residual; up path: one more block per level, each taking a skip connection from the down path, with

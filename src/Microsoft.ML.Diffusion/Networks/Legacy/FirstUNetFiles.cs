@@ -12,7 +12,7 @@ namespace Microsoft.ML.Diffusion.Networks.Legacy;
 /// like any UNet2DModel. The rest — text- and vector-conditional networks and heads spread over levels of different
 /// widths — load into <see cref="UNetNoisePredictor"/>, which generates as before but is not trained further.
 /// </summary>
-internal static class OwnUNetFiles
+internal static class FirstUNetFiles
 {
     /// <summary>
     /// The diffusers network <see cref="UNetOptions"/> build: the UNet2DModel that computes what the first UNet of these
