@@ -58,6 +58,9 @@ internal sealed class LoraAdapter : IDisposable
         return Read(file);
     }
 
+    /// <summary>An adapter of this one's file and layout with other layers (it takes ownership of them).</summary>
+    public LoraAdapter WithLayers(IReadOnlyList<LoraLayer> layers) => new(Source, Layout, layers);
+
     /// <summary>An adapter with copies of this one's factors, owned by the caller.</summary>
     public LoraAdapter Clone() => new(Source, Layout,
         Layers.Select(l => new LoraLayer(l.Component, l.Module, l.Source, l.Down.clone().DetachFromDisposeScope(), l.Up.clone().DetachFromDisposeScope(), l.Alpha)).ToList());

@@ -27,6 +27,7 @@ public static class LoraExtensions
     {
         try
         {
+            adapter = FirstUNetLora.Renamed(model, adapter);
             var targets = LoraTargets.Resolve(model, adapter);
             return LoraFusion.Of(model).Fuse(adapter, targets, scale, path);
         }

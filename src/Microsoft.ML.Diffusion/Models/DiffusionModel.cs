@@ -84,6 +84,12 @@ public sealed class DiffusionModel : IDisposable
     /// </summary>
     internal ModelSource? FineTunedFrom { get; set; }
 
+    /// <summary>
+    /// The first-UNet options of the file the network was converted from on load (a file of kind "unet" that loads as
+    /// UNet2DModel), null otherwise: LoRA adapters trained on that first UNet name its layers, and fusing renames them.
+    /// </summary>
+    internal UNetOptions? ConvertedFrom { get; private set; }
+
     private bool _disposed;
 
     /// <summary>
@@ -146,7 +152,9 @@ public sealed class DiffusionModel : IDisposable
         using var buffer = new MemoryStream();
         Save(buffer);
         buffer.Position = 0;
-        return Load(buffer, device, "A copy of the model");
+        var copy = Load(buffer, device, "A copy of the model");
+        copy.ConvertedFrom = ConvertedFrom;   // written as a UNet2DModel, it is still the network the first UNet's adapters fit
+        return copy;
     }
 
     /// <summary>
@@ -217,7 +225,11 @@ public sealed class DiffusionModel : IDisposable
             foreach (var t in state.Values) t.Dispose();
         }
         network.to(device);
-        return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps) { DiffusersScheduler = header.DiffusersScheduler };
+        return new DiffusionModel(network, header.Schedule, header.Prediction, header.TrainingSteps)
+        {
+            DiffusersScheduler = header.DiffusersScheduler,
+            ConvertedFrom = header.Network is UNetOptions converted && network is not UNetNoisePredictor ? converted : null,
+        };
     }
 
     private static NoisePredictor Built(NoisePredictorOptions options, Dictionary<string, Tensor> state, string source)

@@ -72,7 +72,46 @@ internal static partial class UNetAsUNet2DModel
         return result;
     }
 
-    private static IEnumerable<(string, Tensor)> Rename(string name, Tensor value, int perLevel)
+    /// <summary>
+    /// A LoRA layer of the UNet's module <paramref name="module"/> as layers of UNet2DModel's modules, renamed as the
+    /// weights are: the fused qkv's becomes to_q's, to_k's and to_v's (each with down flattened, and a third of up's rows),
+    /// the 1×1 output projection's becomes to_out.0's (factors flattened), any other is the same layer under its new name.
+    /// Alpha, rank and the update they give are unchanged. Null when the UNet has no such module; otherwise new tensors
+    /// the caller disposes.
+    /// </summary>
+    public static List<(string Module, Tensor Down, Tensor Up)>? Lora(UNetOptions u, string module, Tensor down, Tensor up)
+    {
+        ArgumentNullException.ThrowIfNull(u);
+        ArgumentException.ThrowIfNullOrEmpty(module);
+        ArgumentNullException.ThrowIfNull(down);
+        ArgumentNullException.ThrowIfNull(up);
+        if (Map(module + ".weight", u.ResidualBlocksPerLevel) is not { } mapped) return null;
+        var (names, reshape) = mapped;
+        using var scope = NewDisposeScope();
+        var (d, ups) = reshape == Reshape.Keep ? (down.detach(), new[] { up.detach() }) : (down.detach().flatten(1), Parts(up.detach().flatten(1), reshape));
+        return names.Zip(ups, (name, part) => (name[..^".weight".Length], d.clone().MoveToOuterDisposeScope(), part.clone().MoveToOuterDisposeScope())).ToList();
+    }
+
+    private static List<(string, Tensor)> Rename(string name, Tensor value, int perLevel)
+    {
+        var (names, reshape) = Map(name, perLevel) ?? throw new InvalidOperationException($"The UNet parameter '{name}' has no UNet2DModel counterpart.");
+        var flat = reshape == Reshape.Keep || value.dim() < 2 ? value : value.flatten(1);
+        return names.Zip(Parts(flat, reshape), (n, part) => (n, part.clone())).ToList();
+    }
+
+    private static Tensor[] Parts(Tensor value, Reshape reshape) => reshape == Reshape.Split ? value.chunk(3, 0) : [value];
+
+    // How a weight's values change on the way: kept, the fused qkv's split in three along its rows (to_q, to_k, to_v), a
+    // 1×1 convolution's weight flattened to a linear one's (flattening a bias changes nothing).
+    private enum Reshape
+    {
+        Keep,
+        Split,
+        Flatten,
+    }
+
+    // The UNet2DModel parameters a UNet parameter becomes (three for the fused qkv's), or null when the UNet has no such one.
+    private static (string[] Names, Reshape Reshape)? Map(string name, int perLevel)
     {
         string? simple = name switch
         {
@@ -83,16 +122,16 @@ internal static partial class UNetAsUNet2DModel
             "condition_encoder.class_embedding.weight" => "class_embedding.weight",
             _ => null,
         };
-        if (simple is not null) return [(simple, value.clone())];
+        if (simple is not null) return ([simple], Reshape.Keep);
         foreach (var (pattern, target) in Prefixes)
         {
             var m = pattern.Match(name);
             if (!m.Success) continue;
             string prefix = target(m, perLevel);
             string rest = m.Groups["rest"].Value;
-            return m.Groups["part"].Value == "attention" ? Attention(prefix, rest, value) : [(prefix + Residual(rest), value.clone())];
+            return m.Groups["part"].Value == "attention" ? Attention(prefix, rest) : ([prefix + Residual(rest)], Reshape.Keep);
         }
-        throw new InvalidOperationException($"The UNet parameter '{name}' has no UNet2DModel counterpart.");
+        return null;
     }
 
     // (pattern over the UNet's name, the UNet2DModel prefix it maps to); groups: part (residual/attention/…), rest.
@@ -118,20 +157,14 @@ internal static partial class UNetAsUNet2DModel
     }
 
     // norm → group_norm; the fused qkv 1×1 convolution → to_q, to_k, to_v; the 1×1 output projection → to_out.0.
-    private static IEnumerable<(string, Tensor)> Attention(string prefix, string rest, Tensor value) => rest switch
+    private static (string[], Reshape)? Attention(string prefix, string rest) => rest switch
     {
-        "norm.weight" or "norm.bias" => [(prefix + "group_" + rest, value.clone())],
-        "qkv.weight" or "qkv.bias" => Split(prefix, rest[4..], value),
-        "projection.weight" => [(prefix + "to_out.0.weight", value.flatten(1).clone())],
-        "projection.bias" => [(prefix + "to_out.0.bias", value.clone())],
-        _ => throw new InvalidOperationException($"The UNet attention parameter '{rest}' has no UNet2DModel counterpart."),
+        "norm.weight" or "norm.bias" => ([prefix + "group_" + rest], Reshape.Keep),
+        "qkv.weight" or "qkv.bias" => ([prefix + "to_q." + rest[4..], prefix + "to_k." + rest[4..], prefix + "to_v." + rest[4..]], Reshape.Split),
+        "projection.weight" => ([prefix + "to_out.0.weight"], Reshape.Flatten),
+        "projection.bias" => ([prefix + "to_out.0.bias"], Reshape.Keep),
+        _ => null,
     };
-
-    private static IEnumerable<(string, Tensor)> Split(string prefix, string kind, Tensor value)
-    {
-        var parts = value.flatten(kind == "weight" ? 1 : 0).chunk(3, 0);
-        return [(prefix + "to_q." + kind, parts[0].clone()), (prefix + "to_k." + kind, parts[1].clone()), (prefix + "to_v." + kind, parts[2].clone())];
-    }
 
     [GeneratedRegex(@"^down_blocks\.(?<i>\d+)\.(?<part>residual|attention)\.(?<rest>.+)$")]
     private static partial Regex DownBlock();
