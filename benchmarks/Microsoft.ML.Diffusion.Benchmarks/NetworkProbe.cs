@@ -1,4 +1,6 @@
+using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Networks;
+using Microsoft.ML.Diffusion.Networks.Legacy;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Diffusion.Benchmarks;
@@ -33,20 +35,34 @@ internal static class NetworkProbe
         return v;
     }
 
-    /// <summary>Mean |y| and the mean of y times fixed values, for the output y of <paramref name="options"/>' network.</summary>
+    /// <summary>
+    /// Mean |y| and the mean of y times fixed values, for the output y of the network <paramref name="options"/> build.
+    /// The rule fills the reference's layers — the library's first UNet, whose fused qkv convolution the reference shares —
+    /// and the weights are then renamed into the UNet2DModel the library trains, which computes the same function.
+    /// </summary>
     public static (double MeanAbs, double Projection) Run(UNetOptions options)
     {
         using var scope = NewDisposeScope();
-        using var network = NoisePredictors.Create(options);
-        network.eval();
+        using var first = new UNetNoisePredictor(options);
         using var noGrad = no_grad();
-        foreach (var p in network.parameters())
+        foreach (var p in first.parameters())
         {
             long n = p.numel();
             double[] u = Values(n);
             double scale = p.dim() >= 2 ? Math.Sqrt(3.0 / (n / p.shape[0])) : 0;
             var values = u.Select(x => (float)(p.dim() >= 2 ? x * scale : x * 0.2 + 1.0)).ToArray();
             p.copy_(tensor(values).view(p.shape));
+        }
+        using var network = NoisePredictors.Create(options);
+        network.eval();
+        var renamed = FirstUNetFiles.Rename(options, first.state_dict(), "the probe");
+        try
+        {
+            ModuleWeights.Load(network, renamed, "the probe");
+        }
+        finally
+        {
+            foreach (var t in renamed.Values) t.Dispose();
         }
         long[] shape = [Timesteps.Length, options.ImageChannels, options.ImageSize, options.ImageSize];
         long count = shape.Aggregate(1L, (a, b) => a * b);

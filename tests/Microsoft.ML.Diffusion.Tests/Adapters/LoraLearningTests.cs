@@ -14,14 +14,14 @@ namespace Microsoft.ML.Diffusion.Tests.Adapters;
 
 /// <summary>
 /// A LoRA learns: a tiny unconditional model trained on two kinds of 8×8 images alike (white shapes on black, and the
-/// same inverted: black shapes on white) draws both; a LoRA of its attention projections, trained on the inverted
-/// kind alone with the rest of the network frozen, makes the same seeds draw mostly that kind.
+/// same inverted: black shapes on white) draws both; a LoRA of its attention projections and residual convolutions,
+/// trained on the inverted kind alone with the rest of the network frozen, makes the same seeds draw mostly that kind.
 /// </summary>
 public sealed class LoraLearningTests(ITestOutputHelper output) : IDisposable
 {
     private const int Size = 8;
 
-    // The tiny UNet at 8×8, with self-attention at 4×4 and in the middle: what the LoRA adapts by default.
+    // The tiny UNet (a UNet2DModel) at 8×8, with self-attention at 4×4 and in the middle.
     private static readonly UNetOptions Network = DiffusionTrainerTests.TinyNetwork with { ImageSize = Size, AttentionResolutions = [Size / 2] };
 
     private readonly string _folder = Directory.CreateTempSubdirectory("mldiffusion-lora-learns-").FullName;
@@ -57,7 +57,7 @@ public sealed class LoraLearningTests(ITestOutputHelper output) : IDisposable
         var options = new DiffusionTrainerOptions { BatchSize = 32, LearningRate = 5e-3, WarmupSteps = 10, EmaDecay = 0, Seed = 7 };
         clock.Restart();
         var losses = new List<double>();
-        using (var trainer = new DiffusionTrainer(model, new LoraTrainingOptions { Rank = 4 }, options))
+        using (var trainer = new DiffusionTrainer(model, new LoraTrainingOptions { Rank = 4, TargetModules = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"] }, options))
         {
             trainer.Train(white, 100, p => losses.Add(p.Loss), reportEvery: 25);
             trainer.SaveLora(file);

@@ -26,7 +26,8 @@ public sealed class LoraTrainingTests : IDisposable
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("mldiffusion-lora-training-").FullName;
 
-    // The library's UNet with self-attention at 8×8 and, conditioned on text, cross-attention there too.
+    // The network UNetOptions build: UNet2DModel with self-attention at 8×8 or, conditioned on text, UNet2DConditionModel
+    // with a transformer block (self- and cross-attention) there.
     private static DiffusionModel LibraryModel(ConditioningOptions? condition = null, int seed = 3)
     {
         manual_seed(seed);
@@ -51,8 +52,8 @@ public sealed class LoraTrainingTests : IDisposable
         using var sd = TrainedLoraFileTests.StableDiffusion();
         (DiffusionModel Model, int Layers, string Example)[] cases =
         [
-            // Level 1 down (1 block), middle (1), level 1 up (2): self-attention qkv + projection, cross query, key_value, projection.
-            (library, 4 * 5, "down_blocks.1.attention.qkv"),
+            // Level 1 down (1 block), middle (1), level 1 up (2): one transformer block each, attn1 and attn2.
+            (library, 4 * 2 * 4, "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"),
             // Attention at level 1: 1 down, 1 mid, 2 up blocks, each to_q/to_k/to_v/to_out.0.
             (unet2d, 4 * 4, "down_blocks.1.attentions.0.to_q"),
             // 6 transformer blocks, each attn1 and attn2.
@@ -96,7 +97,7 @@ public sealed class LoraTrainingTests : IDisposable
         using var model = LibraryModel();
         using var data = SyntheticShapes.Generate(16, 16, seed: 2);
         var before = Values(model.Network.parameters());
-        using var trainer = new DiffusionTrainer(model, new LoraTrainingOptions { Rank = 2, TargetModules = ["qkv", "projection", "conv1"] }, Options());
+        using var trainer = new DiffusionTrainer(model, new LoraTrainingOptions { Rank = 2, TargetModules = ["to_q", "to_out.0", "conv1"] }, Options());
         var lora = (LoraNetwork)trainer.TrainedModule;
         long adapterSize = lora.parameters().Sum(p => p.numel());
         Assert.Equal(lora.Layers.Sum(l => l.Down.numel() + l.Up.numel()), adapterSize);
@@ -163,15 +164,15 @@ public sealed class LoraTrainingTests : IDisposable
         foreach (double alpha in new[] { double.NaN, double.PositiveInfinity, 0, -1 })
             Assert.Contains("alpha must be positive and finite", Assert.Throws<ArgumentOutOfRangeException>(() => Make(new LoraTrainingOptions { Alpha = alpha })).Message);
         Assert.Contains("TargetModules is empty", Assert.Throws<ArgumentException>(() => Make(new LoraTrainingOptions { TargetModules = [] })).Message);
-        Assert.Contains("unusable layer name", Assert.Throws<ArgumentException>(() => Make(new LoraTrainingOptions { TargetModules = ["qkv", ".projection"] })).Message);
+        Assert.Contains("unusable layer name", Assert.Throws<ArgumentException>(() => Make(new LoraTrainingOptions { TargetModules = ["to_q", ".to_v"] })).Message);
 
-        var e = Assert.Throws<ArgumentException>(() => Make(new LoraTrainingOptions { TargetModules = ["qkv", "to_q"] }));
-        Assert.Contains("'to_q' matches no layer", e.Message);
-        Assert.Contains("'middle_block1.attention.qkv'", e.Message);   // some of the network's own names
+        var e = Assert.Throws<ArgumentException>(() => Make(new LoraTrainingOptions { TargetModules = ["to_q", "qkv"] }));
+        Assert.Contains("'qkv' matches no layer", e.Message);
+        Assert.Contains("Linear and Conv2d layers are named like '", e.Message);   // some of the network's own names
         Assert.Contains("'conv1'", e.Message);
-        Assert.Contains("'qkv'", e.Message);
-        e = Assert.Throws<ArgumentException>(() => Make(new LoraTrainingOptions { TargetModules = ["attention"] }));
-        Assert.Contains("SelfAttention", e.Message);
+        Assert.Contains("'to_q'", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Make(new LoraTrainingOptions { TargetModules = ["attentions.0"] }));
+        Assert.Contains("SelfAttention2D", e.Message);
         Assert.Contains("Linear and Conv2d layers only", e.Message);
 
         Assert.All(model.Network.parameters(), p => Assert.True(p.requires_grad));   // a refused trainer leaves the model as it was

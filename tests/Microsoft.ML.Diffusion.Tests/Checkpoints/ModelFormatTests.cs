@@ -67,8 +67,8 @@ public class ModelFormatTests
         var state = SafeTensors.Read(weights, "test");
         try
         {
-            Assert.Equal([1L, 8, 3, 3], state["output_conv.weight"].shape);   // not padded to 16 channels
-            Assert.Equal([1L], state["output_conv.bias"].shape);
+            Assert.Equal([1L, 8, 3, 3], state["conv_out.weight"].shape);   // not padded to 16 channels
+            Assert.Equal([1L], state["conv_out.bias"].shape);
             Assert.DoesNotContain(state.Keys, k => k.StartsWith("output_conv.conv", StringComparison.Ordinal));
             Assert.Equal(model.Network.state_dict().Keys.ToArray(), state.Keys.ToArray());
         }
@@ -97,14 +97,14 @@ public class ModelFormatTests
         }
         Exception Loading(byte[] file) => Assert.Throws<CheckpointFormatException>(() => DiffusionModel.Load(new MemoryStream(file), CPU));
 
-        using var nan = full(state["output_conv.bias"].shape, float.NaN);
-        var e = Loading(Rewritten("output_conv.bias", nan));
-        Assert.Contains("'output_conv.bias'", e.Message);
+        using var nan = full(state["conv_out.bias"].shape, float.NaN);
+        var e = Loading(Rewritten("conv_out.bias", nan));
+        Assert.Contains("'conv_out.bias'", e.Message);
         Assert.Contains("NaN", e.Message);
 
         using var wide = zeros(2, 8, 3, 3);
-        e = Loading(Rewritten("output_conv.weight", wide));
-        Assert.Contains("'output_conv.weight' has shape [2, 8, 3, 3] but the network expects [1, 8, 3, 3]", e.Message);
+        e = Loading(Rewritten("conv_out.weight", wide));
+        Assert.Contains("'conv_out.weight' has shape [2, 8, 3, 3] but the network expects [1, 8, 3, 3]", e.Message);
 
         byte[] safetensors = SafeTensors.Write(state.Select(kv => (kv.Key, kv.Value)));
         e = Assert.Throws<CheckpointFormatException>(() => SafeTensors.Read(safetensors[..^10], "weights.safetensors"));
