@@ -1,4 +1,3 @@
-using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Networks.Legacy;
 using static TorchSharp.torch;
@@ -55,15 +54,7 @@ internal static class NetworkProbe
         }
         using var network = NoisePredictors.Create(options);
         network.eval();
-        var renamed = FirstUNetFiles.Rename(options, first.state_dict(), "the probe");
-        try
-        {
-            ModuleWeights.Load(network, renamed, "the probe");
-        }
-        finally
-        {
-            foreach (var t in renamed.Values) t.Dispose();
-        }
+        FirstUNetFiles.LoadRenamed(network, options, first.state_dict(), "the probe");
         long[] shape = [Timesteps.Length, options.ImageChannels, options.ImageSize, options.ImageSize];
         long count = shape.Aggregate(1L, (a, b) => a * b);
         var x = tensor(Values(count, offset: 7).Select(v => (float)v).ToArray()).view(shape);

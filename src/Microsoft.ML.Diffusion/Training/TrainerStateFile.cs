@@ -137,15 +137,7 @@ internal static class TrainerStateFile
         var state = formatVersion >= 2 ? TorchSharpWeights.Read(weights, source) : LegacyWeights.Read(weights, first, source);
         try
         {
-            var renamed = FirstUNetFiles.Rename(first, state, source);
-            try
-            {
-                ModuleWeights.Load(network, renamed, source);
-            }
-            finally
-            {
-                foreach (var t in renamed.Values) t.Dispose();
-            }
+            FirstUNetFiles.LoadRenamed(network, first, state, source);
         }
         finally
         {

@@ -51,22 +51,8 @@ internal static class FirstUNetFiles
         NoisePredictor network = converted is null ? new UNetNoisePredictor(u) : new UNet2DModelNoisePredictor(converted);
         try
         {
-            if (converted is null)
-            {
-                ModuleWeights.Load(network, weights, source);
-            }
-            else
-            {
-                var renamed = Rename(u, weights, source);
-                try
-                {
-                    ModuleWeights.Load(network, renamed, source);
-                }
-                finally
-                {
-                    foreach (var t in renamed.Values) t.Dispose();
-                }
-            }
+            if (converted is null) ModuleWeights.Load(network, weights, source);
+            else LoadRenamed(network, u, weights, source);
         }
         catch
         {
@@ -74,6 +60,23 @@ internal static class FirstUNetFiles
             throw;
         }
         return network;
+    }
+
+    /// <summary>
+    /// Copies a first UNet's <paramref name="weights"/>, renamed, into <paramref name="network"/>, the UNet2DModel
+    /// <see cref="Converted"/> gives for <paramref name="u"/>; the renamed copies are freed as soon as they are copied.
+    /// </summary>
+    public static void LoadRenamed(NoisePredictor network, UNetOptions u, IReadOnlyDictionary<string, Tensor> weights, string source)
+    {
+        var renamed = Rename(u, weights, source);
+        try
+        {
+            ModuleWeights.Load(network, renamed, source);
+        }
+        finally
+        {
+            foreach (var t in renamed.Values) t.Dispose();
+        }
     }
 
     /// <summary>The weights of a first UNet whose file loads as UNet2DModel, under UNet2DModel's names (new tensors).</summary>
