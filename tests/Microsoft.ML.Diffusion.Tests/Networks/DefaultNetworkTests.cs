@@ -3,6 +3,7 @@ using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Interchange.Diffusers;
 using Microsoft.ML.Diffusion.Networks;
 using Microsoft.ML.Diffusion.Networks.Diffusers;
+using Microsoft.ML.Diffusion.Networks.Legacy;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -90,6 +91,38 @@ public sealed class DefaultNetworkTests
         Assert.Equal(options, UNet2DModelConfig.Read(json, "config.json") with { DownBlockTypes = options.DownBlockTypes, UpBlockTypes = options.UpBlockTypes, BlockOutChannels = options.BlockOutChannels });
         var wrong = Assert.Throws<CheckpointFormatException>(() => UNet2DModelConfig.Read(json.Replace("\"_null_class_label\": 3", "\"_null_class_label\": 1"), "config.json"));
         Assert.Contains("_null_class_label 1", wrong.Message);
+    }
+
+    // The default class model replaced the first UNet of the same settings; it computes what that network computed
+    // (flip_sin_to_cos aside, a permutation of the time features), and it must also start where that one started: every
+    // weight drawn from the same law (same bounds, same constants, conv_out at zero), so quality differences between the
+    // two come from which numbers were drawn, not from how.
+    [Fact]
+    public void TheClassModelStartsFromTheFirstUNetsInitialDistribution()
+    {
+        var classes = Bench with { Condition = new ConditioningOptions { Kind = ConditionKind.Class, ClassCount = 10 } };
+        using var scope = NewDisposeScope();
+        manual_seed(1);
+        using var first = new UNetNoisePredictor(classes);
+        var expected = UNetAsUNet2DModel.Weights(classes, first.state_dict()).ToDictionary(w => w.Name, w => w.Value);
+        manual_seed(1);
+        using var network = NoisePredictors.Create(DiffusersUNetShapes.Like(classes));
+        var actual = network.state_dict();
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, value) in actual)
+        {
+            var drawn = expected[name];
+            Assert.Equal(drawn.shape, value.shape);
+            if (drawn.max().item<float>() == drawn.min().item<float>())
+            {
+                Assert.True(drawn.equal(value).all().item<bool>(), $"{name}: the first UNet starts it at the constant {drawn.flatten()[0].item<float>()}");
+                continue;
+            }
+            double std = drawn.std().item<float>(), largest = drawn.abs().max().item<float>();
+            double stdRatio = value.std().item<float>() / std, largestRatio = value.abs().max().item<float>() / largest;
+            Assert.True(stdRatio is > 0.75 and < 1.33 && largestRatio is > 0.85 and < 1.18,
+                $"{name}: std {value.std().item<float>():F4} and largest {value.abs().max().item<float>():F4}, the first UNet's {std:F4} and {largest:F4}");
+        }
     }
 
     // libtorch computes wrong gradients for 3×3 convolutions with few output channels on several threads; the output
