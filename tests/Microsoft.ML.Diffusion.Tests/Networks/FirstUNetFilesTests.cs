@@ -115,6 +115,37 @@ public sealed class FirstUNetFilesTests : IDisposable
         AssertClose(model.Network.Forward(x, t, null), loaded.Network.Forward(x, t, null));
     }
 
+    // Same weights give the same outputs and the same gradients: from one starting point and one stream of batches the
+    // converted network trains as the first UNet did, so only the initial draw tells a default-trained model from one.
+    [Fact]
+    public void TheConvertedNetworkHasTheFirstUNetsGradients()
+    {
+        var network = Network(ThreeClasses, heads: 1);
+        using var first = RandomFirstUNet(network);
+        using var converted = NoisePredictors.Create(FirstUNetFiles.Network(network));
+        FirstUNetFiles.LoadRenamed(converted, network, first.state_dict(), "the first UNet");
+
+        using var scope = NewDisposeScope();
+        var generator = new Generator(8);
+        var x = randn(4, 1, 8, 8, generator: generator);
+        var upstream = randn(4, 1, 8, 8, generator: generator);
+        var t = tensor(new long[] { 3, 300, 650, 999 });
+        using var labels = ConditionBatch.Classes(tensor(new long[] { 2, 0, 1, 1 }));
+        using var dropped = labels.WithNull(tensor(new[] { false, false, true, false }));
+        (first.Forward(x, t, dropped) * upstream).sum().backward();
+        (converted.Forward(x, t, dropped) * upstream).sum().backward();
+
+        var expected = FirstUNetFiles.Rename(network, first.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!), "gradients");
+        var actual = converted.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, gradient) in actual)
+        {
+            double range = expected[name].abs().max().item<float>();
+            double error = (expected[name] - gradient).abs().max().item<float>();
+            Assert.True(error <= 1e-5 * Math.Max(1, range), $"{name}: largest difference {error:E2} on gradients up to {range:F3}");
+        }
+    }
+
     [Fact]
     public void FirstUNetsNoDiffusersNetworkComputesLoadIntoTheFirstUNetAndAreNotExported()
     {
