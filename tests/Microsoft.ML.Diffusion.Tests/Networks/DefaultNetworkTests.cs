@@ -93,10 +93,10 @@ public sealed class DefaultNetworkTests
         Assert.Contains("_null_class_label 1", wrong.Message);
     }
 
-    // The default class model replaced the first UNet of the same settings; it computes what that network computed
-    // (flip_sin_to_cos aside, a permutation of the time features), and it must also start where that one started: every
-    // weight drawn from the same law (same bounds, same constants, conv_out at zero), so quality differences between the
-    // two come from which numbers were drawn, not from how.
+    // The default class model computes what the first UNet of the same settings computes (flip_sin_to_cos aside, a
+    // permutation of the time features) and starts where that one starts: every weight drawn from the same law (same
+    // bounds, same constants, conv_out at zero), so quality differences between the two come from which numbers are
+    // drawn, not from how.
     [Fact]
     public void TheClassModelStartsFromTheFirstUNetsInitialDistribution()
     {
