@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML.Diffusion.Checkpoints;
 using Microsoft.ML.Diffusion.Conditioning;
 using Microsoft.ML.Diffusion.Interchange;
@@ -9,6 +8,7 @@ using Microsoft.ML.Diffusion.Networks.Legacy;
 using Microsoft.ML.Diffusion.Process;
 using Microsoft.ML.Diffusion.Schedules;
 using Microsoft.ML.Diffusion.Training;
+using Microsoft.ML.Diffusion.Tests.Infrastructure;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -215,14 +215,11 @@ public sealed class FirstUNetFilesTests : IDisposable
         Assert.Contains("first UNet, which no longer trains", error.Message);
     }
 
-    // Needs Debian's python3-torch and a diffusers v0.21.x checkout (MLDIFFUSION_DIFFUSERS_SRC = its src folder), as
-    // DiffusersExportTests' diffusers test does.
+    // Opt-in: needs a diffusers checkout (DiffusersCheckout).
     [SkippableFact]
     public void DiffusersItselfGivesTheFirstUNetsOutputs()
     {
-        string? source = Environment.GetEnvironmentVariable("MLDIFFUSION_DIFFUSERS_SRC");
-        Skip.If(string.IsNullOrEmpty(source) || !Directory.Exists(Path.Combine(source, "diffusers")),
-            "Set MLDIFFUSION_DIFFUSERS_SRC to the src folder of a diffusers v0.21.x checkout (and install python3-torch) to run this test.");
+        string source = DiffusersCheckout.SourceOrSkip();
         using var first = new DiffusionModel(RandomFirstUNet(Network(ThreeClasses, heads: 1, attention: [8, 4])), new NoiseScheduleOptions(), PredictionType.Epsilon);
         using var model = DiffusionModel.Load(SavedFirstUNet(first, "for-diffusers"), CPU);
         string folder = Path.Combine(_folder, "for-diffusers");
@@ -239,18 +236,7 @@ public sealed class FirstUNetFilesTests : IDisposable
             File.WriteAllBytes(Path.Combine(folder, "check.safetensors"), SafeTensors.Write(
                 [("sample", sample), ("timestep", timestep), ("class_labels", labels), ("output", expected)]));
         }
-        string script = Path.Combine(AppContext.BaseDirectory, "TestData", "Diffusers", "check_unet_output.py");
-        var start = new ProcessStartInfo("/usr/bin/python3", ["-W", "ignore", script, "--diffusers", source!, "--folder", folder])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        start.Environment["OPENBLAS_NUM_THREADS"] = "1";
-        using var python = System.Diagnostics.Process.Start(start)!;
-        string output = python.StandardOutput.ReadToEnd(), errors = python.StandardError.ReadToEnd();
-        python.WaitForExit();
-        Assert.True(python.ExitCode == 0, $"diffusers disagrees: {output}\n{errors}");
-        Assert.Contains("match", output);
+        DiffusersCheckout.Check("check_unet_output.py", source, folder);
     }
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
